@@ -1,0 +1,123 @@
+"""Shared input validation for the public entry points of ``ncutils``.
+
+Every public function that receives features, labels or weights calls these
+helpers first, so that bad input fails with a ``ValueError`` naming the
+problem *before* any work starts, and so that every module converts numpy
+arrays, flattens convolutional maps and checks labels the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "as_tensor",
+    "flatten_features",
+    "check_finite",
+    "check_labels",
+    "check_features_labels",
+    "check_min_classes",
+    "row_chunks",
+]
+
+
+def as_tensor(value: Any, name: str) -> torch.Tensor:
+    """Return ``value`` as a torch tensor; numpy arrays and sequences are converted.
+
+    Tensors are returned as they are (same device, same dtype, no copy).
+    """
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise ValueError(f"{name} must be numeric, got a numpy array of dtype object")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"{name} must be a torch tensor or a numpy array, got {type(value).__name__}"
+        ) from error
+
+
+def flatten_features(features: Any, name: str = "features") -> torch.Tensor:
+    """Return features as a 2-D tensor ``(N, D)``.
+
+    ``(N, D)`` is kept; ``(N, C, H, W)`` (or any ``(N, ...)``) is flattened
+    channel-major to ``(N, C*H*W)``, the convention of DESIGN.md section 4.
+    """
+    features = as_tensor(features, name)
+    if features.ndim < 2:
+        raise ValueError(
+            f"{name} must have shape (N, D) or (N, C, H, W), got shape {tuple(features.shape)}"
+        )
+    if features.dtype == torch.bool or features.is_complex():
+        raise ValueError(f"{name} must be real-valued, got dtype {features.dtype}")
+    if features.ndim > 2:
+        features = features.reshape(features.shape[0], -1)
+    return features
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> None:
+    """Raise ``ValueError`` when ``tensor`` holds NaN or infinite entries."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name} contain {bad} NaN or infinite value(s)")
+
+
+def check_labels(labels: Any, name: str = "labels") -> torch.Tensor:
+    """Return labels as a 1-D integer (int64) tensor; reject floats, bools and empties."""
+    labels = as_tensor(labels, name)
+    if labels.ndim != 1:
+        raise ValueError(f"{name} must have shape (N,), got shape {tuple(labels.shape)}")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"{name} must be integers, got dtype {labels.dtype}")
+    if labels.numel() == 0:
+        raise ValueError(f"{name} are empty: need at least one sample")
+    return labels.long()
+
+
+def check_features_labels(
+    features: Any, labels: Any, *, features_name: str = "features", labels_name: str = "labels"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a ``(features, labels)`` pair and return ``(features (N, D), labels (N,))``.
+
+    Checks, in this order: shapes, emptiness, matching lengths, integer labels,
+    finite features. Labels are moved to the features' device.
+    """
+    features = flatten_features(features, features_name)
+    if features.shape[0] == 0:
+        raise ValueError(f"{features_name} are empty: need at least one sample")
+    if features.shape[1] == 0:
+        raise ValueError(f"{features_name} have zero dimensions (shape {tuple(features.shape)})")
+    labels = check_labels(labels, labels_name)
+    if labels.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"{features_name} and {labels_name} have mismatched lengths: "
+            f"{features.shape[0]} samples but {labels.shape[0]} labels"
+        )
+    check_finite(features, features_name)
+    return features, labels.to(features.device)
+
+
+def check_min_classes(classes: torch.Tensor, minimum: int = 2, what: str = "this metric") -> None:
+    """Raise ``ValueError`` when fewer than ``minimum`` classes are present."""
+    if classes.numel() < minimum:
+        raise ValueError(
+            f"{what} needs at least {minimum} classes, got {classes.numel()} "
+            f"(classes {classes.tolist()})"
+        )
+
+
+def row_chunks(n_rows: int, row_bytes: int, budget_bytes: int = 64 * 2**20) -> range:
+    """Start indices of row blocks whose float64 working copy stays within ``budget_bytes``.
+
+    Used to bound the temporary memory of per-sample work (a float64 copy of a
+    batch of wide conv features can be many gigabytes). The block size is the
+    returned range's ``step``.
+    """
+    rows = max(1, budget_bytes // max(1, row_bytes))
+    return range(0, n_rows, rows)

@@ -1,0 +1,437 @@
+"""Streaming, mergeable per-class statistics of features.
+
+Two accumulators, one per data pass (DESIGN.md section 4):
+
+* :class:`ClassStats` (pass 1): per-class counts, means and within-class sums of
+  squares ``sum_{i in c} ||h_i - mu_c||^2``, in float64 on the features' device.
+  Batches are folded in with the pairwise update of Chan, Golub and LeVeque
+  (1979), so no ``E||h||^2 - ||mu||^2`` cancellation happens, and two
+  accumulators merge exactly: ``stats(A).merge(stats(B)) == stats(A u B)`` up to
+  float64 rounding.
+* :class:`ProjectedScatter` (pass 2): with the centred class means
+  ``M = [mu_c - mu_G]`` (D x C) of pass 1 fixed, accumulates the C x C matrix
+  ``S = M^T Sigma_W M = (1/N) sum_i z_i z_i^T``, ``z_i = M^T (h_i - mu_{y_i})``.
+  Together with ``M^T M`` this gives the exact NC1 ``tr(Sigma_W Sigma_B^+)/C``
+  with O(D C) memory (see :func:`ncutils.metrics.nc1_from_stats`).
+
+Labels may be any integers, non-contiguous ones included (``{3, 7, 9}``);
+results carry ``classes``, the sorted label values they cover. Classes absent
+from the data simply do not appear. This module knows nothing about models.
+
+References
+----------
+Chan, Golub, LeVeque (1979), "Updating formulae and a pairwise algorithm for
+computing sample variances", Stanford CS report STAN-CS-79-773.
+Papyan, Han, Donoho (2020), "Prevalence of neural collapse during the terminal
+phase of deep learning training", PNAS 117(40).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+
+from ncutils._checks import check_features_labels, row_chunks
+
+__all__ = ["ClassStats", "ProjectedScatter"]
+
+
+class _Moments(NamedTuple):
+    """Per-class moments: sorted classes, counts, means (C, D), within sums of squares (C,)."""
+
+    classes: torch.Tensor
+    counts: torch.Tensor
+    means: torch.Tensor
+    within_ss: torch.Tensor
+
+
+def _batch_moments(features: torch.Tensor, labels: torch.Tensor) -> _Moments:
+    """Two-pass moments of one float64 block: sums by index_add_, then squared residuals."""
+    classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    sums = torch.zeros(classes.numel(), features.shape[1], dtype=torch.float64, device=features.device)
+    sums.index_add_(0, inverse, features)
+    means = sums / counts.unsqueeze(1).to(torch.float64)
+    residual_sq = (features - means[inverse]).pow_(2).sum(dim=1)
+    within_ss = torch.zeros(classes.numel(), dtype=torch.float64, device=features.device)
+    within_ss.index_add_(0, inverse, residual_sq)
+    return _Moments(classes, counts, means, within_ss)
+
+
+def _merge_moments(first: _Moments, second: _Moments) -> _Moments:
+    """Chan et al. pairwise merge of two sets of per-class moments over the union of classes.
+
+    For a class in both sets, with ``delta = mu_b - mu_a`` and ``n = n_a + n_b``:
+    ``mu = mu_a + delta * n_b / n`` and
+    ``ss = ss_a + ss_b + ||delta||^2 * n_a * n_b / n``. A class present in one set
+    only gets ``n_a = 0`` or ``n_b = 0`` and is copied unchanged.
+    """
+    classes = torch.unique(torch.cat([first.classes, second.classes]))
+    dim = first.means.shape[1]
+    device = first.means.device
+
+    def spread(moments: _Moments) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        position = torch.searchsorted(classes, moments.classes)
+        counts = torch.zeros(classes.numel(), dtype=torch.float64, device=device)
+        means = torch.zeros(classes.numel(), dim, dtype=torch.float64, device=device)
+        within_ss = torch.zeros(classes.numel(), dtype=torch.float64, device=device)
+        counts[position] = moments.counts.to(torch.float64)
+        means[position] = moments.means
+        within_ss[position] = moments.within_ss
+        return counts, means, within_ss
+
+    count_a, mean_a, ss_a = spread(first)
+    count_b, mean_b, ss_b = spread(second)
+    total = count_a + count_b
+    delta = mean_b - mean_a
+    means = mean_a + delta * (count_b / total).unsqueeze(1)
+    within_ss = ss_a + ss_b + delta.pow(2).sum(dim=1) * (count_a * count_b / total)
+    counts = torch.zeros(classes.numel(), dtype=torch.long, device=device)
+    counts.index_add_(0, torch.searchsorted(classes, first.classes), first.counts)
+    counts.index_add_(0, torch.searchsorted(classes, second.classes), second.counts)
+    return _Moments(classes, counts, means, within_ss)
+
+
+def _as_float64_blocks(features: torch.Tensor, device: torch.device):
+    """Yield ``(start, stop, block)`` with ``block`` a float64 copy of rows on ``device``.
+
+    Converting block by block keeps the float64 working copy under ~64 MB even
+    for wide conv features (D = 65,536 at ResNet stage 1).
+    """
+    n_rows, dim = features.shape
+    blocks = row_chunks(n_rows, row_bytes=8 * dim)
+    for start in blocks:
+        stop = min(start + blocks.step, n_rows)
+        yield start, stop, features[start:stop].to(device=device, dtype=torch.float64)
+
+
+class ClassStats:
+    """Pass 1: streaming per-class counts, means and within-class sums of squares.
+
+    Accumulates in float64 on ``device`` (by default the device of the first
+    batch) whatever the dtype of the features. ``update`` folds batches in with
+    the pairwise (Chan/Welford) update, so results do not depend on batching or
+    order beyond float64 rounding, and ``merge`` combines two accumulators.
+
+    Parameters
+    ----------
+    device : torch.device or str, optional
+        Where the statistics live. ``None`` adopts the device of the first batch;
+        later batches are moved to it.
+
+    Attributes
+    ----------
+    classes : LongTensor (C,)
+        Sorted label values seen so far (labels may be non-contiguous).
+    counts : LongTensor (C,)
+        Samples per class.
+    means : float64 tensor (C, D)
+        Class means ``mu_c``.
+    within_ss : float64 tensor (C,)
+        ``sum_{i: y_i = c} ||h_i - mu_c||^2``. A class with one sample has 0.
+    n : int
+        Total number of samples.
+    dim : int or None
+        Feature dimension D (``None`` before the first update).
+
+    Notes
+    -----
+    Features of shape ``(N, C, H, W)`` are flattened channel-major to
+    ``(N, C*H*W)``. Numpy arrays are accepted. NaN/inf features, empty batches,
+    non-integer labels or mismatched lengths raise ``ValueError`` before the
+    accumulator changes.
+
+    References
+    ----------
+    Chan, Golub, LeVeque (1979), pairwise variance updates.
+    Papyan, Han, Donoho (2020), PNAS: class means and global mean conventions.
+
+    Examples
+    --------
+    >>> import torch
+    >>> stats = ClassStats().update(torch.randn(6, 4), torch.tensor([3, 3, 7, 7, 9, 9]))
+    >>> stats.classes.tolist(), stats.counts.tolist()
+    ([3, 7, 9], [2, 2, 2])
+    """
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self._device = torch.device(device) if device is not None else None
+        self._moments: _Moments | None = None
+
+    # construction -------------------------------------------------------
+    @classmethod
+    def from_features(
+        cls, features: Any, labels: Any, *, device: torch.device | str | None = None
+    ) -> "ClassStats":
+        """Statistics of one ``(features, labels)`` set (a convenience for ``ClassStats().update``)."""
+        return cls(device=device).update(features, labels)
+
+    def update(self, features: Any, labels: Any) -> "ClassStats":
+        """Fold a batch into the statistics, in place.
+
+        Parameters
+        ----------
+        features : tensor or ndarray, shape (N, D) or (N, C, H, W)
+            Any real dtype; accumulated in float64.
+        labels : tensor or ndarray of ints, shape (N,)
+
+        Returns
+        -------
+        self : ClassStats
+        """
+        features, labels = check_features_labels(features, labels)
+        if self._moments is not None and features.shape[1] != self.dim:
+            raise ValueError(
+                f"features have dimension {features.shape[1]} but these statistics have "
+                f"dimension {self.dim}"
+            )
+        if self._device is None:
+            self._device = features.device
+        labels = labels.to(self._device)
+        moments = self._moments
+        for start, stop, block in _as_float64_blocks(features, self._device):
+            block_moments = _batch_moments(block, labels[start:stop])
+            moments = block_moments if moments is None else _merge_moments(moments, block_moments)
+        self._moments = moments
+        return self
+
+    def merge(self, other: "ClassStats") -> "ClassStats":
+        """Return new statistics equal to those of the union of both data sets.
+
+        Neither operand changes. The result lives on ``self``'s device.
+        """
+        if not isinstance(other, ClassStats):
+            raise ValueError(f"can only merge ClassStats, got {type(other).__name__}")
+        if self._moments is not None and other._moments is not None and self.dim != other.dim:
+            raise ValueError(f"cannot merge statistics of dimension {self.dim} and {other.dim}")
+        device = self._device if self._device is not None else other._device
+        merged = ClassStats(device=device)
+        parts = [
+            _Moments(*(t.to(device) for t in m))
+            for m in (self._moments, other._moments)
+            if m is not None
+        ]
+        if len(parts) == 2:
+            merged._moments = _merge_moments(parts[0], parts[1])
+        elif parts:
+            merged._moments = _Moments(*(t.clone() for t in parts[0]))
+        return merged
+
+    # results ------------------------------------------------------------
+    def _require_data(self) -> _Moments:
+        if self._moments is None:
+            raise ValueError("these ClassStats are empty: call update(features, labels) first")
+        return self._moments
+
+    @property
+    def device(self) -> torch.device | None:
+        """Device of the statistics (``None`` until fixed by the first batch)."""
+        return self._device
+
+    @property
+    def classes(self) -> torch.Tensor:
+        """Sorted label values present, LongTensor (C,)."""
+        return self._require_data().classes
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """Samples per class, LongTensor (C,)."""
+        return self._require_data().counts
+
+    @property
+    def means(self) -> torch.Tensor:
+        """Class means, float64 (C, D)."""
+        return self._require_data().means
+
+    @property
+    def within_ss(self) -> torch.Tensor:
+        """Within-class sums of squares ``sum_{i in c} ||h_i - mu_c||^2``, float64 (C,)."""
+        return self._require_data().within_ss
+
+    @property
+    def class_variances(self) -> torch.Tensor:
+        """``sigma_c^2 = within_ss_c / n_c`` (mean squared distance to the class mean), float64 (C,).
+
+        A class with one sample has variance 0 (its mean is the sample itself).
+        """
+        moments = self._require_data()
+        return moments.within_ss / moments.counts.to(torch.float64)
+
+    @property
+    def n(self) -> int:
+        """Total number of samples (0 when empty)."""
+        return 0 if self._moments is None else int(self._moments.counts.sum())
+
+    @property
+    def dim(self) -> int | None:
+        """Feature dimension D (``None`` when empty)."""
+        return None if self._moments is None else int(self._moments.means.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes present (0 when empty)."""
+        return 0 if self._moments is None else int(self._moments.classes.numel())
+
+    def global_mean(self, weighted: bool = False) -> torch.Tensor:
+        """Global mean, float64 (D,).
+
+        Parameters
+        ----------
+        weighted : bool, default False
+            ``False``: unweighted mean of the class means (Papyan et al. 2020),
+            the convention of every metric here. ``True``: the sample mean
+            ``sum_c n_c mu_c / N``.
+        """
+        moments = self._require_data()
+        if weighted:
+            weights = moments.counts.to(torch.float64) / float(moments.counts.sum())
+            return weights @ moments.means
+        return moments.means.mean(dim=0)
+
+    def centered_means(self, weighted: bool = False) -> torch.Tensor:
+        """``M = [mu_1 - mu_G, ..., mu_C - mu_G]``, float64 (D, C), columns in ``classes`` order."""
+        return (self.means - self.global_mean(weighted=weighted)).T
+
+    def __repr__(self) -> str:
+        if self._moments is None:
+            return "ClassStats(empty)"
+        return (
+            f"ClassStats(n={self.n}, dim={self.dim}, classes={self.classes.tolist()}, "
+            f"device={self._device})"
+        )
+
+
+class ProjectedScatter:
+    """Pass 2: the C x C projected within-class scatter ``S = M^T Sigma_W M``.
+
+    With the class means ``mu_c`` and ``M = [mu_c - mu_G]`` (D x C, unweighted
+    ``mu_G``) fixed by a finished :class:`ClassStats`, accumulates
+
+    ``S = (1/N) sum_i z_i z_i^T``,  ``z_i = M^T (h_i - mu_{y_i})``,
+
+    in float64. Memory is O(D C) (the means and ``M``) plus a bounded block of
+    features; no D x D matrix is formed at any D. ``N`` here is the number of
+    samples passed to this accumulator (normally the same data as pass 1).
+
+    Parameters
+    ----------
+    class_stats : ClassStats
+        Finished pass-1 statistics; its means and ``M`` are copied, so later
+        updates to ``class_stats`` do not affect this accumulator.
+
+    Attributes
+    ----------
+    classes : LongTensor (C,)
+    n : int
+        Samples accumulated.
+    scatter : float64 tensor (C, C)
+        ``S``; rows and columns follow ``classes``.
+
+    References
+    ----------
+    Papyan, Han, Donoho (2020), PNAS: ``Sigma_W``, ``Sigma_B``, NC1.
+    DESIGN.md section 4 of this project: the C x C reduction.
+
+    Examples
+    --------
+    >>> import torch
+    >>> features, labels = torch.randn(20, 8), torch.arange(20) % 4
+    >>> stats = ClassStats().update(features, labels)
+    >>> ProjectedScatter(stats).update(features, labels).scatter.shape
+    torch.Size([4, 4])
+    """
+
+    def __init__(self, class_stats: ClassStats) -> None:
+        if not isinstance(class_stats, ClassStats):
+            raise ValueError(f"ProjectedScatter needs ClassStats, got {type(class_stats).__name__}")
+        if class_stats.n == 0:
+            raise ValueError("ProjectedScatter needs non-empty ClassStats (run pass 1 first)")
+        self._classes = class_stats.classes.clone()
+        self._means = class_stats.means.clone()
+        self._centered = class_stats.centered_means(weighted=False).contiguous()
+        self._device = self._means.device
+        self._sum = torch.zeros(
+            self._classes.numel(), self._classes.numel(), dtype=torch.float64, device=self._device
+        )
+        self._n = 0
+
+    def update(self, features: Any, labels: Any) -> "ProjectedScatter":
+        """Add ``sum_i z_i z_i^T`` of a batch, in place.
+
+        Parameters
+        ----------
+        features : tensor or ndarray, shape (N, D) or (N, C, H, W)
+        labels : tensor or ndarray of ints, shape (N,); every value must be in ``classes``.
+
+        Returns
+        -------
+        self : ProjectedScatter
+        """
+        features, labels = check_features_labels(features, labels)
+        if features.shape[1] != self._means.shape[1]:
+            raise ValueError(
+                f"features have dimension {features.shape[1]} but the class statistics have "
+                f"dimension {self._means.shape[1]}"
+            )
+        labels = labels.to(self._device)
+        position = torch.searchsorted(self._classes, labels).clamp_(max=self._classes.numel() - 1)
+        unknown = self._classes[position] != labels
+        if bool(unknown.any()):
+            missing = torch.unique(labels[unknown]).tolist()
+            raise ValueError(
+                f"labels {missing} are not among the classes of the pass-1 statistics "
+                f"{self._classes.tolist()}"
+            )
+        for start, stop, block in _as_float64_blocks(features, self._device):
+            # not in place: ``block`` may be the caller's own float64 tensor
+            projected = (block - self._means[position[start:stop]]) @ self._centered
+            self._sum += projected.T @ projected
+        self._n += features.shape[0]
+        return self
+
+    def merge(self, other: "ProjectedScatter") -> "ProjectedScatter":
+        """Return a new accumulator over both data sets (both must share pass-1 means)."""
+        if not isinstance(other, ProjectedScatter):
+            raise ValueError(f"can only merge ProjectedScatter, got {type(other).__name__}")
+        other_means = other._means.to(self._device)
+        if not (
+            torch.equal(self._classes, other._classes.to(self._device))
+            and torch.equal(self._means, other_means)
+        ):
+            raise ValueError("cannot merge ProjectedScatter built from different pass-1 statistics")
+        merged = ProjectedScatter.__new__(ProjectedScatter)
+        merged._classes = self._classes.clone()
+        merged._means = self._means.clone()
+        merged._centered = self._centered.clone()
+        merged._device = self._device
+        merged._sum = self._sum + other._sum.to(self._device)
+        merged._n = self._n + other._n
+        return merged
+
+    def matches(self, class_stats: ClassStats) -> bool:
+        """Whether this scatter was built on exactly these pass-1 classes and means."""
+        return (
+            class_stats.n > 0
+            and torch.equal(self._classes, class_stats.classes.to(self._device))
+            and torch.equal(self._means, class_stats.means.to(self._device))
+        )
+
+    @property
+    def classes(self) -> torch.Tensor:
+        """Sorted label values (those of the pass-1 statistics), LongTensor (C,)."""
+        return self._classes
+
+    @property
+    def n(self) -> int:
+        """Samples accumulated in this pass."""
+        return self._n
+
+    @property
+    def scatter(self) -> torch.Tensor:
+        """``S = (1/N) sum_i z_i z_i^T``, float64 (C, C)."""
+        if self._n == 0:
+            raise ValueError("this ProjectedScatter is empty: call update(features, labels) first")
+        return self._sum / self._n
+
+    def __repr__(self) -> str:
+        return f"ProjectedScatter(n={self._n}, classes={self._classes.tolist()})"
