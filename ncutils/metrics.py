@@ -189,7 +189,9 @@ def nc1_from_stats(
     scatter : ProjectedScatter
         Pass-2 scatter built from ``class_stats``.
     rcond : float, default :data:`DEFAULT_RCOND`
-        Relative eigenvalue cutoff on ``M^T M`` (same as numpy's ``pinv`` cutoff on ``Sigma_B``).
+        Relative eigenvalue cutoff on ``M^T M`` (same as numpy's ``pinv`` cutoff on
+        ``Sigma_B``). Must be at least ``4 C eps`` (about 1e-14 for C = 10): smaller
+        eigenvalues are round-off, e.g. the direction ``1`` that centring always removes.
 
     Returns
     -------
@@ -213,8 +215,12 @@ def nc1_from_stats(
     _stats_with_classes(class_stats, "nc1")
     if not isinstance(scatter, ProjectedScatter):
         raise ValueError(f"nc1 needs a ProjectedScatter, got {type(scatter).__name__}")
-    if not 0.0 <= rcond < 1.0:
-        raise ValueError(f"rcond must be in [0, 1), got {rcond}")
+    round_off = 4 * class_stats.num_classes * float(torch.finfo(torch.float64).eps)
+    if not round_off <= rcond < 1.0:
+        raise ValueError(
+            f"rcond must be in [{round_off:.1e}, 1), got {rcond}: below 4 C eps the eigenvalues "
+            f"of M^T M are float64 round-off and would count as between-class directions"
+        )
     if not scatter.matches(class_stats):
         raise ValueError("the ProjectedScatter was built from different ClassStats")
     centered = class_stats.centered_means()
