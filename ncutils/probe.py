@@ -1,0 +1,513 @@
+"""Layer sweeps: Neural Collapse metrics at every probe point of a model.
+
+:func:`layer_sweep` measures every hidden representation a model lists in
+``model.probe_points`` (see :mod:`ncutils.models`) with at most two forward
+passes over the training data, however many probe points there are:
+
+- pass 1 feeds a :class:`~ncutils.stats.ClassStats` per probe point (counts, class
+  means, within-class sums of squares) and records the network's predictions;
+- pass 2 feeds a :class:`~ncutils.stats.ProjectedScatter` per probe point (the
+  C x C matrix behind the exact NC1) and the nearest-class-center (NCC) predictions
+  against the class means of pass 1.
+
+Features are captured with forward hooks on the probe points' submodules and are
+reduced to ``(N, D)`` by the conv-map policy right inside the hook, so no probe
+point's activations outlive their batch. When all probe points' training features
+fit in ``memory_budget`` bytes they are kept from pass 1 and pass 2 runs without a
+forward pass; otherwise pass 2 recomputes the forward pass. Nothing of size D x D
+is ever built: a ResNet-18 with D = 65,536 at its first stage sweeps in O(D C)
+memory per probe point (plus the kept features when they fit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ncutils import metrics
+from ncutils._checks import as_tensor, check_labels, check_min_classes
+from ncutils.stats import ClassStats, ProjectedScatter
+
+__all__ = ["CONV_POLICIES", "layer_sweep", "reduce_features"]
+
+CONV_POLICIES: tuple[str, ...] = ("flatten", "avgpool")
+
+# Called once per probe point and batch: (probe point index, features (B, D), batch rows).
+FeatureSink = Callable[[int, torch.Tensor, slice], None]
+
+
+def reduce_features(features: torch.Tensor, conv_policy: str = "flatten") -> torch.Tensor:
+    """Reduce one batch of captured activations to a ``(B, D)`` matrix.
+
+    Parameters
+    ----------
+    features : Tensor of shape (B, D) or (B, channels, *spatial)
+        Activations of one probe point for one batch.
+    conv_policy : {"flatten", "avgpool"}
+        ``"flatten"`` reshapes a map channel-major to ``channels * prod(spatial)``
+        (the convention of Parker et al. 2023 and Rangamani et al. 2023, whose
+        official codes flatten conv maps); ``"avgpool"`` averages over the spatial
+        axes (global average pooling) and keeps ``channels`` features. ``(B, D)``
+        inputs are returned unchanged under both policies.
+
+    Returns
+    -------
+    Tensor of shape (B, D)
+
+    Examples
+    --------
+    >>> reduce_features(torch.ones(2, 3, 4, 4), "avgpool").shape
+    torch.Size([2, 3])
+    """
+    if conv_policy not in CONV_POLICIES:
+        raise ValueError(f"conv_policy must be one of {CONV_POLICIES}, got {conv_policy!r}")
+    if features.ndim < 2:
+        raise ValueError(
+            f"captured features must have shape (B, D) or (B, C, ...), got {tuple(features.shape)}"
+        )
+    if features.ndim == 2:
+        return features
+    if conv_policy == "avgpool":
+        return features.mean(dim=tuple(range(2, features.ndim)))
+    return features.reshape(features.shape[0], -1)
+
+
+def layer_sweep(
+    model: nn.Module,
+    inputs: Any,
+    labels: Any,
+    *,
+    test_inputs: Any = None,
+    test_labels: Any = None,
+    batch_size: int = 1024,
+    conv_policy: str = "flatten",
+    memory_budget: int = 2**30,
+    progress: bool = False,
+    device: str | torch.device | None = None,
+) -> pd.DataFrame:
+    """Measure Neural Collapse at every probe point of ``model`` in at most two data passes.
+
+    Pass 1 accumulates per-class statistics of every probe point (and records the
+    network's predictions), pass 2 the projected within-class scatter for the exact
+    NC1 and the nearest-class-center predictions; one more pass over the test data,
+    when given, gives the NCC test accuracy. The model runs in eval mode under
+    ``torch.no_grad``; each submodule's training flag is restored afterwards.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier carrying ``probe_points`` (a list of ``ProbePoint(name, module,
+        consumer)`` in depth order, from the input to the penultimate features) and
+        ``classifier_name`` (the dotted name of its final ``nn.Linear``), as every
+        model of :mod:`ncutils.models` does. Its output must be logits ``(B, K)``
+        whose index k is the label value k.
+    inputs : Tensor or ndarray of shape (N, *input_shape)
+        Training inputs. Floating inputs are cast to the model's parameter dtype and
+        moved to its device one batch at a time.
+    labels : Tensor or ndarray of shape (N,)
+        Integer labels (possibly non-contiguous, e.g. ``{3, 7, 9}``); at least 2 classes.
+    test_inputs, test_labels : optional
+        Test data for the NCC test accuracy (classified with the *training* class
+        means); give both or neither.
+    batch_size : int, default 1024
+        Samples per forward pass.
+    conv_policy : {"flatten", "avgpool"}, default "flatten"
+        How conv maps become feature vectors, see :func:`reduce_features`.
+    memory_budget : int, default 2**30
+        Bytes the kept training features of all probe points may take (in the
+        features' dtype: 4 bytes per entry for float32 models). When they fit, pass 2
+        reuses them; when they do not, pass 2 recomputes the forward pass.
+    progress : bool, default False
+        Show a tqdm progress bar per pass.
+    device : str or torch.device, optional
+        Where statistics (and kept features) live; the forward pass always runs on
+        the model's own device. Defaults to the model's device (CPU for a model
+        without parameters). A CPU device here lets a GPU model sweep layers whose
+        kept features would not fit in GPU memory.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per probe point, columns ``layer`` (index in ``probe_points``),
+        ``name``, ``depth`` (``layer / (L - 1)``: 0 = input, 1 = penultimate),
+        ``dim`` (D after the conv policy), ``conv_policy``, every key of
+        :func:`ncutils.metrics.summary_from_stats` (the classifier's weight is passed
+        at the probe point the classifier reads, for NC3), ``ncc_train_acc``,
+        ``ncc_test_acc`` (NaN without test data), ``ncc_mismatch`` (fraction of
+        training samples whose NCC label differs from the network's prediction:
+        NC4, Papyan et al. 2020) and ``alignment`` (:func:`ncutils.metrics.subspace_alignment`
+        between the weight of the probe point's consumer layer and the un-centered
+        class means of its features, Rangamani et al. 2023; NaN where there is no
+        consumer or the consumer cannot read the pooled features).
+
+    References
+    ----------
+    Papyan, Han, Donoho (2020), "Prevalence of neural collapse during the terminal
+    phase of deep learning training", PNAS.
+    Parker, Onal, Stengel, Intrater (2023), "Neural Collapse in the Intermediate
+    Hidden Layers of Classification Neural Networks".
+    Rangamani, Lindegaard, Galanti, Poggio (2023), "Feature Learning in Deep
+    Classifiers through Intermediate Neural Collapse", ICML.
+
+    Examples
+    --------
+    >>> from ncutils.models import build_model
+    >>> model = build_model("mlp", input_shape=(10,), num_classes=3)
+    >>> inputs, labels = torch.randn(60, 10), torch.arange(60) % 3
+    >>> table = layer_sweep(model, inputs, labels)
+    >>> table[["name", "depth", "dim", "nc1"]]  # doctest: +SKIP
+    """
+    plan = _SweepPlan.check(
+        model,
+        inputs,
+        labels,
+        test_inputs=test_inputs,
+        test_labels=test_labels,
+        batch_size=batch_size,
+        conv_policy=conv_policy,
+        memory_budget=memory_budget,
+        device=device,
+    )
+    with _evaluation_mode(model), torch.no_grad():
+        return plan.run(progress=progress)
+
+
+class _SweepPlan:
+    """Validated arguments of one sweep and the passes that run it."""
+
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+    @classmethod
+    def check(
+        cls,
+        model: nn.Module,
+        inputs: Any,
+        labels: Any,
+        *,
+        test_inputs: Any,
+        test_labels: Any,
+        batch_size: int,
+        conv_policy: str,
+        memory_budget: int,
+        device: str | torch.device | None,
+    ) -> _SweepPlan:
+        """Check every argument before any work starts; raise ValueError/KeyError naming the problem."""
+        if conv_policy not in CONV_POLICIES:
+            raise ValueError(f"conv_policy must be one of {CONV_POLICIES}, got {conv_policy!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)):
+            raise ValueError(f"memory_budget must be a number of bytes, got {memory_budget!r}")
+        if not memory_budget >= 0:
+            raise ValueError(f"memory_budget must be >= 0 bytes, got {memory_budget!r}")
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        points = list(getattr(model, "probe_points", None) or [])
+        if not points:
+            raise ValueError(
+                "model has no probe_points: build it with ncutils.models.build_model "
+                "or set model.probe_points to a list of ProbePoint(name, module, consumer)"
+            )
+        classifier_name = getattr(model, "classifier_name", None)
+        modules = dict(model.named_modules())
+        for point in points:
+            if point.module is not None and point.module not in modules:
+                raise KeyError(f"probe point {point.name!r}: model has no submodule {point.module!r}")
+            if point.consumer is not None:
+                if point.consumer not in modules:
+                    raise KeyError(
+                        f"probe point {point.name!r}: model has no consumer submodule {point.consumer!r}"
+                    )
+                if not isinstance(getattr(modules[point.consumer], "weight", None), torch.Tensor):
+                    raise ValueError(
+                        f"probe point {point.name!r}: consumer {point.consumer!r} has no weight tensor"
+                    )
+        if classifier_name is not None and classifier_name not in modules:
+            raise KeyError(f"model.classifier_name {classifier_name!r} is not a submodule of the model")
+
+        inputs, labels = _check_data(inputs, labels, "inputs", "labels")
+        check_min_classes(torch.unique(labels), 2, "layer_sweep")
+        if (test_inputs is None) != (test_labels is None):
+            raise ValueError("give both test_inputs and test_labels, or neither")
+        if test_inputs is not None:
+            test_inputs, test_labels = _check_data(test_inputs, test_labels, "test_inputs", "test_labels")
+            if test_inputs.shape[1:] != inputs.shape[1:]:
+                raise ValueError(
+                    f"test_inputs have sample shape {tuple(test_inputs.shape[1:])} but inputs "
+                    f"have {tuple(inputs.shape[1:])}"
+                )
+
+        parameter = next(model.parameters(), None)
+        model_device = parameter.device if parameter is not None else inputs.device
+        stats_device = torch.device(device) if device is not None else model_device
+        return cls(
+            model=model,
+            modules=modules,
+            points=points,
+            classifier_name=classifier_name,
+            inputs=inputs,
+            labels=labels.to(stats_device),
+            test_inputs=test_inputs,
+            test_labels=None if test_labels is None else test_labels.to(stats_device),
+            batch_size=batch_size,
+            conv_policy=conv_policy,
+            memory_budget=memory_budget,
+            model_device=model_device,
+            model_dtype=parameter.dtype if parameter is not None else None,
+            stats_device=stats_device,
+        )
+
+    # -- the passes -------------------------------------------------------------------
+
+    def run(self, *, progress: bool) -> pd.DataFrame:
+        n_points, n_train = len(self.points), self.labels.shape[0]
+        stats = [ClassStats(device=self.stats_device) for _ in range(n_points)]
+        kept = _FeatureStore(n_train, n_points, self.memory_budget, self.stats_device)
+        self.sample_shapes: list[tuple[int, ...] | None] = [None] * n_points
+
+        def accumulate_stats(index: int, features: torch.Tensor, rows: slice) -> None:
+            stats[index].update(features, self.labels[rows])
+            kept.add(index, features, rows)
+
+        network_predictions = self._forward_pass(
+            self.inputs, accumulate_stats, desc="sweep pass 1/2 (class means)", progress=progress
+        )
+
+        scatters = [ProjectedScatter(class_stats) for class_stats in stats]
+        ncc_correct = torch.zeros(n_points, dtype=torch.long, device=self.stats_device)
+        ncc_mismatched = torch.zeros(n_points, dtype=torch.long, device=self.stats_device)
+
+        def accumulate_scatter(index: int, features: torch.Tensor, rows: slice) -> None:
+            batch_labels = self.labels[rows]
+            scatters[index].update(features, batch_labels)
+            predicted = metrics.ncc_predict(features, stats[index].means, stats[index].classes)
+            ncc_correct[index] += (predicted == batch_labels).sum()
+            ncc_mismatched[index] += (predicted != network_predictions[rows]).sum()
+
+        if kept.complete:
+            self._replay(kept, accumulate_scatter, progress=progress)
+        else:
+            self._forward_pass(
+                self.inputs, accumulate_scatter, desc="sweep pass 2/2 (scatter, NCC)", progress=progress
+            )
+        del kept
+
+        ncc_test_acc = [float("nan")] * n_points
+        if self.test_inputs is not None:
+            test_correct = torch.zeros(n_points, dtype=torch.long, device=self.stats_device)
+
+            def classify_test(index: int, features: torch.Tensor, rows: slice) -> None:
+                predicted = metrics.ncc_predict(features, stats[index].means, stats[index].classes)
+                test_correct[index] += (predicted == self.test_labels[rows]).sum()
+
+            self._forward_pass(self.test_inputs, classify_test, desc="sweep test pass", progress=progress)
+            ncc_test_acc = (test_correct.double() / self.test_labels.shape[0]).tolist()
+
+        rows = []
+        for index, point in enumerate(self.points):
+            row: dict[str, Any] = {
+                "layer": index,
+                "name": point.name,
+                "depth": index / (n_points - 1) if n_points > 1 else 0.0,
+                "dim": stats[index].dim,
+                "conv_policy": self.conv_policy,
+            }
+            row.update(
+                metrics.summary_from_stats(
+                    stats[index], scatters[index], classifier_weight=self._classifier_weight(point, stats[index].dim)
+                )
+            )
+            # NC3 applies only where the classifier reads; keep the column in every table
+            row.setdefault("self_duality", float("nan"))
+            row["ncc_train_acc"] = float(ncc_correct[index]) / n_train
+            row["ncc_test_acc"] = ncc_test_acc[index]
+            row["ncc_mismatch"] = float(ncc_mismatched[index]) / n_train
+            row["alignment"] = self._alignment(index, stats[index])
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def _forward_pass(
+        self, inputs: torch.Tensor, sink: FeatureSink, *, desc: str, progress: bool
+    ) -> torch.Tensor:
+        """One forward pass over ``inputs`` in batches, feeding every probe point to ``sink``.
+
+        Returns the network's predictions (argmax of the logits) on the stats device.
+        """
+        calls = [0] * len(self.points)
+        current_rows = [slice(0, 0)]
+
+        def capture(index: int, raw: torch.Tensor) -> None:
+            if not isinstance(raw, torch.Tensor):
+                raise ValueError(
+                    f"probe point {self.points[index].name!r} produced a {type(raw).__name__}, "
+                    "not a tensor: point it at a submodule that returns one tensor"
+                )
+            calls[index] += 1
+            self.sample_shapes[index] = tuple(raw.shape[1:])
+            features = reduce_features(raw, self.conv_policy).to(self.stats_device)
+            sink(index, features, current_rows[0])
+
+        def make_hook(index: int) -> Callable[..., None]:
+            def hook(module: nn.Module, args: Any, output: Any) -> None:
+                capture(index, output)
+
+            return hook
+
+        handles = [
+            self.modules[point.module].register_forward_hook(make_hook(index))
+            for index, point in enumerate(self.points)
+            if point.module is not None
+        ]
+        predictions = []
+        try:
+            for rows in _batches(inputs.shape[0], self.batch_size, desc, progress):
+                batch = inputs[rows].to(self.model_device)
+                if self.model_dtype is not None and batch.is_floating_point():
+                    batch = batch.to(self.model_dtype)
+                current_rows[0] = rows
+                calls[:] = [0] * len(self.points)
+                for index, point in enumerate(self.points):
+                    if point.module is None:
+                        capture(index, batch)
+                logits = self.model(batch)
+                for index, count in enumerate(calls):
+                    if count != 1:
+                        raise ValueError(
+                            f"probe point {self.points[index].name!r} ran {count} times in one forward "
+                            "pass; a probe point must be a submodule called exactly once"
+                        )
+                if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                    raise ValueError("the model must return logits of shape (B, K)")
+                predictions.append(logits.argmax(dim=1).to(self.stats_device))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return torch.cat(predictions)
+
+    def _replay(self, kept: _FeatureStore, sink: FeatureSink, *, progress: bool) -> None:
+        """Pass 2 without a forward pass: feed the kept features in the same batches as pass 1."""
+        for rows in _batches(kept.n_samples, self.batch_size, "sweep pass 2/2 (kept features)", progress):
+            for index, buffer in enumerate(kept.buffers):
+                sink(index, buffer[rows], rows)
+
+    # -- per probe point extras -------------------------------------------------------
+
+    def _classifier_weight(self, point: Any, dim: int) -> torch.Tensor | None:
+        """The classifier's weight at the probe point the classifier reads (for NC3), else None."""
+        if point.consumer is None or point.consumer != self.classifier_name:
+            return None
+        weight = self.modules[point.consumer].weight.detach()
+        # avgpooled maps read by a classifier over flattened maps: NC3 does not apply
+        if weight.ndim != 2 or weight.shape[1] != dim:
+            return None
+        return weight.to(self.stats_device)
+
+    def _alignment(self, index: int, class_stats: ClassStats) -> float:
+        """Consumer-weight / class-mean alignment (Rangamani R2), NaN where it does not apply."""
+        point = self.points[index]
+        if point.consumer is None:
+            return float("nan")
+        weight = self.modules[point.consumer].weight.detach().to(self.stats_device)
+        class_means = _consumer_view(class_stats.means, self.sample_shapes[index], weight)
+        if class_means is None:
+            return float("nan")
+        return float(metrics.subspace_alignment(weight, class_means))
+
+
+def _consumer_view(
+    class_means: torch.Tensor, sample_shape: tuple[int, ...] | None, weight: torch.Tensor
+) -> torch.Tensor | None:
+    """Class means ``(C, D)`` in the layout the consumer's weight reads, or None if it cannot.
+
+    A Linear consumer (weight ``(out, D)``) reads the flat vector; a Conv consumer
+    (weight ``(out, in_channels, *kernel)``) reads maps ``(C, in_channels, *spatial)``,
+    which flattened class means give back by reshaping, and avgpooled ones as
+    ``(C, in_channels)``.
+    """
+    n_classes, dim = class_means.shape
+    if weight.ndim == 2:
+        return class_means if weight.shape[1] == dim else None
+    if weight.ndim != 4:  # metrics.subspace_alignment reads Linear and Conv2d weights only
+        return None
+    in_channels = weight.shape[1]
+    if sample_shape is not None and len(sample_shape) >= 2 and dim == math.prod(sample_shape):
+        if sample_shape[0] != in_channels:
+            return None
+        return class_means.reshape(n_classes, *sample_shape)
+    return class_means if dim == in_channels else None
+
+
+class _FeatureStore:
+    """Training features of every probe point, kept from pass 1 only if all fit the budget.
+
+    Buffers are allocated at each probe point's first batch, while the planned total
+    (N x D x bytes per entry, summed over the probe points seen so far) stays within
+    the budget; the first probe point that would overflow it drops every buffer, and
+    pass 2 then recomputes the forward pass.
+    """
+
+    def __init__(self, n_samples: int, n_points: int, budget: float, device: torch.device) -> None:
+        self.n_samples, self.budget, self.device = n_samples, budget, device
+        self.buffers: list[torch.Tensor | None] = [None] * n_points
+        self.planned_bytes = 0
+        self.dropped = False
+
+    def add(self, index: int, features: torch.Tensor, rows: slice) -> None:
+        if self.dropped:
+            return
+        buffer = self.buffers[index]
+        if buffer is None:
+            self.planned_bytes += self.n_samples * features.shape[1] * features.element_size()
+            if self.planned_bytes > self.budget:
+                self.dropped = True
+                self.buffers = [None] * len(self.buffers)
+                return
+            buffer = torch.empty(
+                (self.n_samples, features.shape[1]), dtype=features.dtype, device=self.device
+            )
+            self.buffers[index] = buffer
+        buffer[rows] = features
+
+    @property
+    def complete(self) -> bool:
+        return not self.dropped and all(buffer is not None for buffer in self.buffers)
+
+
+def _check_data(inputs: Any, labels: Any, inputs_name: str, labels_name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    inputs = as_tensor(inputs, inputs_name)
+    labels = check_labels(labels, labels_name)
+    if inputs.ndim < 1 or inputs.shape[0] == 0:
+        raise ValueError(f"{inputs_name} are empty: need at least one sample")
+    if inputs.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{inputs_name} and {labels_name} have mismatched lengths: "
+            f"{inputs.shape[0]} samples but {labels.shape[0]} labels"
+        )
+    return inputs, labels
+
+
+def _batches(n_samples: int, batch_size: int, desc: str, progress: bool) -> Iterator[slice]:
+    starts = range(0, n_samples, batch_size)
+    for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
+        yield slice(start, min(start + batch_size, n_samples))
+
+
+@contextmanager
+def _evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode and restore every submodule's own training flag afterwards."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
