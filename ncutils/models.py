@@ -27,6 +27,7 @@ Classifiers through Intermediate Neural Collapse".
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import operator
@@ -36,7 +37,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet
 
 __all__ = [
     "ACTIVATIONS",
@@ -336,41 +336,48 @@ def _convnet(
     return _attach_probe_points(model, _conv_stack_probe_points(conv_names, 0), "classifier")
 
 
-class CifarResNet18(ResNet):
-    """torchvision's ResNet-18 with the CIFAR stem and configurable stage widths.
+@functools.cache
+def _cifar_resnet18_class() -> type:
+    """The ResNet-18 class, built on first use: importing torchvision takes seconds."""
+    from torchvision.models.resnet import BasicBlock, ResNet
 
-    The stem is a 3x3 stride-1 conv (no max-pool: ``maxpool`` is an identity), the
-    input channels follow the data. With ``widths=(64, 128, 256, 512)`` the layers,
-    parameter names, shapes and initialisation are those of
-    ``torchvision.models.resnet18`` apart from the stem; ``forward`` is torchvision's.
-    """
+    class CifarResNet18(ResNet):
+        """torchvision's ResNet-18 with the CIFAR stem and configurable stage widths.
 
-    def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int]) -> None:
-        # ResNet.__init__ hard-codes the widths, so the attributes it sets are set here
-        # and its own _make_layer builds the stages.
-        nn.Module.__init__(self)
-        self._norm_layer = nn.BatchNorm2d
-        self.inplanes = widths[0]
-        self.dilation = 1
-        self.groups = 1
-        self.base_width = 64
-        self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, stride=1, padding=1,
-                               bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity()
-        self.layer1 = self._make_layer(BasicBlock, widths[0], 2)
-        self.layer2 = self._make_layer(BasicBlock, widths[1], 2, stride=2)
-        self.layer3 = self._make_layer(BasicBlock, widths[2], 2, stride=2)
-        self.layer4 = self._make_layer(BasicBlock, widths[3], 2, stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(widths[3], num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.constant_(module.weight, 1)
-                nn.init.constant_(module.bias, 0)
+        The stem is a 3x3 stride-1 conv (no max-pool: ``maxpool`` is an identity), the
+        input channels follow the data. With ``widths=(64, 128, 256, 512)`` the layers,
+        parameter names, shapes and initialisation are those of
+        ``torchvision.models.resnet18`` apart from the stem; ``forward`` is torchvision's.
+        """
+
+        def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int]) -> None:
+            # ResNet.__init__ hard-codes the widths, so the attributes it sets are set here
+            # and its own _make_layer builds the stages.
+            nn.Module.__init__(self)
+            self._norm_layer = nn.BatchNorm2d
+            self.inplanes = widths[0]
+            self.dilation = 1
+            self.groups = 1
+            self.base_width = 64
+            self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, stride=1, padding=1,
+                                   bias=False)
+            self.bn1 = nn.BatchNorm2d(widths[0])
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.Identity()
+            self.layer1 = self._make_layer(BasicBlock, widths[0], 2)
+            self.layer2 = self._make_layer(BasicBlock, widths[1], 2, stride=2)
+            self.layer3 = self._make_layer(BasicBlock, widths[2], 2, stride=2)
+            self.layer4 = self._make_layer(BasicBlock, widths[3], 2, stride=2)
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(widths[3], num_classes)
+            for module in self.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                elif isinstance(module, nn.BatchNorm2d):
+                    nn.init.constant_(module.weight, 1)
+                    nn.init.constant_(module.bias, 0)
+
+    return CifarResNet18
 
 
 def _resnet18(
@@ -382,7 +389,7 @@ def _resnet18(
     """ResNet-18, CIFAR stem; stage widths ``(w, 2w, 4w, 8w)`` with ``w = width``."""
     channels, _, _ = _check_image_shape("resnet18", input_shape)
     _positive_int(width, "width")
-    model = CifarResNet18(channels, num_classes, [width, 2 * width, 4 * width, 8 * width])
+    model = _cifar_resnet18_class()(channels, num_classes, [width, 2 * width, 4 * width, 8 * width])
     blocks = [f"layer{stage}.{index}" for stage in range(1, 5) for index in range(2)]
     points = [ProbePoint("input", None, "conv1"), ProbePoint("stem", "relu", "layer1.0.conv1")]
     for index, block in enumerate(blocks):
