@@ -81,12 +81,19 @@ def check_labels(labels: Any, name: str = "labels") -> torch.Tensor:
 
 
 def check_features_labels(
-    features: Any, labels: Any, *, features_name: str = "features", labels_name: str = "labels"
+    features: Any,
+    labels: Any,
+    *,
+    features_name: str = "features",
+    labels_name: str = "labels",
+    check_values: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate a ``(features, labels)`` pair and return ``(features (N, D), labels (N,))``.
 
     Checks, in this order: shapes, emptiness, matching lengths, integer labels,
-    finite features. Labels are moved to the features' device.
+    finite features. Labels are moved to the features' device. ``check_values=False``
+    skips the finiteness scan (a full pass over the features) for callers that
+    check their float64 results instead or that validated the same tensor already.
     """
     features = flatten_features(features, features_name)
     if features.shape[0] == 0:
@@ -99,7 +106,8 @@ def check_features_labels(
             f"{features_name} and {labels_name} have mismatched lengths: "
             f"{features.shape[0]} samples but {labels.shape[0]} labels"
         )
-    check_finite(features, features_name)
+    if check_values:
+        check_finite(features, features_name)
     return features, labels.to(features.device)
 
 

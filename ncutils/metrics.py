@@ -109,11 +109,16 @@ def _stats_with_classes(class_stats: ClassStats, what: str) -> ClassStats:
     return class_stats
 
 
-def _class_stats(features: Any, labels: Any) -> ClassStats:
-    """Validated pass-1 statistics of a raw ``(features, labels)`` set (needs two classes)."""
+def _validated(features: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a raw ``(features, labels)`` set once (values included; at least two classes)."""
     features, labels = check_features_labels(features, labels)
     check_min_classes(torch.unique(labels), 2, "Neural Collapse metrics")
-    return ClassStats.from_features(features, labels)
+    return features, labels
+
+
+def _class_stats(features: Any, labels: Any) -> ClassStats:
+    """Validated pass-1 statistics of a raw ``(features, labels)`` set (needs two classes)."""
+    return ClassStats.from_features(*_validated(features, labels))
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -245,8 +250,8 @@ def nc1(features: ArrayLike, labels: ArrayLike, rcond: float = DEFAULT_RCOND) ->
     >>> nc1(torch.randn(100, 16), torch.arange(100) % 4) > 0
     True
     """
-    features, labels = check_features_labels(features, labels)
-    class_stats = _stats_with_classes(_class_stats(features, labels), "nc1")
+    features, labels = _validated(features, labels)
+    class_stats = ClassStats.from_features(features, labels)
     scatter = ProjectedScatter(class_stats).update(features, labels)
     return nc1_from_stats(class_stats, scatter, rcond=rcond)
 
@@ -606,6 +611,11 @@ def ncc_predict(features: ArrayLike, class_means: ArrayLike, classes: ArrayLike)
         raise ValueError("features are empty: need at least one sample")
     check_finite(features, "features")
     check_finite(means, "class_means")
+    return _nearest_centre(features, means, classes)
+
+
+def _nearest_centre(features: torch.Tensor, means: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """NCC labels of validated 2-D features, by row blocks in float64."""
     device = features.device
     means = means.to(device=device, dtype=torch.float64)
     classes = classes.to(device)
@@ -629,7 +639,7 @@ def _ncc_agreement(class_stats: ClassStats, features: Any, targets: Any, name: s
             f"features have dimension {features.shape[1]} but the class statistics have "
             f"dimension {class_stats.dim}"
         )
-    predicted = ncc_predict(features, class_stats.means, class_stats.classes)
+    predicted = _nearest_centre(features, class_stats.means, class_stats.classes)
     return float((predicted == targets).to(torch.float64).mean())
 
 
@@ -847,10 +857,10 @@ def summary(
     >>> "nc1" in values and "ncc_accuracy" in values
     True
     """
-    features, labels = check_features_labels(features, labels)
+    features, labels = _validated(features, labels)
     if predictions is not None:
         predictions = _check_predictions(predictions, features.shape[0])
-    class_stats = _stats_with_classes(_class_stats(features, labels), "summary")
+    class_stats = ClassStats.from_features(features, labels)
     if classifier_weight is not None:
         _classifier_rows(classifier_weight, class_stats)
     scatter = ProjectedScatter(class_stats).update(features, labels)

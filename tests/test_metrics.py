@@ -333,6 +333,14 @@ def test_nc1_needs_no_dense_matrix_at_huge_dimension():
     assert metrics.nc1(padded, labels) == pytest.approx(metrics.nc1(features.astype(np.float32), labels), rel=1e-9)
 
 
+def test_nc1_accurate_for_features_far_from_the_origin():
+    # pass 2 projects h and mu separately; a 1e4 offset (ReLU-like positive features)
+    # must not cost more than ~eps * offset / spread of relative accuracy
+    features, labels = gaussian_classes([30, 20, 25], 8, [0, 1, 2], spread=0.1)
+    shifted = features + 1e4
+    assert metrics.nc1(shifted, labels) == pytest.approx(Dense(features, labels).nc1(), rel=1e-8)
+
+
 def test_single_sample_class_is_handled():
     features, labels = gaussian_classes([1, 10, 6], 5, [0, 1, 2])
     dense = Dense(features, labels)

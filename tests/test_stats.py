@@ -216,6 +216,23 @@ def test_bad_input_raises_value_error(features, labels, message):
     assert accumulator.n == 0
 
 
+def test_bad_values_leave_accumulators_unchanged():
+    features, labels = make_data([4, 4], 3, [0, 1])
+    accumulator = ClassStats().update(features, labels)
+    means_before = accumulator.means.clone()
+    scatter = ProjectedScatter(accumulator).update(features, labels)
+    scatter_before = scatter.scatter.clone()
+    poisoned = features.copy()
+    poisoned[3, 1] = np.nan
+    for target in (accumulator, scatter):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            target.update(poisoned, labels)
+    with pytest.raises(ValueError, match="overflow"):
+        ClassStats().update(np.array([[1e200, 0.0], [-1e200, 0.0]]), np.array([0, 0]))
+    assert torch.equal(accumulator.means, means_before) and accumulator.n == 8
+    assert torch.equal(scatter.scatter, scatter_before) and scatter.n == 8
+
+
 def test_inconsistent_use_raises_value_error():
     features, labels = make_data([4, 4], 3, [0, 1])
     result = ClassStats().update(features, labels)
