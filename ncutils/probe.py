@@ -63,6 +63,7 @@ def reduce_features(features: torch.Tensor, conv_policy: str = "flatten") -> tor
 
     Examples
     --------
+    >>> import torch
     >>> reduce_features(torch.ones(2, 3, 4, 4), "avgpool").shape
     torch.Size([2, 3])
     """
@@ -158,6 +159,7 @@ def layer_sweep(
 
     Examples
     --------
+    >>> import torch
     >>> from ncutils.models import build_model
     >>> model = build_model("mlp", input_shape=(10,), num_classes=3)
     >>> inputs, labels = torch.randn(60, 10), torch.arange(60) % 3
