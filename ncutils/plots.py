@@ -1,0 +1,277 @@
+"""Seaborn figures shared by the chapters.
+
+Every function takes a tidy :class:`pandas.DataFrame` of numbers that were
+computed elsewhere and returns a :class:`matplotlib.figure.Figure`; nothing
+here computes a metric. Figures are created outside ``pyplot`` so a notebook
+shows each one exactly once: when it is the value of the cell (or passed to
+``display``).
+
+A figure can carry its provenance (see :func:`ncutils.provenance.caption`) as
+a small footer line via the ``caption`` argument.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Mapping, Sequence
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+__all__ = ["FIGSIZE", "add_caption", "line_plot", "metric_by_depth", "new_figure", "scaling_plot"]
+
+#: Default figure size in inches (width, height): readable on a book page.
+FIGSIZE = (6.4, 4.0)
+
+
+def _style() -> None:
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    _enable_notebook_display()
+
+
+def _enable_notebook_display() -> None:
+    """Let IPython show a bare Figure as a PNG.
+
+    IPython registers its figure formatter only when pyplot's inline backend starts; the
+    figures here never touch pyplot, so register it ourselves (a no-op outside IPython).
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+def new_figure(ncols: int = 1, *, figsize: tuple[float, float] | None = None) -> tuple[Figure, list[Axes]]:
+    """Create a figure with ``ncols`` side-by-side axes, in the book's style.
+
+    Parameters
+    ----------
+    ncols : int, default 1
+        Number of panels.
+    figsize : tuple of float, optional
+        Size in inches; defaults to :data:`FIGSIZE` widened per panel.
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+    axes : list of matplotlib.axes.Axes
+
+    Example
+    -------
+    >>> figure, (axis,) = new_figure()
+    """
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}")
+    _style()
+    if figsize is None:
+        figsize = (FIGSIZE[0] * (1 + 0.75 * (ncols - 1)), FIGSIZE[1])
+    figure = Figure(figsize=figsize, layout="constrained")
+    axes = figure.subplots(1, ncols, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def add_caption(figure: Figure, text: str | None) -> Figure:
+    """Add a one-line footer (e.g. provenance) under the figure; returns it.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+    text : str or None
+        The footer; ``None`` or empty leaves the figure unchanged.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The same figure.
+    """
+    if text:
+        # about 16 x-small characters per inch: wrap rather than widen the figure
+        wrapped = textwrap.fill(text, width=max(40, int(16 * figure.get_figwidth())))
+        figure.supxlabel(wrapped, fontsize="x-small", color="0.35")
+    return figure
+
+
+def _check_columns(frame: pd.DataFrame, columns: Sequence[str | None]) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    missing = [column for column in columns if column is not None and column not in frame.columns]
+    if missing:
+        raise ValueError(f"missing columns {missing}; the frame has {list(frame.columns)}")
+    if frame.empty:
+        raise ValueError("nothing to plot: the frame is empty")
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def line_plot(
+    frame: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    hue: str | None = None,
+    style: str | None = None,
+    logx: bool = False,
+    logy: bool = False,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+    references: Mapping[str, float] | None = None,
+    caption: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Line plot of ``y`` against ``x`` with markers, one line per ``hue`` value.
+
+    Repeated ``x`` values within a line (e.g. several seeds) are shown as their
+    mean with a 95% interval, seaborn's default.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Tidy data: one row per point.
+    x, y : str
+        Column names.
+    hue, style : str, optional
+        Columns that split the data into lines (colour, dashes and markers).
+    logx, logy : bool
+        Logarithmic axes.
+    xlabel, ylabel, title : str, optional
+        Labels; default to the column names.
+    references : dict, optional
+        ``{label: value}`` horizontal reference lines (e.g. a theoretical value).
+    caption : str, optional
+        Footer line, usually :func:`ncutils.provenance.caption`.
+    ax : matplotlib.axes.Axes, optional
+        Draw into this axes (of a figure from :func:`new_figure`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Example
+    -------
+    >>> frame = pd.DataFrame({"noise": [0.0, 0.1, 1.0], "nc1": [1e-9, 0.1, 10.0]})
+    >>> figure = line_plot(frame, "noise", "nc1", logy=True)
+    """
+    import seaborn as sns
+
+    _check_columns(frame, [x, y, hue, style])
+    if ax is None:
+        figure, (ax,) = new_figure()
+    else:
+        figure = ax.figure
+    if style is None:
+        sns.lineplot(data=frame, x=x, y=y, hue=hue, marker="o", ax=ax)
+    else:
+        sns.lineplot(data=frame, x=x, y=y, hue=hue, style=style, markers=True, ax=ax)
+    for label, value in (references or {}).items():
+        ax.axhline(value, color="0.3", linestyle=":", linewidth=1.2, label=label, zorder=0)
+    if references or hue or style:
+        ax.legend()
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel or _label(x))
+    ax.set_ylabel(ylabel or _label(y))
+    if title:
+        ax.set_title(title)
+    return add_caption(figure, caption)
+
+
+def metric_by_depth(
+    frame: pd.DataFrame,
+    metric: str,
+    *,
+    depth: str = "depth",
+    hue: str | None = None,
+    logy: bool = True,
+    ylabel: str | None = None,
+    title: str | None = None,
+    caption: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Plot one NC metric against relative layer depth (0 = input, 1 = penultimate).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows of a layer sweep (:func:`ncutils.probe.layer_sweep`), possibly
+        stacked over epochs, architectures or datasets.
+    metric : str
+        The column to plot, e.g. ``"nc1"``.
+    depth : str, default "depth"
+        The depth column.
+    hue : str, optional
+        Column separating lines, e.g. ``"epoch"`` or ``"arch"``.
+    logy : bool, default True
+        NC metrics span orders of magnitude.
+    ylabel, title, caption, ax
+        As for :func:`line_plot`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    return line_plot(
+        frame,
+        depth,
+        metric,
+        hue=hue,
+        logy=logy,
+        xlabel="relative depth (0 = input, 1 = penultimate)",
+        ylabel=ylabel or _label(metric),
+        title=title,
+        caption=caption,
+        ax=ax,
+    )
+
+
+def scaling_plot(
+    frame: pd.DataFrame,
+    size: str,
+    seconds: str,
+    method: str,
+    *,
+    xlabel: str | None = None,
+    title: str | None = None,
+    caption: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Log-log plot of run time against problem size, one line per method.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per timing.
+    size, seconds, method : str
+        Columns: problem size (e.g. the dimension D), time in seconds, method name.
+    xlabel, title, caption, ax
+        As for :func:`line_plot`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    return line_plot(
+        frame,
+        size,
+        seconds,
+        hue=method,
+        style=method,
+        logx=True,
+        logy=True,
+        xlabel=xlabel or _label(size),
+        ylabel="time (seconds)",
+        title=title,
+        caption=caption,
+        ax=ax,
+    )

@@ -1,0 +1,227 @@
+"""Tests of the book build (ncutils.book).
+
+The validation tests work on a tiny fake book in a temporary folder. The build test
+copies the working tree to a temporary folder and builds the whole book there on the
+smoke profile (twice: the second build must reuse every notebook).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from ncutils import book, findings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_notebook(path: Path, parameters: str, body: str = "print(epochs)") -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# A chapter"),
+        nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, str(path))
+
+
+def make_book(root: Path, profile_values: dict | None = None, toc_stems=("chap",)) -> Path:
+    make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"\nepochs = 3\nlr = 0.1\ndataset = "digits"')
+    for profile in book.PROFILES:
+        values = {"chap": {"epochs": 1}} if profile_values is None else profile_values
+        (root / "notebooks" / "profiles").mkdir(parents=True, exist_ok=True)
+        (root / "notebooks" / "profiles" / f"{profile}.yaml").write_text(yaml.safe_dump(values))
+    toc = {"format": "jb-book", "root": "book/intro",
+           "chapters": [{"file": f"book/generated/{stem}"} for stem in toc_stems]}
+    (root / "_toc.yml").write_text(yaml.safe_dump(toc))
+    (root / "ncutils").mkdir(exist_ok=True)
+    (root / "ncutils" / "__init__.py").write_text("")
+    return root
+
+
+def test_plan_resolves_parameters_in_toc_order(tmp_path):
+    jobs = book.plan(make_book(tmp_path), "smoke")
+    assert [job.stem for job in jobs] == ["chap"]
+    assert jobs[0].injected == {"epochs": 1, "profile": "smoke"}
+    assert jobs[0].parameters == {"profile": "smoke", "epochs": 1, "lr": 0.1, "dataset": "digits"}
+
+
+def test_key_changes_with_parameters_source_and_profile(tmp_path):
+    root = make_book(tmp_path)
+    key = book.plan(root, "smoke")[0].key
+    assert book.plan(root, "smoke")[0].key == key
+    assert book.plan(root, "cpu")[0].key != key
+    (root / "notebooks" / "profiles" / "smoke.yaml").write_text(yaml.safe_dump({"chap": {"epochs": 2}}))
+    assert book.plan(root, "smoke")[0].key != key
+    (root / "notebooks" / "profiles" / "smoke.yaml").write_text(yaml.safe_dump({"chap": {"epochs": 1}}))
+    (root / "ncutils" / "extra.py").write_text("x = 1\n")
+    assert book.plan(root, "smoke")[0].key != key
+
+
+@pytest.mark.parametrize(
+    ("profile_values", "toc", "message"),
+    [
+        ({"chap": {"epochs": 1, "width": 3}}, ("chap",), "unknown parameter 'width' for notebook 'chap'"),
+        ({"chap": {}, "other": {}}, ("chap",), "unknown notebook 'other'"),
+        ({}, ("chap",), "notebook 'chap' is missing"),
+        ({"chap": {"epochs": "many"}}, ("chap",), "parameter 'epochs' of 'chap' should be like 3"),
+        ({"chap": {"lr": True}}, ("chap",), "parameter 'lr'"),
+        ({"chap": {"profile": "gpu"}}, ("chap",), "`profile` is injected"),
+        ({"chap": {}}, (), "_toc.yml: notebook 'chap' is missing"),
+        ({"chap": {}}, ("chap", "ghost"), "book/generated/ghost has no notebook"),
+    ],
+)
+def test_invalid_configuration_is_a_clear_error(tmp_path, profile_values, toc, message):
+    root = make_book(tmp_path, profile_values, toc)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        book.plan(root, "smoke")
+
+
+def test_unknown_profile_is_a_clear_error(tmp_path, capsys):
+    root = make_book(tmp_path)
+    with pytest.raises(ValueError, match="unknown profile 'laptop': expected one of smoke, cpu, gpu, paper"):
+        book.plan(root, "laptop")
+    assert book.main(["build", "--profile", "laptop"]) == 2
+    assert "unknown profile 'laptop'" in capsys.readouterr().err
+
+
+def test_run_rejects_unknown_parameters_before_running(capsys):
+    assert book.main(["run", "measuring_collapse", "-p", "no_such_parameter", "1"]) == 2
+    assert "unknown parameter 'no_such_parameter'" in capsys.readouterr().err
+    assert book.main(["run", "no_such_chapter"]) == 2
+    assert "unknown notebook 'no_such_chapter'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ("epochs = 3", "must define `profile`"),
+        ('profile = "cpu"\nepochs = 2 * 3', "literal default"),
+        ('profile = "cpu"\nprint(1)', "not a plain assignment"),
+    ],
+)
+def test_parameters_cell_must_be_literal_assignments(tmp_path, parameters, message):
+    path = tmp_path / "nb.ipynb"
+    make_notebook(path, parameters)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        book.notebook_parameters(path)
+
+
+def test_a_notebook_without_parameters_cell_is_rejected(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), str(path))
+    with pytest.raises(ValueError, match="exactly one code cell tagged 'parameters'"):
+        book.notebook_parameters(path)
+
+
+def test_source_notebooks_are_stored_without_outputs():
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        notebook = nbformat.read(str(path), as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, (
+                    f"{path.name} has outputs; run `python -m ncutils.book strip`"
+                )
+
+
+def test_every_profile_of_the_repository_is_valid():
+    jobs = book.validate(REPO)
+    assert set(jobs) == set(book.PROFILES)
+    assert len({len(profile_jobs) for profile_jobs in jobs.values()}) == 1
+
+
+# --------------------------------------------------------------------------- the whole book
+
+IGNORED = {".git", ".venv", "_build", "runs", "__pycache__", ".pytest_cache", ".hypothesis", ".ipynb_checkpoints"}
+
+
+def _ignore(directory: str, names: list[str]) -> set[str]:
+    skipped = {name for name in names if name in IGNORED or name.endswith(".egg-info")}
+    if Path(directory).resolve() == (REPO / "book").resolve():
+        skipped.add("generated")
+    return skipped
+
+
+def _build(root: Path) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(root)}
+    environment.pop("NC_FINDINGS_FILE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ncutils.book", "build", "--profile", "smoke"],
+        cwd=root, env=environment, capture_output=True, text=True, timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory):
+    root = tmp_path_factory.mktemp("book") / "repo"
+    shutil.copytree(REPO, root, ignore=_ignore)
+    first = _build(root)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    second = _build(root)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    return root, first, second
+
+
+@pytest.mark.slow
+def test_every_notebook_executed_without_error(built_book):
+    root, first, _ = built_book
+    stems = book.toc_chapters(root)
+    assert stems, "the book has no chapters"
+    for stem in stems:
+        assert f"{stem} (smoke): done in" in first.stdout
+        notebook = nbformat.read(str(root / "book" / "generated" / f"{stem}.ipynb"), as_version=4)
+        assert notebook.metadata["papermill"]["exception"] in (None, False)
+        errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
+                  if output.output_type == "error"]
+        assert not errors, f"{stem}: {errors[0]['ename']}: {errors[0]['evalue']}"
+
+
+@pytest.mark.slow
+def test_second_build_reuses_every_notebook(built_book):
+    root, _, second = built_book
+    for stem in book.toc_chapters(root):
+        assert f"{stem} (smoke): unchanged" in second.stdout
+    assert "running ..." not in second.stdout
+
+
+@pytest.mark.slow
+def test_every_page_of_the_toc_exists_as_html(built_book):
+    root, _, _ = built_book
+    for page in book.toc_pages(root):
+        assert (root / "_build" / "html" / f"{page}.html").exists(), page
+
+
+@pytest.mark.slow
+def test_every_chapter_page_has_its_figures_and_verdicts(built_book):
+    root, _, _ = built_book
+    for stem in book.toc_chapters(root):
+        notebook = nbformat.read(str(root / "book" / "generated" / f"{stem}.ipynb"), as_version=4)
+        figures = sum("image/png" in output.get("data", {}) for cell in notebook.cells
+                      for output in cell.get("outputs", []))
+        page = (root / "_build" / "html" / "book" / "generated" / f"{stem}.html").read_text()
+        assert figures >= 1, f"{stem} produced no figure"
+        assert page.count("<img") >= figures, f"{stem}: figures missing from the page"
+        assert re.search(r'class="nc-verdict nc-(pass|fail)"', page), f"{stem}: no verdict on the page"
+        assert "notebooks/" + stem + ".ipynb" in page, f"{stem}: launch links do not point at the source notebook"
+
+
+@pytest.mark.slow
+def test_scoreboard_lists_every_finding_and_the_manifest_every_chapter(built_book):
+    root, _, _ = built_book
+    scoreboard = (root / "_build" / "html" / "book" / "scoreboard.html").read_text()
+    for finding_id in findings.FINDINGS:
+        assert re.search(rf"<td[^>]*><p>{finding_id}</p></td>", scoreboard), finding_id
+    recorded = findings.load(root / "_build" / "findings.json")["profiles"]["smoke"]
+    assert recorded["findings"] or recorded["checks"]
+    reproducibility = (root / "_build" / "html" / "book" / "reproducibility.html").read_text()
+    for stem in book.toc_chapters(root):
+        assert stem in reproducibility
