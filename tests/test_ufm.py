@@ -1,0 +1,261 @@
+"""Tests of ncutils.ufm: derivatives against independent routes, theory at a built deep-NC point."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ncutils import ufm
+
+TINY = dict(num_classes=3, per_class=2, depth=3, width=5)
+
+
+def tiny(activation: str = "linear", **overrides) -> ufm.UFMConfig:
+    return ufm.UFMConfig(**{**TINY, "activation": activation, **overrides})
+
+
+def random_state(config: ufm.UFMConfig) -> ufm.UFMState:
+    # gain 2 keeps every ReLU pre-activation well away from 0 at this point
+    return ufm.init_state(ufm.UFMConfig(**{**config.__dict__, "init_gain": 2.0}))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny matrices: a single thread is faster and immune to a busy machine
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------- loss and gradient
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_loss_matches_the_formula_written_out(activation):
+    config = tiny(activation, lambda_w=0.03, lambda_h=0.07)
+    state = random_state(config)
+    x = state.features.numpy()
+    for index, weight in enumerate(state.weights, start=1):
+        x = weight.numpy() @ x
+        if activation == "relu" and index < config.depth:
+            x = np.maximum(x, 0.0)
+    y = np.kron(np.eye(3), np.ones((1, 2)))
+    expected = (((x - y) ** 2).sum() / (2 * 3 * 2)
+                + 0.03 / 2 * sum((w.numpy() ** 2).sum() for w in state.weights)
+                + 0.07 / 2 * (state.features.numpy() ** 2).sum())
+    assert float(ufm.ufm_loss(state, config)) == pytest.approx(expected, rel=1e-13)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_gradient_matches_central_finite_differences(activation):
+    config = tiny(activation)
+    state = random_state(config)
+    tensors = [t.clone().requires_grad_(True) for t in state.tensors()]
+    loss = ufm.ufm_loss(ufm.UFMState(tensors[0], tensors[1:]), config)
+    grads = torch.autograd.grad(loss, tensors)
+    generator = torch.Generator().manual_seed(1)
+    step = 1e-6
+    for _ in range(3):
+        directions = [torch.randn(t.shape, generator=generator, dtype=torch.float64) for t in tensors]
+
+        def loss_at(sign: float) -> float:
+            moved = [t.detach() + sign * step * v for t, v in zip(tensors, directions)]
+            return float(ufm.ufm_loss(ufm.UFMState(moved[0], moved[1:]), config))
+
+        numeric = (loss_at(1.0) - loss_at(-1.0)) / (2 * step)
+        analytic = float(sum((g * v).sum() for g, v in zip(grads, directions)))
+        assert numeric == pytest.approx(analytic, rel=1e-6, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- layer Hessian
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+@pytest.mark.parametrize("layer", [1, 2, 3])
+def test_layer_hessian_is_symmetric_and_equals_autograd_of_the_gradient(activation, layer):
+    config = tiny(activation)
+    state = random_state(config)
+    hessian = ufm.layer_hessian(state, config, layer)
+    weight = state.weights[layer - 1]
+    loss_of = ufm.layer_loss_function(state, config, layer)
+    reference = torch.autograd.functional.hessian(
+        lambda flat: loss_of(flat.reshape(weight.shape)), weight.reshape(-1).clone())
+    assert hessian.shape == (weight.numel(), weight.numel())
+    torch.testing.assert_close(hessian, hessian.T, rtol=0, atol=1e-12)
+    torch.testing.assert_close(hessian, reference, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_hessian_vector_products_agree_with_the_dense_hessian(activation):
+    config = tiny(activation)
+    state = random_state(config)
+    layer = 2
+    hessian = ufm.layer_hessian(state, config, layer)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        direction = torch.randn(5, 5, generator=generator, dtype=torch.float64)
+        product = ufm.layer_hvp(state, config, layer, direction)
+        torch.testing.assert_close(product.reshape(-1), hessian @ direction.reshape(-1), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_hessian_is_gauss_newton_plus_decay_and_the_gram_route_gives_its_spectrum(activation):
+    # the output is (piecewise) linear in one W_l, so the residual term vanishes
+    config = tiny(activation, lambda_w=0.02)
+    state = random_state(config)
+    layer = 2
+    hessian = ufm.layer_hessian(state, config, layer)
+    factor = ufm.gauss_newton_factor(ufm.layer_jacobian(state, config, layer))
+    torch.testing.assert_close(hessian, factor @ factor.T + 0.02 * torch.eye(25, dtype=torch.float64),
+                               rtol=1e-10, atol=1e-12)
+    dense = torch.linalg.eigvalsh(hessian).flip(0).numpy()
+    np.testing.assert_allclose(ufm.hessian_spectrum_from_jacobian(
+        ufm.layer_jacobian(state, config, layer), 0.02, 25), dense, rtol=1e-9, atol=1e-12)
+
+
+def test_vec_order_is_row_major_so_the_linear_hessian_is_AtA_kron_feature_second_moment():
+    config = tiny("linear", lambda_w=0.05)
+    state = random_state(config)
+    layer = 2
+    layers = ufm.forward(state)
+    above = state.weights[2]                    # A = W_3 for layer 2 of 3
+    second_moment = layers[1] @ layers[1].T / config.num_samples
+    expected = torch.kron(above.T @ above, second_moment) + 0.05 * torch.eye(25, dtype=torch.float64)
+    torch.testing.assert_close(ufm.layer_hessian(state, config, layer), expected, rtol=1e-10, atol=1e-12)
+    # and kron_basis(u, w) is vec(u w^T) in that same order
+    u, w = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    basis = ufm.kron_basis(u, w, normalise=False)
+    torch.testing.assert_close(basis[1, 2], torch.outer(u[:, 1], w[:, 2]).reshape(-1))
+    torch.testing.assert_close(basis[1, 2], torch.kron(u[:, 1], w[:, 2]))
+
+
+def test_gauss_newton_split_sums_to_the_gauss_newton_matrix():
+    config = tiny("relu")
+    state = random_state(config)
+    jacobian = ufm.layer_jacobian(state, config, 2)
+    parts = ufm.gauss_newton_split(jacobian, ufm.targets(3, 2)[1])
+    factor = ufm.gauss_newton_factor(jacobian)
+    total = sum(f @ f.T for f in parts.values())
+    torch.testing.assert_close(total, factor @ factor.T, rtol=1e-10, atol=1e-12)
+    assert parts["cross"].shape[1] == 6 and parts["class"].shape[1] == 3
+
+
+def test_eigenvector_alignment_is_one_for_eigenvectors_and_below_one_otherwise():
+    matrix = torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64))
+    vectors = torch.tensor([[0.0, 2.0, 0.0], [1.0, 1.0, 0.0]], dtype=torch.float64)
+    f = ufm.eigenvector_alignment(lambda v: matrix @ v, vectors)
+    assert f[0].item() == pytest.approx(1.0)
+    assert f[1].item() == pytest.approx(25.0 / (2 * 13))
+
+
+# --------------------------------------------------------------------------- theory
+def test_regularisation_condition_values_and_its_agreement_with_the_reduced_problem():
+    condition = ufm.regularisation_condition(3, 40, 5, 1e-2, 1e-2)
+    assert condition["lhs"] == pytest.approx((3 * 40 * 1e-10 * 1e-2) ** 0.2)
+    assert condition["rhs"] == pytest.approx(4**0.8 / 75)
+    assert condition["satisfied"]
+    # the condition is where the deep-NC optimum beats the zero solution (0.5)
+    for k, n, depth, lambda_w, lambda_h in [(3, 40, 5, 1e-2, 1e-2), (2, 10, 3, 0.05, 0.2), (4, 5, 4, 0.03, 0.01)]:
+        for scale in (0.5, 0.8, 1.25, 2.0, 8.0):
+            lw, lh = lambda_w * scale, lambda_h * scale
+            satisfied = ufm.regularisation_condition(k, n, depth, lw, lh)["satisfied"]
+            optimum = ufm.dnc_optimum(k, n, depth, lw, lh)
+            assert satisfied == (optimum["loss"] < 0.5 - 1e-9), (k, n, depth, lw, lh)
+
+
+@pytest.mark.parametrize("frames", ["random", "coordinate"])
+def test_built_deep_nc_point_is_stationary_and_has_the_predicted_loss(frames):
+    config = ufm.UFMConfig(num_classes=3, per_class=4, depth=4, width=7, lambda_w=0.01, lambda_h=0.02)
+    state = ufm.dnc_state(config, frames=frames)
+    optimum = ufm.dnc_optimum(3, 4, 4, 0.01, 0.02)
+    assert ufm.gradient_norm(state, config) < 1e-12
+    assert float(ufm.ufm_loss(state, config)) == pytest.approx(optimum["loss"], rel=1e-12)
+    # a gradient step from a nearby point returns downhill: it is a minimum, not a saddle of the scalar problem
+    assert optimum["loss"] < optimum["zero_loss"]
+
+
+def test_theory_closed_forms_hold_exactly_at_the_built_deep_nc_point():
+    config = ufm.UFMConfig(num_classes=3, per_class=4, depth=4, width=7, lambda_w=0.01, lambda_h=0.02)
+    state = ufm.dnc_state(config)
+    optimum = ufm.dnc_optimum(3, 4, 4, 0.01, 0.02)
+    k = 3
+    for layer in (1, 2, 4):
+        analysis = ufm.analyse_layer(state, config, layer, dense=True)
+        # Theorem 4.1: K^2 equal outliers at the predicted value, bulk lambda_W
+        np.testing.assert_allclose(analysis.eigenvalues[: k * k], optimum["hessian_outlier"], rtol=1e-10)
+        np.testing.assert_allclose(analysis.eigenvalues[k * k:], 0.01, rtol=1e-10)
+        assert analysis.outlier_ratio == pytest.approx(1.0, abs=1e-10)
+        np.testing.assert_allclose(analysis.alignment, 1.0, rtol=1e-10)
+        # Theorem 4.2: ranks 0, K(K-1), K
+        assert analysis.split_ranks == {"within": 0, "cross": k * (k - 1), "class": k}
+        # Theorem 4.3: gradient coefficients 1/K on the diagonal, 0 off it
+        np.testing.assert_allclose(analysis.gradient_coefficients, np.eye(k) / k, atol=1e-12)
+        assert analysis.dense_max_abs_error < 1e-12
+    # Theorem 4.4: W_l^T W_l rank K with eigenvalues (lambda_H / lambda_W) n ||mu_c^(1)||^2 = s^2
+    grams = ufm.weight_gram_spectra(state, config)
+    assert (grams["rank"] == k).all()
+    assert grams["max_rel_error"].max() < 1e-10
+    np.testing.assert_allclose(grams[["eig_1", "eig_2", "eig_3"]].to_numpy(), optimum["weight_gram_eigenvalue"], rtol=1e-10)
+    metrics = ufm.layer_metrics(state, config)
+    assert metrics["nc1"].max() < 1e-20
+    assert metrics["orthogonal_frame_error"].max() < 1e-12
+    assert metrics["etf_error"].max() < 1e-12
+
+
+def test_relu_deep_nc_with_disjoint_supports_keeps_only_the_class_part():
+    # at an exact ReLU deep-NC point the masks cut every cross-class path: K outliers, not K^2
+    config = ufm.UFMConfig(num_classes=3, per_class=4, depth=4, width=7, activation="relu")
+    state = ufm.dnc_state(config, frames="coordinate")
+    analysis = ufm.analyse_layer(state, config, 2)
+    assert analysis.split_ranks == {"within": 0, "cross": 0, "class": 3}
+    optimum = ufm.dnc_optimum(3, 4, 4, config.lambda_w, config.lambda_h)
+    np.testing.assert_allclose(analysis.eigenvalues[:3], optimum["hessian_outlier"], rtol=1e-10)
+    np.testing.assert_allclose(analysis.eigenvalues[3:], config.lambda_w, rtol=1e-10)
+
+
+def test_gradient_coefficients_of_a_matrix_in_the_diagonal_span():
+    means = torch.eye(4, 2, dtype=torch.float64) * torch.tensor([2.0, 5.0], dtype=torch.float64)
+    gradient = torch.outer(means[:, 0], means[:, 0]) / 4 + 3 * torch.outer(means[:, 1], means[:, 1]) / 25
+    coefficients = ufm.gradient_coefficients(gradient, means, means)
+    np.testing.assert_allclose(coefficients.numpy(), np.diag([0.1, 0.9]), atol=1e-15)
+
+
+# --------------------------------------------------------------------------- training
+def test_training_reaches_the_deep_nc_optimum_on_a_tiny_linear_model():
+    config = ufm.UFMConfig(num_classes=3, per_class=3, depth=3, width=6, seed=2)
+    run = ufm.train(config, layer=2, steps=300, lr=0.1, polish_iterations=200,
+                    snapshot_steps=[0, 100], progress=False)
+    assert run.final_grad_norm < 1e-8
+    assert run.history["loss"].iloc[-1] < run.history["loss"].iloc[0]
+    assert list(run.snapshots["step"])[:2] == [0, 100] and set(run.spectra) == set(run.snapshots["step"])
+    optimum = ufm.dnc_optimum(3, 3, 3, config.lambda_w, config.lambda_h)
+    assert run.final_loss == pytest.approx(optimum["loss"], rel=1e-8)
+    assert run.final.outlier_ratio == pytest.approx(1.0, abs=1e-5)
+    assert run.condition["satisfied"]
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("overrides, message", [
+    ({"width": 2}, "width"),
+    ({"lambda_w": -1.0}, "lambda_w"),
+    ({"activation": "tanh"}, "activation"),
+    ({"depth": 1}, "depth"),
+])
+def test_bad_configurations_raise(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**overrides)
+
+
+def test_bad_layer_direction_and_training_arguments_raise():
+    config = tiny()
+    state = random_state(config)
+    with pytest.raises(ValueError, match="layer"):
+        ufm.layer_hessian(state, config, 4)
+    with pytest.raises(ValueError, match="direction"):
+        ufm.layer_hvp(state, config, 1, torch.zeros(3, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="snapshot_steps"):
+        ufm.train(config, layer=1, steps=5, lr=0.1, snapshot_steps=[9], progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        ufm.train(config, layer=1, steps=5, lr=-0.1, progress=False)
+    with pytest.raises(ValueError, match="balanced"):
+        ufm.gauss_newton_split(torch.zeros(3, 6, 25, dtype=torch.float64), torch.tensor([0, 0, 0, 1, 1, 2]))
