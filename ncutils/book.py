@@ -541,6 +541,7 @@ def execute(
                 str(output),
                 parameters=injected,
                 kernel_name=ensure_kernel(),
+                language="python",
                 cwd=str(root),
                 progress_bar=sys.stderr.isatty(),
                 log_output=False,

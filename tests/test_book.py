@@ -123,6 +123,18 @@ def test_a_notebook_without_parameters_cell_is_rejected(tmp_path):
         book.notebook_parameters(path)
 
 
+def test_a_failing_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, capsys):
+    root = make_book(tmp_path)
+    make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"\nepochs = 3\nlr = 0.1\ndataset = "digits"',
+                  body='value = epochs * 2\nraise RuntimeError(f"boom {value}")')
+    with pytest.raises(book.BuildError) as failure:
+        book.build("smoke", root=root, html=False)
+    message = str(failure.value)
+    assert "notebooks/chap.ipynb failed in cell 3" in message
+    assert "value = epochs * 2" in message and "RuntimeError: boom 2" in message
+    assert not (root / "_build" / "notebooks" / "smoke" / "state.json").read_text().strip("{} \n")
+
+
 def test_source_notebooks_are_stored_without_outputs():
     for path in sorted((REPO / "notebooks").glob("*.ipynb")):
         notebook = nbformat.read(str(path), as_version=4)
