@@ -979,11 +979,12 @@ def strip_outputs(paths: Sequence[Path]) -> list[Path]:
     changed = []
     for path in paths:
         notebook = _read_notebook(path)
-        dirty = False
+        # a cell papermill injected would freeze one profile's values into the source
+        kept = [cell for cell in notebook.cells if "injected-parameters" not in cell.metadata.get("tags", [])]
+        dirty = len(kept) != len(notebook.cells)
+        notebook.cells = kept
         for cell in notebook.cells:
-            if cell.cell_type != "code":
-                continue
-            if cell.get("outputs") or cell.get("execution_count") is not None:
+            if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
                 cell.outputs, cell.execution_count, dirty = [], None, True
             for key in ("execution", "papermill"):
                 if key in cell.metadata:

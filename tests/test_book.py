@@ -135,6 +135,21 @@ def test_a_failing_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, c
     assert not (root / "_build" / "notebooks" / "smoke" / "state.json").read_text().strip("{} \n")
 
 
+def test_strip_removes_outputs_and_injected_parameters(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    make_notebook(path, 'profile = "cpu"')
+    notebook = nbformat.read(str(path), as_version=4)
+    notebook.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="3")]
+    notebook.cells[2].execution_count = 4
+    notebook.cells.insert(2, nbformat.v4.new_code_cell('profile = "gpu"', metadata={"tags": ["injected-parameters"]}))
+    nbformat.write(notebook, str(path))
+    assert book.strip_outputs([path]) == [path]
+    stripped = nbformat.read(str(path), as_version=4)
+    assert [cell.source for cell in stripped.cells] == ["# A chapter", 'profile = "cpu"', "print(epochs)"]
+    assert stripped.cells[2].outputs == [] and stripped.cells[2].execution_count is None
+    assert book.strip_outputs([path]) == []
+
+
 def test_source_notebooks_are_stored_without_outputs():
     for path in sorted((REPO / "notebooks").glob("*.ipynb")):
         notebook = nbformat.read(str(path), as_version=4)
