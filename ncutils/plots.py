@@ -19,7 +19,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["FIGSIZE", "add_caption", "line_plot", "metric_by_depth", "new_figure", "scaling_plot"]
+__all__ = [
+    "FIGSIZE", "add_caption", "line_plot", "metric_by_depth", "new_figure", "scaling_plot",
+    "spectrum_evolution",
+]
 
 #: Default figure size in inches (width, height): readable on a book page.
 FIGSIZE = (6.4, 4.0)
@@ -275,3 +278,66 @@ def scaling_plot(
         caption=caption,
         ax=ax,
     )
+
+
+# --------------------------------------------------------------------------- UFM chapter (Garrod & Keating)
+def spectrum_evolution(
+    frame: pd.DataFrame,
+    *,
+    step: str = "step",
+    eigenvalue: str = "eigenvalue",
+    index: str = "index",
+    group: str = "group",
+    logx: bool = True,
+    logy: bool = True,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+    caption: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Eigenvalues over training, one line per eigenvalue index, coloured by group.
+
+    Used for Hessian spectra (e.g. the ``K^2`` outliers against the bulk):
+    unlike :func:`line_plot`, lines are never averaged.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One row per (snapshot, eigenvalue): columns ``step``, ``eigenvalue``,
+        ``index`` (rank of the eigenvalue, 1 = largest) and ``group``.
+    step, eigenvalue, index, group : str
+        Column names.
+    logx, logy : bool, default True
+        Logarithmic axes (use a ``step`` column that starts at 1 for ``logx``).
+    xlabel, ylabel, title, caption, ax
+        As for :func:`line_plot`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Example
+    -------
+    >>> frame = pd.DataFrame({"step": [1, 10, 1, 10], "eigenvalue": [2.0, 3.0, 1.0, 0.5],
+    ...                       "index": [1, 1, 2, 2], "group": ["outlier"] * 2 + ["bulk"] * 2})
+    >>> figure = spectrum_evolution(frame)
+    """
+    import seaborn as sns
+
+    _check_columns(frame, [step, eigenvalue, index, group])
+    if ax is None:
+        figure, (ax,) = new_figure()
+    else:
+        figure = ax.figure
+    sns.lineplot(data=frame, x=step, y=eigenvalue, hue=group, units=index, estimator=None,
+                 linewidth=1.0, alpha=0.8, ax=ax)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel or _label(step))
+    ax.set_ylabel(ylabel or _label(eigenvalue))
+    if title:
+        ax.set_title(title)
+    return add_caption(figure, caption)
