@@ -103,7 +103,10 @@ __all__ = [
     "analyse_layer",
     "layer_metrics",
     "weight_gram_spectra",
+    "kink_fractions",
     "train",
+    "snapshot_schedule",
+    "spectrum_frame",
 ]
 
 Activation = Literal["linear", "relu"]
@@ -945,6 +948,36 @@ def weight_gram_spectra(
     return pd.DataFrame(rows)
 
 
+def kink_fractions(state: UFMState, config: UFMConfig, *, rtol: float = 1e-6) -> pd.DataFrame:
+    """Share of the pre-activations ``W_l h^(l)`` (``l < L``) that sit at the ReLU's kink.
+
+    A pre-activation counts when ``|z| <= rtol * max |z|`` over its layer. Where
+    many sit there, the ReLU loss is not differentiable at the point, and a
+    vanishing gradient norm is not to be expected even at a minimiser.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``layer`` (the ``l`` of ``W_l``) and ``kink_fraction``.
+
+    Examples
+    --------
+    >>> config = UFMConfig(width=4, per_class=2, depth=3, activation="relu")
+    >>> kink_fractions(dnc_state(config, frames="coordinate"), config)["kink_fraction"].tolist()
+    [0.75, 0.75]
+    """
+    _check_state(state, config)
+    if not rtol >= 0:
+        raise ValueError(f"rtol must be >= 0, got {rtol!r}")
+    rows, x = [], state.features.detach()
+    for index, weight in enumerate(state.weights[:-1], start=1):
+        pre = weight.detach() @ x
+        cutoff = rtol * float(pre.abs().max())
+        rows.append({"layer": index, "kink_fraction": float((pre.abs() <= cutoff).double().mean())})
+        x = torch.relu(pre) if config.activation == "relu" else pre
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------- training
 @contextlib.contextmanager
 def _torch_threads(count: int | None):
@@ -1007,9 +1040,10 @@ def train(
     analysis (with the dense autograd Hessian when ``dense_final``) is taken
     after it and also stored as a snapshot at step ``steps + polish_iterations``.
 
-    The loop runs with ``threads`` torch threads (default 1: the matrices are
-    tiny, and on a busy machine extra threads make each step tens of times
-    slower); the dense final Hessian uses torch's previous setting.
+    Everything runs with ``threads`` torch threads (default 1: the matrices
+    are tiny, and on a busy machine extra threads made each step, and even the
+    dense eigendecomposition, several times slower in our measurements);
+    ``None`` keeps torch's setting.
 
     Returns
     -------
@@ -1038,14 +1072,13 @@ def train(
                                          config.lambda_w, config.lambda_h)
     log_every = log_every or max(1, steps // 200)
     wanted = sorted({int(s) for s in snapshot_steps})
-    previous = torch.get_num_threads()
     with _torch_threads(threads):
         return _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted,
-                           dense_final, num_eigenvalues, log_every, progress, condition, previous)
+                           dense_final, num_eigenvalues, log_every, progress, condition)
 
 
 def _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted, dense_final,
-                num_eigenvalues, log_every, progress, condition, threads_for_dense) -> UFMRun:
+                num_eigenvalues, log_every, progress, condition) -> UFMRun:
     """The body of :func:`train` (arguments already checked)."""
     y = targets(config.num_classes, config.per_class)[0]
     start = init_state(config)
@@ -1055,17 +1088,20 @@ def _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted, d
     history, snapshot_rows, spectra = [], [], {}
 
     def snapshot(step: int, *, dense: bool = False) -> LayerAnalysis:
-        with _torch_threads(threads_for_dense if dense else None):
-            analysis = analyse_layer(state.detach(), config, layer, dense=dense,
-                                     num_eigenvalues=num_eigenvalues)
+        analysis = analyse_layer(state.detach(), config, layer, dense=dense,
+                                 num_eigenvalues=num_eigenvalues)
         snapshot_rows.append({"step": step, **analysis.summary()})
         spectra[step] = analysis.eigenvalues
         return analysis
 
-    def loss_and_grad() -> tuple[float, float]:
+    def backward() -> torch.Tensor:
         optimiser.zero_grad()
         loss = ufm_loss(state, config, y)
         loss.backward()
+        return loss
+
+    def loss_and_grad() -> tuple[float, float]:
+        loss = backward()
         norm = math.sqrt(sum(float((t.grad**2).sum()) for t in tensors))
         return float(loss.detach()), norm
 
@@ -1073,12 +1109,15 @@ def _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted, d
     for step in bar:
         if step in wanted:
             snapshot(step)
-        loss, norm = loss_and_grad()
         if step % log_every == 0 or step == steps:
+            # reading numbers back costs a sync: only on logged steps
+            loss, norm = loss_and_grad()
             history.append({"step": step, "phase": "gd", "loss": loss, "grad_norm": norm})
-            bar.set_postfix(loss=f"{loss:.6g}", grad=f"{norm:.1e}")
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss diverged at step {step}: lower lr (now {lr})")
+            bar.set_postfix(loss=f"{loss:.6g}", grad=f"{norm:.1e}", refresh=False)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss diverged at step {step}: lower lr (now {lr})")
+        else:
+            backward()
         if step < steps:
             optimiser.step()
     bar.close()
@@ -1118,3 +1157,36 @@ def _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted, d
         polish_iterations=iterations_done,
         condition=condition,
     )
+
+
+def snapshot_schedule(steps: int, count: int) -> list[int]:
+    """Step 0 and about ``count`` log-spaced steps in ``1 .. steps`` (unique, sorted).
+
+    Examples
+    --------
+    >>> snapshot_schedule(1000, 4)
+    [0, 1, 10, 100, 1000]
+    """
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"count must be a positive integer, got {count!r}")
+    if steps == 0:
+        return [0]
+    spaced = np.unique(np.round(np.geomspace(1, steps, count)).astype(int))
+    return [0, *(int(step) for step in spaced)]
+
+
+def spectrum_frame(spectra: dict[int, np.ndarray], num_outliers: int, *, max_index: int | None = None) -> pd.DataFrame:
+    """Tidy table of snapshot spectra: ``step``, ``index`` (1 = largest), ``eigenvalue``, ``group``.
+
+    ``group`` is ``"top K^2 (outliers)"`` for the ``num_outliers`` largest and
+    ``"bulk"`` for the rest; ``max_index`` keeps only the largest ones.
+    """
+    rows = []
+    for step, values in sorted(spectra.items()):
+        kept = values if max_index is None else values[:max_index]
+        for index, value in enumerate(kept, start=1):
+            group = f"top {num_outliers} (outliers)" if index <= num_outliers else "bulk"
+            rows.append({"step": step, "index": index, "eigenvalue": float(value), "group": group})
+    return pd.DataFrame(rows)

@@ -259,3 +259,11 @@ def test_bad_layer_direction_and_training_arguments_raise():
         ufm.train(config, layer=1, steps=5, lr=-0.1, progress=False)
     with pytest.raises(ValueError, match="balanced"):
         ufm.gauss_newton_split(torch.zeros(3, 6, 25, dtype=torch.float64), torch.tensor([0, 0, 0, 1, 1, 2]))
+
+
+def test_kink_fractions_count_the_zero_pre_activations_of_an_exact_relu_deep_nc_point():
+    config = ufm.UFMConfig(num_classes=3, per_class=2, depth=3, width=5, activation="relu")
+    table = ufm.kink_fractions(ufm.dnc_state(config, frames="coordinate"), config)
+    # each sample has one nonzero coordinate out of d = 5
+    np.testing.assert_allclose(table["kink_fraction"], 0.8)
+    assert (ufm.kink_fractions(random_state(config), config)["kink_fraction"] == 0).all()
