@@ -62,9 +62,18 @@ def flatten_features(features: Any, name: str = "features") -> torch.Tensor:
 
 
 def check_finite(tensor: torch.Tensor, name: str) -> None:
-    """Raise ``ValueError`` when ``tensor`` holds NaN or infinite entries."""
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-        bad = int((~torch.isfinite(tensor)).sum())
+    """Raise ``ValueError`` when ``tensor`` holds NaN or infinite entries.
+
+    Fast path: one sum in the tensor's own dtype. Under IEEE arithmetic a sum that
+    contains NaN or +-inf is never finite, so a finite sum proves every entry
+    finite; only a non-finite sum (bad entries, or an overflow of large finite
+    ones) triggers the exact element-wise scan. ``isfinite`` alone costs several
+    passes and temporaries over wide features.
+    """
+    if not tensor.is_floating_point() or bool(torch.isfinite(tensor.sum())):
+        return
+    bad = int((~torch.isfinite(tensor)).sum())
+    if bad:
         raise ValueError(f"{name} contain {bad} NaN or infinite value(s)")
 
 
@@ -120,12 +129,15 @@ def check_min_classes(classes: torch.Tensor, minimum: int = 2, what: str = "this
         )
 
 
-def row_chunks(n_rows: int, row_bytes: int, budget_bytes: int = 64 * 2**20) -> range:
-    """Start indices of row blocks whose float64 working copy stays within ``budget_bytes``.
+def row_chunks(
+    n_rows: int, row_bytes: int, budget_bytes: int = 16 * 2**20, min_rows: int = 64
+) -> range:
+    """Start indices of row blocks for per-sample float64 work; the block size is ``step``.
 
-    Used to bound the temporary memory of per-sample work (a float64 copy of a
-    batch of wide conv features can be many gigabytes). The block size is the
-    returned range's ``step``.
+    Blocks hold about ``budget_bytes`` (16 MB: large enough that per-block overhead
+    and thread synchronisation stay small, small enough to stay near cache and to
+    bound memory whatever N) but at least ``min_rows`` rows, so that very wide
+    features (64 rows of D = 65,536 is 32 MB) do not degenerate into tiny blocks.
     """
-    rows = max(1, budget_bytes // max(1, row_bytes))
+    rows = max(min_rows, budget_bytes // max(1, row_bytes), 1)
     return range(0, n_rows, rows)

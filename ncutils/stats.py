@@ -46,52 +46,6 @@ class _Moments(NamedTuple):
     within_ss: torch.Tensor
 
 
-def _batch_moments(features: torch.Tensor, labels: torch.Tensor) -> _Moments:
-    """Two-pass moments of one float64 block: sums by index_add_, then squared residuals."""
-    classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    sums = torch.zeros(classes.numel(), features.shape[1], dtype=torch.float64, device=features.device)
-    sums.index_add_(0, inverse, features)
-    means = sums / counts.unsqueeze(1).to(torch.float64)
-    residual_sq = (features - means[inverse]).pow_(2).sum(dim=1)
-    within_ss = torch.zeros(classes.numel(), dtype=torch.float64, device=features.device)
-    within_ss.index_add_(0, inverse, residual_sq)
-    return _Moments(classes, counts, means, within_ss)
-
-
-def _merge_moments(first: _Moments, second: _Moments) -> _Moments:
-    """Chan et al. pairwise merge of two sets of per-class moments over the union of classes.
-
-    For a class in both sets, with ``delta = mu_b - mu_a`` and ``n = n_a + n_b``:
-    ``mu = mu_a + delta * n_b / n`` and
-    ``ss = ss_a + ss_b + ||delta||^2 * n_a * n_b / n``. A class present in one set
-    only gets ``n_a = 0`` or ``n_b = 0`` and is copied unchanged.
-    """
-    classes = torch.unique(torch.cat([first.classes, second.classes]))
-    dim = first.means.shape[1]
-    device = first.means.device
-
-    def spread(moments: _Moments) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        position = torch.searchsorted(classes, moments.classes)
-        counts = torch.zeros(classes.numel(), dtype=torch.float64, device=device)
-        means = torch.zeros(classes.numel(), dim, dtype=torch.float64, device=device)
-        within_ss = torch.zeros(classes.numel(), dtype=torch.float64, device=device)
-        counts[position] = moments.counts.to(torch.float64)
-        means[position] = moments.means
-        within_ss[position] = moments.within_ss
-        return counts, means, within_ss
-
-    count_a, mean_a, ss_a = spread(first)
-    count_b, mean_b, ss_b = spread(second)
-    total = count_a + count_b
-    delta = mean_b - mean_a
-    means = mean_a + delta * (count_b / total).unsqueeze(1)
-    within_ss = ss_a + ss_b + delta.pow(2).sum(dim=1) * (count_a * count_b / total)
-    counts = torch.zeros(classes.numel(), dtype=torch.long, device=device)
-    counts.index_add_(0, torch.searchsorted(classes, first.classes), first.counts)
-    counts.index_add_(0, torch.searchsorted(classes, second.classes), second.counts)
-    return _Moments(classes, counts, means, within_ss)
-
-
 def _raise_if_not_finite(result: torch.Tensor, features: torch.Tensor) -> None:
     """Reject a batch whose float64 results are not finite, naming the cause.
 
@@ -107,14 +61,84 @@ def _raise_if_not_finite(result: torch.Tensor, features: torch.Tensor) -> None:
 def _as_float64_blocks(features: torch.Tensor, device: torch.device):
     """Yield ``(start, stop, block)`` with ``block`` a float64 copy of rows on ``device``.
 
-    Converting block by block keeps the float64 working copy under ~64 MB even
-    for wide conv features (D = 65,536 at ResNet stage 1).
+    Converting block by block keeps the float64 working copy to a few MB (see
+    ``row_chunks``) even for wide conv features (D = 65,536 at ResNet stage 1).
     """
     n_rows, dim = features.shape
     blocks = row_chunks(n_rows, row_bytes=8 * dim)
     for start in blocks:
         stop = min(start + blocks.step, n_rows)
         yield start, stop, features[start:stop].to(device=device, dtype=torch.float64)
+
+
+def _block_moments(block: torch.Tensor, position: torch.Tensor) -> _Moments:
+    """Two-pass moments of one float64 block, grouped by the class positions ``position``.
+
+    The ``classes`` field holds the positions present. Sums by ``index_add_`` (no
+    one-hot), then squared residuals about the block's own class means.
+    """
+    present, inverse, counts = torch.unique(position, return_inverse=True, return_counts=True)
+    sums = torch.zeros(present.numel(), block.shape[1], dtype=torch.float64, device=block.device)
+    sums.index_add_(0, inverse, block)
+    means = sums / counts.unsqueeze(1).to(torch.float64)
+    residual_sq = (block - means[inverse]).pow_(2).sum(dim=1)
+    within_ss = torch.zeros(present.numel(), dtype=torch.float64, device=block.device)
+    within_ss.index_add_(0, inverse, residual_sq)
+    return _Moments(present, counts, means, within_ss)
+
+
+def _chan_fold_(
+    counts: torch.Tensor, means: torch.Tensor, within_ss: torch.Tensor, part: _Moments
+) -> None:
+    """Fold ``part`` (its ``classes`` are row positions) into float64 accumulators, in place.
+
+    Chan et al.'s pairwise update per class, with ``delta = mu_b - mu_a`` and
+    ``n = n_a + n_b``: ``mu += delta * n_b / n`` and
+    ``ss += ss_b + ||delta||^2 * n_a * n_b / n``. A class new to the accumulators
+    (``n_a = 0``) gets ``mu_b`` and ``ss_b`` exactly.
+    """
+    rows = part.classes
+    count_a = counts[rows]
+    count_b = part.counts.to(torch.float64)
+    total = count_a + count_b
+    delta = part.means - means[rows]
+    means.index_add_(0, rows, delta * (count_b / total).unsqueeze(1))
+    within_ss.index_add_(0, rows, part.within_ss + delta.pow(2).sum(dim=1) * (count_a * count_b / total))
+    counts.index_add_(0, rows, count_b)
+
+
+def _fold_all(classes: torch.Tensor, dim: int, parts) -> _Moments:
+    """Moments over ``classes`` from parts (moments whose ``classes`` are row positions)."""
+    device = classes.device
+    counts = torch.zeros(classes.numel(), dtype=torch.float64, device=device)
+    means = torch.zeros(classes.numel(), dim, dtype=torch.float64, device=device)
+    within_ss = torch.zeros(classes.numel(), dtype=torch.float64, device=device)
+    exact_counts = torch.zeros(classes.numel(), dtype=torch.long, device=device)
+    for part in parts:
+        _chan_fold_(counts, means, within_ss, part)
+        exact_counts.index_add_(0, part.classes, part.counts)  # counts stay exact integers
+    return _Moments(classes, exact_counts, means, within_ss)
+
+
+def _batch_moments(features: torch.Tensor, labels: torch.Tensor, device: torch.device) -> _Moments:
+    """Moments of a whole batch: float64 row blocks folded one after another."""
+    classes = torch.unique(labels)
+    position = torch.searchsorted(classes, labels)
+    parts = (
+        _block_moments(block, position[start:stop])
+        for start, stop, block in _as_float64_blocks(features, device)
+    )
+    return _fold_all(classes, features.shape[1], parts)
+
+
+def _merge_moments(first: _Moments, second: _Moments) -> _Moments:
+    """Chan et al. pairwise merge of two sets of per-class moments over the union of classes."""
+    classes = torch.unique(torch.cat([first.classes, second.classes]))
+    parts = (
+        moments._replace(classes=torch.searchsorted(classes, moments.classes))
+        for moments in (first, second)
+    )
+    return _fold_all(classes, first.means.shape[1], parts)
 
 
 class ClassStats:
@@ -200,10 +224,9 @@ class ClassStats:
         if self._device is None:
             self._device = features.device
         labels = labels.to(self._device)
-        moments = self._moments
-        for start, stop, block in _as_float64_blocks(features, self._device):
-            block_moments = _batch_moments(block, labels[start:stop])
-            moments = block_moments if moments is None else _merge_moments(moments, block_moments)
+        moments = _batch_moments(features, labels, self._device)
+        if self._moments is not None:
+            moments = _merge_moments(self._moments, moments)
         _raise_if_not_finite(torch.cat([moments.means.reshape(-1), moments.within_ss]), features)
         self._moments = moments
         return self
