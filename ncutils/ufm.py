@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 import numpy as np
@@ -418,6 +418,12 @@ def forward(state: UFMState, activation: str = "linear") -> list[torch.Tensor]:
 
     Each entry is ``(width, N)`` (the output ``(K, N)``); ``h^(l+1) = W_l h^(l)``,
     with a ReLU for ``l < L`` when ``activation == "relu"``.
+
+    Examples
+    --------
+    >>> config = UFMConfig(width=4, per_class=2, depth=3)
+    >>> [tuple(h.shape) for h in forward(init_state(config))]
+    [(4, 6), (4, 6), (4, 6), (3, 6)]
     """
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
@@ -744,7 +750,11 @@ def _factor_eigenvalues(factor: torch.Tensor) -> torch.Tensor:
 
 
 def data_gradient(state: UFMState, config: UFMConfig, layer: int) -> torch.Tensor:
-    """Gradient of the data-fit term with respect to ``W_layer`` (shape of ``W_layer``)."""
+    """Gradient of the data-fit term with respect to ``W_layer`` (shape of ``W_layer``).
+
+    At a stationary point it equals ``-lambda_W W_layer``; this is the ``g`` of
+    Theorem 4.3 (Garrod & Keating 2024, arXiv 2404.06106).
+    """
     _check_layer(config, layer)
     weight = state.weights[layer - 1].detach()
     return torch.func.grad(layer_loss_function(state, config, layer, include_decay=False))(weight)
@@ -781,7 +791,28 @@ def gradient_coefficients(
 # --------------------------------------------------------------------------- one layer, all at once
 @dataclass
 class LayerAnalysis:
-    """Everything measured at one layer of one state (see :func:`analyse_layer`)."""
+    """Everything measured at one layer of one state (see :func:`analyse_layer`).
+
+    Attributes
+    ----------
+    layer : int
+        ``l`` of the analysed ``W_l``.
+    eigenvalues : numpy.ndarray
+        Largest eigenvalues of the layer Hessian of the full loss, descending.
+    outlier_ratio : float
+        ``lambda_1 / lambda_{K^2}``: 1 when the ``K^2`` outliers are equal.
+    separation : float
+        ``lambda_{K^2} / lambda_{K^2+1}``: how far the ``K^2`` outliers stand
+        above the rest (``nan`` when ``W_l`` has only ``K^2`` entries).
+    alignment : numpy.ndarray
+        ``f_cc'`` (K x K), see :func:`eigenvector_alignment`.
+    gradient_coefficients : numpy.ndarray
+        ``a_cc'`` (K x K) of the data gradient, see :func:`gradient_coefficients`.
+    split_ranks, split_traces : dict
+        Numerical rank and share of ``tr G`` of the within / cross / class parts.
+    dense_max_abs_error : float or None
+        Largest difference between the dense autograd and the Jacobian spectra.
+    """
 
     layer: int
     eigenvalues: np.ndarray          # descending, largest of the layer Hessian of the full loss
@@ -826,6 +857,34 @@ def analyse_layer(
     ``f`` uses the class means of ``h^(l+1)`` (after the ReLU in the ReLU model)
     and of ``h^(l)``; numerical ranks count eigenvalues above
     ``rank_rtol`` times the largest eigenvalue of ``G``.
+
+    Parameters
+    ----------
+    state, config : UFMState, UFMConfig
+        The model and its parameters.
+    layer : int
+        Which ``W_l`` (``1 .. L``).
+    dense : bool
+        Also build the dense autograd Hessian (``P x P``, ``P = d^2``).
+    num_eigenvalues : int, optional
+        How many of the largest eigenvalues to keep (default ``4 K^2``).
+    rank_rtol : float
+        Relative cutoff of the numerical ranks.
+
+    Returns
+    -------
+    LayerAnalysis
+
+    References
+    ----------
+    Garrod & Keating 2024 (arXiv 2404.06106), Theorems 4.1-4.3.
+
+    Examples
+    --------
+    >>> config = UFMConfig(width=6, per_class=2, depth=3)
+    >>> analysis = analyse_layer(dnc_state(config), config, 2)
+    >>> analysis.split_ranks
+    {'within': 0, 'cross': 6, 'class': 3}
     """
     _check_layer(config, layer)
     _check_state(state, config)
@@ -865,7 +924,7 @@ def analyse_layer(
         layer=layer,
         eigenvalues=eigenvalues,
         outlier_ratio=float(top.max() / top.min()),
-        separation=float(eigenvalues[k * k - 1] / eigenvalues[k * k]),
+        separation=float(eigenvalues[k * k - 1] / eigenvalues[k * k]) if eigenvalues.size > k * k else float("nan"),
         alignment=alignment.numpy(),
         gradient_coefficients=coefficients.numpy(),
         split_ranks={name: int((values > rank_rtol * reference).sum()) for name, values in part_values.items()},
