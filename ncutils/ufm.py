@@ -294,7 +294,7 @@ def dnc_optimum(
     k, n, big_l = num_classes, per_class, depth
     ratio = math.sqrt(lambda_w / (lambda_h * n))
 
-    def reduced_loss(s: float) -> float:
+    def reduced_loss(s):  # float or numpy array
         m = s * ratio
         return 0.5 * (1.0 - s**big_l * m) ** 2 + 0.5 * k * (big_l + 1) * lambda_w * s**2
 
@@ -305,7 +305,7 @@ def dnc_optimum(
     # The fitted output s^L m can not usefully exceed 1, which bounds s.
     s_max = (1.0 / ratio) ** (1.0 / (big_l + 1)) * 1.5
     grid = np.linspace(0.0, s_max, 4001)
-    values = np.array([reduced_loss(s) for s in grid])
+    values = reduced_loss(grid)
     best = int(np.argmin(values))
     s = 0.0
     if best > 0:
@@ -316,7 +316,7 @@ def dnc_optimum(
         "singular_value": s,
         "feature_norm": m,
         "output_scale": s**big_l * m,
-        "loss": reduced_loss(s),
+        "loss": float(reduced_loss(s)),
         "weight_gram_eigenvalue": s**2,
         "hessian_outlier": m**2 * s ** (2 * (big_l - 1)) / k + lambda_w,
         "hessian_bulk": lambda_w,
