@@ -174,7 +174,13 @@ class TrainConfig:
         factor 5e4 (Parker et al.'s code), stepped per batch, momentum not cycled.
     milestones : tuple of int or None
     lr_decay : float
-    epochs, batch_size, seed : int
+    epochs, batch_size : int
+    seed : int
+        Seed of the initial weights and of the order of the minibatches.
+    data_seed : int
+        Seed of the data: the ``limit_train``/``limit_test`` subsets and the ``gaussian``
+        mixture (``load_dataset(seed=data_seed)``), kept apart from ``seed`` so that runs
+        with different seeds see the same data.
     device : str
         ``"auto"`` (cuda when present) or a torch device name.
     sweep_epochs : tuple of int
@@ -220,6 +226,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 128
     seed: int = 0
+    data_seed: int = 0
     device: str = "auto"
     sweep_epochs: Any = ()
     conv_policy: str = "flatten"
@@ -267,7 +274,7 @@ class TrainConfig:
         _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(0 < self.lr_decay <= 1, f"lr_decay must be in (0, 1], got {self.lr_decay}")
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0),
+        for name, minimum in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("data_seed", 0),
                               ("checkpoint_every", 0)):
             value = getattr(self, name)
             _check(_is_int(value) and value >= minimum,
@@ -633,7 +640,7 @@ def train(
 
     loading = dict(data_dir=config.data_dir, download=config.download, label_map=config.label_map
                    if not isinstance(config.label_map, tuple) else dict(config.label_map),
-                   seed=config.seed, device=device, **dict(config.dataset_kwargs))
+                   seed=config.data_seed, device=device, **dict(config.dataset_kwargs))
     train_data = load_dataset(config.dataset, "train", limit=config.limit_train, **loading)
     test_data = load_dataset(config.dataset, "test", limit=config.limit_test, **loading)
     steps_per_epoch = -(-len(train_data) // config.batch_size)

@@ -84,6 +84,7 @@ def test_key_covers_results_but_not_paths(monkeypatch):
     assert config_key(tiny(data_dir="/elsewhere", checkpoint_every=1)) == base
     assert config_key(tiny(lr=0.051)) != base
     assert config_key(tiny(seed=1)) != base
+    assert config_key(tiny(data_seed=1)) != base
     monkeypatch.setattr(ncutils, "__version__", "999.0")
     assert config_key(tiny()) != base
     monkeypatch.undo()
@@ -144,6 +145,23 @@ def test_deterministic_on_cpu(tmp_path):
     assert _same_weights(first.model, second.model)
     other_seed = train(dataclasses.replace(config, seed=1), runs_dir=tmp_path / "c", progress=False)
     assert not _same_weights(first.model, other_seed.model)
+
+
+def test_seed_and_data_seed_are_separate(tmp_path, monkeypatch):
+    seen = []
+    real_load = train_module.load_dataset
+
+    def recording_load(name, split, **kwargs):
+        data = real_load(name, split, **kwargs)
+        seen.append((kwargs["seed"], data.inputs.clone()))
+        return data
+
+    monkeypatch.setattr(train_module, "load_dataset", recording_load)
+    train(tiny(seed=5, data_seed=0, limit_train=40), runs_dir=tmp_path, progress=False)
+    train(tiny(seed=6, data_seed=0, limit_train=40), runs_dir=tmp_path, progress=False)
+    train(tiny(seed=5, data_seed=1, limit_train=40), runs_dir=tmp_path, progress=False)
+    assert [seed for seed, _ in seen] == [0, 0, 0, 0, 1, 1]
+    assert torch.equal(seen[0][1], seen[2][1]) and not torch.equal(seen[0][1], seen[4][1])
 
 
 def test_training_leaves_the_global_rng_alone(tmp_path):
