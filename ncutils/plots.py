@@ -22,6 +22,8 @@ from matplotlib.figure import Figure
 __all__ = [
     "FIGSIZE", "add_caption", "line_plot", "metric_by_depth", "new_figure", "scaling_plot",
     "spectrum_evolution",
+    # Parker chapters
+    "depth_panels", "difficulty_scatter", "epoch_layer_heatmaps",
 ]
 
 #: Default figure size in inches (width, height): readable on a book page.
@@ -338,6 +340,197 @@ def spectrum_evolution(
         ax.set_yscale("log")
     ax.set_xlabel(xlabel or _label(step))
     ax.set_ylabel(ylabel or _label(eigenvalue))
+    if title:
+        ax.set_title(title)
+    return add_caption(figure, caption)
+
+
+# --------------------------------------------------------------------------------------------
+# Parker et al. 2023 chapters (P1-P4): per-layer profiles, epoch x layer heatmaps, P4 scatter.
+# Owned by the Parker chapters; the frames are the tables of ncutils.experiments.run_grid.
+
+
+def _panel_grid(count: int, ncols: int, panel_size: tuple[float, float]) -> tuple[Figure, list[Axes]]:
+    """A figure with ``count`` panels on rows of ``ncols``; unused cells are hidden."""
+    _style()
+    ncols = max(1, min(ncols, count))
+    nrows = -(-count // ncols)
+    figure = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    axes = list(figure.subplots(nrows, ncols, squeeze=False).ravel())
+    for spare in axes[count:]:
+        spare.set_visible(False)
+    return figure, axes[:count]
+
+
+def depth_panels(
+    frame: pd.DataFrame,
+    metric: str,
+    *,
+    panel: str = "architecture",
+    hue: str = "dataset",
+    logy: bool = True,
+    references: Mapping[str, float] | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+    caption: str | None = None,
+    ncols: int = 3,
+) -> Figure:
+    """One panel per value of ``panel``: ``metric`` against relative depth, a line per ``hue``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Layer-sweep rows with a ``depth`` column (0 = input, 1 = penultimate), one epoch per
+        line (filter the epoch first, e.g. with :func:`ncutils.criteria.last_epoch`).
+    metric : str
+        Column to plot, e.g. ``"nc1"``.
+    panel, hue : str
+        Columns splitting the data into panels and into lines.
+    logy : bool, default True
+        Logarithmic y axis.
+    references : dict, optional
+        ``{label: value}`` horizontal reference lines in every panel.
+    ylabel, title, caption : str, optional
+        Axis label (default the metric), figure title, provenance footer.
+    ncols : int, default 3
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Example
+    -------
+    >>> frame = pd.DataFrame({"architecture": ["mlp"] * 4, "dataset": ["a", "a", "b", "b"],
+    ...                       "depth": [0.0, 1.0, 0.0, 1.0], "nc1": [10.0, 0.1, 5.0, 0.5]})
+    >>> figure = depth_panels(frame, "nc1")
+    """
+    _check_columns(frame, ["depth", metric, panel, hue])
+    values = list(dict.fromkeys(frame[panel]))
+    figure, axes = _panel_grid(len(values), ncols, FIGSIZE)
+    for value, ax in zip(values, axes):
+        line_plot(frame[frame[panel] == value], "depth", metric, hue=hue, logy=logy,
+                  references=references, xlabel="relative depth (0 = input, 1 = penultimate)",
+                  ylabel=ylabel or _label(metric), title=f"{_label(panel)}: {value}", ax=ax)
+    if title:
+        figure.suptitle(title)
+    return add_caption(figure, caption)
+
+
+def epoch_layer_heatmaps(
+    frame: pd.DataFrame,
+    metric: str,
+    *,
+    panels: Sequence[str] = ("architecture", "dataset"),
+    epoch: str = "epoch",
+    layer: str = "name",
+    log: bool = True,
+    ncols: int = 3,
+    title: str | None = None,
+    caption: str | None = None,
+) -> Figure:
+    """Heatmaps of ``metric`` over (epoch, layer), one panel per run, one shared colour scale.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Layer sweeps of several runs over several epochs, with a ``depth`` column that
+        orders the layers.
+    metric : str
+        Column to show, e.g. ``"nc1"``.
+    panels : sequence of str
+        Columns identifying a run (one panel each).
+    epoch, layer : str
+        Row and column variables of each heatmap (layers in depth order).
+    log : bool, default True
+        Colour by ``log10(metric)`` (the metric must then be positive).
+    ncols : int, default 3
+        Panels per row.
+    title, caption : str, optional
+        Figure title and provenance footer.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Example
+    -------
+    >>> frame = pd.DataFrame({"architecture": "mlp", "dataset": "a", "epoch": [0, 0, 5, 5],
+    ...                       "name": ["input", "fc1"] * 2, "depth": [0.0, 1.0] * 2,
+    ...                       "nc1": [9.0, 8.0, 9.0, 0.1]})
+    >>> figure = epoch_layer_heatmaps(frame, "nc1")
+    """
+    import numpy as np
+    import seaborn as sns
+
+    panels = list(panels)
+    _check_columns(frame, [*panels, epoch, layer, "depth", metric])
+    if log and not (frame[metric] > 0).all():
+        raise ValueError(f"log colour scale needs a positive {metric!r}; pass log=False")
+    colour = np.log10(frame[metric]) if log else frame[metric]
+    limits = (float(colour.min()), float(colour.max()))
+    runs = list(frame.groupby(panels, sort=False))
+    figure, axes = _panel_grid(len(runs), ncols, (FIGSIZE[0] * 0.8, FIGSIZE[1] * 0.8))
+    for (values, run), ax in zip(runs, axes):
+        order = run.drop_duplicates(layer).sort_values("depth")[layer].tolist()
+        grid = (run.assign(_colour=colour.loc[run.index])
+                .pivot_table(index=epoch, columns=layer, values="_colour")[order])
+        sns.heatmap(grid, ax=ax, cmap="viridis", vmin=limits[0], vmax=limits[1],
+                    cbar_kws={"label": f"log10 {_label(metric)}" if log else _label(metric)})
+        ax.set_title(" / ".join(str(value) for value in np.atleast_1d(values)))
+        ax.set_xlabel("layer (input to penultimate)")
+        ax.set_ylabel(_label(epoch))
+        ax.tick_params(axis="x", labelrotation=90)
+    if title:
+        figure.suptitle(title)
+    return add_caption(figure, caption)
+
+
+def difficulty_scatter(
+    table: pd.DataFrame,
+    *,
+    x: str = "difficulty",
+    y: str = "depth_needed",
+    hue: str = "architecture",
+    label: str = "dataset",
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+    caption: str | None = None,
+) -> Figure:
+    """Points ``(x, y)`` joined per ``hue`` in order of ``x``, each annotated with its ``label``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per run, e.g. difficulty (1 - test accuracy) and depth-needed (chapter P4).
+    x, y, hue, label : str
+        Column names.
+    xlabel, ylabel, title, caption : str, optional
+        Labels, title and provenance footer.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Example
+    -------
+    >>> table = pd.DataFrame({"architecture": ["mlp"] * 3, "dataset": ["a", "b", "c"],
+    ...                       "difficulty": [0.01, 0.05, 0.3], "depth_needed": [0.2, 0.5, 1.0]})
+    >>> figure = difficulty_scatter(table)
+    """
+    import seaborn as sns
+
+    _check_columns(table, [x, y, hue, label])
+    figure, (ax,) = new_figure()
+    ordered = table.sort_values([hue, x])
+    sns.lineplot(data=ordered, x=x, y=y, hue=hue, style=hue, markers=True, markersize=9,
+                 sort=False, estimator=None, ax=ax)
+    for row in ordered.itertuples(index=False):
+        ax.annotate(str(getattr(row, label)), (getattr(row, x), getattr(row, y)),
+                    textcoords="offset points", xytext=(5, 5), fontsize="small")
+    ax.set_xlabel(xlabel or _label(x))
+    ax.set_ylabel(ylabel or _label(y))
     if title:
         ax.set_title(title)
     return add_caption(figure, caption)
