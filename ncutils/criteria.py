@@ -38,6 +38,7 @@ __all__ = [
     "eligible_runs",
     "depth_collapse",
     "variance_half_drop",
+    "log_drop_fractions",
     "angle_growth",
     "depth_needed",
     "difficulty_ordering",
@@ -288,6 +289,57 @@ def depth_collapse(sweep: pd.DataFrame, *, max_spearman: float = -0.7,
 
 
 # ----------------------------------------------------------------------------- P2
+def _drop_fractions(v_input: float, v_hidden: np.ndarray) -> np.ndarray:
+    """(log v_0 - log v_l) / (log v_0 - log v_L) for each hidden layer l (NaN if no drop)."""
+    total = math.log(v_input) - math.log(v_hidden[-1])
+    if not total > 0:
+        return np.full(v_hidden.shape, np.nan)
+    return (math.log(v_input) - np.log(v_hidden)) / total
+
+
+def log_drop_fractions(sweeps: pd.DataFrame, *, metric: str = "within_total_ratio",
+                       group_cols: Sequence[str] = GROUP_COLS,
+                       epoch_col: str = "epoch") -> pd.DataFrame:
+    """Share of the input-to-last-layer log drop of ``metric`` reached at every probe point.
+
+    For each run and epoch, ``drop_fraction = (log v_0 - log v_l) / (log v_0 - log v_L)``,
+    0 at the input and 1 at the last hidden layer; NaN for every layer of a run and epoch
+    whose total drop is not positive. This is the curve that :func:`variance_half_drop`
+    reads at the middle hidden layer.
+
+    Parameters
+    ----------
+    sweeps : DataFrame
+        Layer sweeps with ``group_cols``, ``epoch_col``, ``depth`` and ``metric``.
+    metric : str
+        The quantity v_l (default ``within_total_ratio``, tr Sigma_W / tr Sigma_T).
+    group_cols, epoch_col : as in :func:`last_epoch` (absent columns are ignored).
+
+    Returns
+    -------
+    DataFrame
+        ``sweeps`` with a ``drop_fraction`` column, sorted by run, epoch and depth.
+
+    Example
+    -------
+    >>> sweep = pd.DataFrame({"epoch": 1, "depth": [0, .5, 1], "within_total_ratio": [1, .1, .01]})
+    >>> log_drop_fractions(sweep)["drop_fraction"].round(3).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    _require_columns(sweeps, ["depth", epoch_col, metric], "sweeps")
+    keys = [c for c in group_cols if c in sweeps.columns] + [epoch_col]
+    parts = []
+    for _, sweep in sweeps.groupby(keys, sort=True):
+        hidden = hidden_layers(sweep, min_layers=1)
+        v_input = float(_positive(pd.Series([_input_row(sweep)[metric]]), metric)[0])
+        fractions = _drop_fractions(v_input, _positive(hidden[metric], metric))
+        ordered = sweep.sort_values("depth").copy()
+        ordered["drop_fraction"] = np.concatenate([[0.0 if np.isfinite(fractions).all() else np.nan],
+                                                   fractions])
+        parts.append(ordered)
+    return pd.concat(parts, ignore_index=True)
+
+
 def variance_half_drop(sweep: pd.DataFrame, *, min_fraction: float = 0.5,
                        metric: str = "within_total_ratio") -> dict[str, Any]:
     """P2: is most of the within-class variance reduction done by the middle hidden layer?
@@ -339,7 +391,7 @@ def variance_half_drop(sweep: pd.DataFrame, *, min_fraction: float = 0.5,
     total = math.log(v_input) - math.log(v_hidden[-1])
     middle = math.ceil(len(hidden) / 2)
     if total > 0:
-        fractions = (math.log(v_input) - np.log(v_hidden)) / total
+        fractions = _drop_fractions(v_input, v_hidden)
         reached = np.flatnonzero(fractions >= min_fraction)
         half_layer = int(reached[0]) + 1 if reached.size else None
         fraction_at_middle = float(fractions[middle - 1])

@@ -206,3 +206,18 @@ def test_per_run_reads_num_classes_column():
     table = criteria.per_run(sweep, criteria.angle_growth, num_classes="column")
     assert table["simplex_angle"].iloc[0] == pytest.approx(120.0)
     assert bool(table["passed"].iloc[0])
+
+
+def test_log_drop_fractions_per_run_and_epoch():
+    frames = []
+    for epoch, values in ((1, [1.0, 0.5, 0.25, 0.125]), (2, [0.1, 0.2, 0.3, 0.4])):
+        sweep = make_sweep("within_total_ratio", values)
+        sweep["epoch"], sweep["architecture"], sweep["dataset"] = epoch, "mlp", "a"
+        frames.append(sweep)
+    table = criteria.log_drop_fractions(pd.concat(frames)).set_index(["epoch", "depth"])
+    fractions = table.loc[1, "drop_fraction"].tolist()
+    assert fractions == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0])  # equal log steps
+    assert table.loc[2, "drop_fraction"].isna().all()  # rising: no drop to share out
+    # the curve agrees with the P2 criterion's reading at the middle hidden layer
+    result = criteria.variance_half_drop(frames[0])
+    assert result["fraction_at_middle"] == pytest.approx(fractions[result["middle_layer"]])
