@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ncutils.criteria import eligible_runs
 from ncutils.data import available_datasets, load_dataset
 from ncutils.models import ACTIVATIONS, check_arch_kwargs
 from ncutils.train import RunResult, TrainConfig, train
@@ -47,6 +48,7 @@ __all__ = [
     "parker_config",
     "run_grid",
     "sweep_schedule",
+    "training_summary",
 ]
 
 #: Architectures that read images (C, H, W); they are skipped on vector datasets.
@@ -452,3 +454,31 @@ def run_grid(grid: Grid, *, runs_dir: str | None = None, force: bool = False,
         skipped=pd.DataFrame(list(grid.skipped), columns=["architecture", "dataset", "reason"]),
         results=results,
     )
+
+
+def training_summary(result: GridResult, *, min_train_acc: float) -> pd.DataFrame:
+    """One row per run: how far training went, and whether the run enters the criteria.
+
+    Parameters
+    ----------
+    result : GridResult
+        From :func:`run_grid`.
+    min_train_acc : float
+        Train accuracy at the last epoch a run needs to enter the criteria (see
+        :func:`ncutils.criteria.eligible_runs`).
+
+    Returns
+    -------
+    DataFrame
+        ``architecture``, ``dataset``, ``activation``, ``epochs``, ``train_acc``,
+        ``test_acc``, ``difficulty`` (1 - test accuracy), ``eligible``, ``from_cache``,
+        ``train_seconds`` (wall time of the training that produced the cached result).
+    """
+    if not isinstance(result, GridResult):
+        raise ValueError(f"result must be a GridResult, got {type(result).__name__}")
+    keys = ["architecture", "dataset", "activation"]
+    runs = eligible_runs(result.history, min_train_acc=min_train_acc, group_cols=keys)
+    extra = result.runs[[*keys, "from_cache", "train_seconds"]]
+    table = runs.rename(columns={"epoch": "epochs"}).merge(extra, on=keys, how="left")
+    return table[[*keys, "epochs", "train_acc", "test_acc", "difficulty", "eligible",
+                  "from_cache", "train_seconds"]]

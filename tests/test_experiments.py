@@ -98,6 +98,12 @@ def test_run_grid_combines_tables_and_reuses_the_cache(tmp_path):
     table = criteria.per_run(first.sweeps, criteria.depth_needed, runs=runs)
     assert len(table) == 2 and table["depth_needed"].between(0, 1).all()
 
+    summary = experiments.training_summary(first, min_train_acc=0.01)
+    assert list(summary["architecture"]) == ["mlp", "vgg"] and summary["eligible"].all()
+    assert (summary["epochs"] == 1).all() and not summary["from_cache"].any()
+    strict = experiments.training_summary(first, min_train_acc=1.0)
+    assert list(strict["eligible"]) == list(strict["train_acc"] >= 1.0)
+
     second = experiments.run_grid(grid, runs_dir=tmp_path, progress=False)
     assert list(second.runs["from_cache"]) == [True, True]
     assert second.sweeps.equals(first.sweeps)
