@@ -15,11 +15,18 @@ class centres; the cost does not depend on the values) and the same batch size:
   probe point's features from pass 1: one forward pass, pass 2 without one;
 * ``sweep (recompute)``: the same with ``memory_budget=0``: two forward passes.
 
-Each time is the best of ``--repeats`` runs (after one warm-up run). The target of
+Each time is the best of ``--repeats`` rounds (after one warm-up round); the three
+measurements run interleaved, one of each per round. The target of
 DESIGN.md section 7 is a ratio of at most 2 plus the O(N D C) statistics (class means,
 within-class sums, the C x C projected scatter and the NCC predictions of every probe point,
 summed over the probe points' dimensions D). The forward passes a sweep makes are counted
 with a forward hook and printed, so the ratio can be split into forward passes and statistics.
+``ratio w/o alignment`` leaves out the time spent in ``metrics.subspace_alignment`` (the SVDs
+of each consumer layer's weight: a cost per layer that does not grow with N), measured inside
+the same runs.
+
+The machine's load changes these times (other processes on the same cores): the script
+prints the load average at the start; compare ratios taken in one run.
 """
 
 from __future__ import annotations
@@ -60,38 +67,6 @@ def make_inputs(n_samples: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     return inputs, labels
 
 
-def best_time(function: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up call, in seconds."""
-    function()
-    best = float("inf")
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        function()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
-def plain_forward(model: nn.Module, inputs: torch.Tensor, batch_size: int, device: torch.device) -> None:
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, inputs.shape[0], batch_size):
-            model(inputs[start:start + batch_size].to(device))
-
-
-def count_forward_passes(model: nn.Module, run: Callable[[], object]) -> int:
-    calls = [0]
-    handle = model.register_forward_hook(lambda module, args, output: calls.__setitem__(0, calls[0] + 1))
-    try:
-        run()
-    finally:
-        handle.remove()
-    return calls[0]
-
-
 class AlignmentTimer:
     """Times ``metrics.subspace_alignment`` inside a sweep (SVDs of the consumer weights).
 
@@ -118,6 +93,51 @@ class AlignmentTimer:
         metrics.subspace_alignment = self._original
 
 
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def best_times(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
+    """Best wall time of each function over ``repeats`` rounds, and the best time net of the
+    alignment SVDs measured inside the same calls, in seconds.
+
+    The functions run interleaved (one call of each per round, after one warm-up round), so a
+    change in the machine's load hits them alike instead of biasing one of them.
+    """
+    for function in functions.values():
+        function()
+    best = {name: (float("inf"), float("inf")) for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            _synchronize()
+            with AlignmentTimer() as alignment:
+                started = time.perf_counter()
+                function()
+                _synchronize()
+                elapsed = time.perf_counter() - started
+            total, net = best[name]
+            best[name] = (min(total, elapsed), min(net, elapsed - alignment.seconds))
+    return best
+
+
+def plain_forward(model: nn.Module, inputs: torch.Tensor, batch_size: int, device: torch.device) -> None:
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, inputs.shape[0], batch_size):
+            model(inputs[start:start + batch_size].to(device))
+
+
+def count_forward_passes(model: nn.Module, run: Callable[[], object]) -> int:
+    calls = [0]
+    handle = model.register_forward_hook(lambda module, args, output: calls.__setitem__(0, calls[0] + 1))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return calls[0]
+
+
 def benchmark_model(
     label: str, arch: str, arch_kwargs: dict, inputs: torch.Tensor, labels: torch.Tensor,
     *, batch_size: int, repeats: int, device: torch.device,
@@ -127,20 +147,24 @@ def benchmark_model(
     inputs, labels = inputs.to(device), labels.to(device)
     n_batches = -(-inputs.shape[0] // batch_size)
 
-    forward_s = best_time(lambda: plain_forward(model, inputs, batch_size, device), repeats)
-    row = {"model": label, "probe points": len(model.probe_points), "forward s": forward_s}
-    for path, budget in (("keep", float("inf")), ("recompute", 0)):
-        def sweep(budget=budget):
-            return layer_sweep(model, inputs, labels, batch_size=batch_size, memory_budget=budget)
+    def sweep(budget: float) -> object:
+        return layer_sweep(model, inputs, labels, batch_size=batch_size, memory_budget=budget)
 
-        row[f"{path} s"] = best_time(sweep, repeats)
-        row[f"{path} passes"] = count_forward_passes(model, sweep) / n_batches
-        row[f"{path} ratio"] = row[f"{path} s"] / forward_s
-    with AlignmentTimer() as alignment:
-        table = sweep()
-    row["alignment s"] = alignment.seconds
-    row["keep ratio w/o alignment"] = (row["keep s"] - alignment.seconds) / forward_s
-    row["recompute ratio w/o alignment"] = (row["recompute s"] - alignment.seconds) / forward_s
+    budgets = {"keep": float("inf"), "recompute": 0}
+    times = best_times(
+        {"forward": lambda: plain_forward(model, inputs, batch_size, device)}
+        | {path: (lambda budget=budget: sweep(budget)) for path, budget in budgets.items()},
+        repeats,
+    )
+    forward_s = times["forward"][0]
+    row = {"model": label, "probe points": len(model.probe_points), "forward s": forward_s}
+    for path, budget in budgets.items():
+        total, net = times[path]
+        row[f"{path} s"] = total
+        row[f"{path} passes"] = count_forward_passes(model, lambda: sweep(budget)) / n_batches
+        row[f"{path} ratio"] = total / forward_s
+        row[f"{path} ratio w/o alignment"] = net / forward_s
+    table = sweep(float("inf"))
     row["sum D"] = int(table["dim"].sum())
     row["max D"] = int(table["dim"].max())
     return row
@@ -150,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=5000, help="samples (default 5000)")
     parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     arguments = parser.parse_args()
@@ -171,9 +195,8 @@ def main() -> None:
         for label, (arch, kwargs) in MODELS.items()
     ]
     columns = ["model", "probe points", "sum D", "max D", "forward s",
-               "keep s", "keep passes", "keep ratio", "recompute s", "recompute passes",
-               "recompute ratio", "alignment s", "keep ratio w/o alignment",
-               "recompute ratio w/o alignment"]
+               "keep passes", "keep s", "keep ratio", "keep ratio w/o alignment",
+               "recompute passes", "recompute s", "recompute ratio", "recompute ratio w/o alignment"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
