@@ -529,7 +529,7 @@ def execute(
         NC_PARAMETERS=json.dumps(parameters),
         NC_GIT_COMMIT=git["commit"] or "",
         NC_GIT_DIRTY={True: "1", False: "0"}.get(git["dirty"], ""),
-        NC_RUNS_DIR=str(BookLayout(root).runs),
+        NCUTILS_RUNS_DIR=str(BookLayout(root).runs),
         PYTHONPATH=python_path,
         # Busy-waiting OpenMP threads collapse torch's speed by 100x or more when other
         # processes share the cores (as on a CI runner); passive waiting costs little when idle.
