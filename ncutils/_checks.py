@@ -141,3 +141,22 @@ def row_chunks(
     """
     rows = max(min_rows, budget_bytes // max(1, row_bytes), 1)
     return range(0, n_rows, rows)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; other names as torch parses them.
+
+    The one place where a device request becomes a device, so that training, the
+    probes and the provenance of a figure always agree on where work ran.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'auto' or a torch device name, got {device!r}") from error

@@ -185,11 +185,9 @@ def resolve_device(requested: str | None = "cpu") -> str:
         return "cpu"
     if not isinstance(requested, str):
         raise ValueError(f"device must be a string such as 'cpu', 'cuda' or 'auto', got {requested!r}")
-    if requested != "auto":
-        return requested
-    import torch
+    from ncutils._checks import resolve_device as resolve_torch_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_torch_device(requested))
 
 
 @lru_cache(maxsize=1)

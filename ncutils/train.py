@@ -61,6 +61,7 @@ import ncutils
 from ncutils import data as data_module
 from ncutils.data import Dataset, iterate_minibatches, load_dataset
 from ncutils.models import build_model, check_arch_kwargs
+from ncutils._checks import resolve_device
 
 __all__ = [
     "LOSSES",
@@ -125,22 +126,6 @@ def _is_int(value: Any) -> bool:
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; other names as torch parses them.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device must be 'auto' or a torch device name, got {device!r}") from error
 
 
 @dataclass(frozen=True)
