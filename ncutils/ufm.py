@@ -74,6 +74,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ncutils.stats import ClassStats
+
 __all__ = [
     "UFMConfig",
     "UFMState",
@@ -617,17 +619,16 @@ def hessian_spectrum_from_jacobian(
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Un-centred class means ``[mu_1, ..., mu_K]`` as columns (width x K), float64.
 
-    Features are ``(width, N)`` as in this module (one column per sample).
+    Features are ``(width, N)`` as in this module (one column per sample); the means come
+    from :class:`ncutils.stats.ClassStats`, the statistics every other chapter uses.
     """
     if features.ndim != 2 or features.shape[1] != labels.shape[0]:
         raise ValueError(f"features must be (width, N) with N = len(labels) = {labels.shape[0]}, "
                          f"got {tuple(features.shape)}")
-    sums = torch.zeros(num_classes, features.shape[0], dtype=DTYPE).index_add_(
-        0, labels, features.T.to(DTYPE))
-    counts = torch.bincount(labels, minlength=num_classes).to(DTYPE)
-    if bool((counts == 0).any()):
+    stats = ClassStats.from_features(features.T, labels)
+    if not torch.equal(stats.classes.cpu(), torch.arange(num_classes)):
         raise ValueError("every class needs at least one sample")
-    return (sums / counts[:, None]).T
+    return stats.means.T.to(DTYPE)
 
 
 def kron_basis(means_out: torch.Tensor, means_in: torch.Tensor, *, normalise: bool = True) -> torch.Tensor:
