@@ -22,8 +22,9 @@ memory per probe point (plus the kept features when they fit).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -35,12 +36,248 @@ from ncutils import metrics
 from ncutils._checks import as_tensor, check_labels, check_min_classes
 from ncutils.stats import ClassStats, ProjectedScatter
 
-__all__ = ["CONV_POLICIES", "layer_sweep", "reduce_features"]
+__all__ = ["CONV_POLICIES", "SWEEP_METRICS", "CapturedBatch", "capture", "iter_features",
+           "layer_sweep", "reduce_features"]
 
 CONV_POLICIES: tuple[str, ...] = ("flatten", "avgpool")
 
+#: Groups of columns :func:`layer_sweep` can compute; the cheap class-statistics columns
+#: (traces, CDNV, NC2) are always there. ``"nc1"`` needs the second pass (the projected
+#: scatter), ``"ncc"`` the nearest-class-centre counts (train, test, mismatch),
+#: ``"alignment"`` one SVD per consumer layer.
+SWEEP_METRICS: tuple[str, ...] = ("nc1", "ncc", "alignment")
+
 # Called once per probe point and batch: (probe point index, features (B, D), batch rows).
 FeatureSink = Callable[[int, torch.Tensor, slice], None]
+
+
+@dataclass(frozen=True)
+class CapturedBatch:
+    """The representations of one batch at the probe points asked for.
+
+    Attributes
+    ----------
+    rows : slice
+        Which samples of the inputs this batch holds.
+    features : dict of str to Tensor (B, D)
+        Probe point name -> features, reduced by the conv policy, on the capture device.
+    shapes : dict of str to tuple
+        Probe point name -> the per-sample shape before reduction (``(channels, H, W)`` for maps).
+    predictions : Tensor (B,)
+        The network's predicted labels (argmax of the logits).
+    """
+
+    rows: slice
+    features: dict[str, torch.Tensor]
+    shapes: dict[str, tuple[int, ...]]
+    predictions: torch.Tensor
+
+
+def _selected_points(model: nn.Module, points: Sequence[str] | None) -> list[tuple[int, Any]]:
+    available = list(getattr(model, "probe_points", None) or [])
+    if not available:
+        raise ValueError(
+            "model has no probe_points: build it with ncutils.models.build_model "
+            "or set model.probe_points to a list of ProbePoint(name, module, consumer)"
+        )
+    if points is None:
+        return list(enumerate(available))
+    if isinstance(points, str):
+        points = [points]
+    names = [point.name for point in available]
+    unknown = [name for name in points if name not in names]
+    if unknown:
+        raise KeyError(f"unknown probe points {unknown}; the model has {names}")
+    if len(set(points)) != len(points):
+        raise ValueError(f"probe points repeat: {list(points)}")
+    wanted = set(points)
+    return [(index, point) for index, point in enumerate(available) if point.name in wanted]
+
+
+def iter_features(
+    model: nn.Module,
+    inputs: Any,
+    points: Sequence[str] | None = None,
+    *,
+    batch_size: int = 1024,
+    conv_policy: str = "flatten",
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    desc: str = "capture",
+) -> Iterator[CapturedBatch]:
+    """Stream the representations at named probe points, one batch at a time.
+
+    The model runs in eval mode under ``torch.no_grad`` (each submodule's training flag
+    is restored when the iterator ends or is closed); features are reduced by the conv
+    policy inside the forward hook, so no map outlives its batch. Use it to cluster,
+    project or plot features without keeping all of them (:func:`capture` keeps them).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model of :mod:`ncutils.models` (it carries ``probe_points``).
+    inputs : Tensor or ndarray of shape (N, *input_shape)
+        Inputs; moved to the model's device (and dtype) one batch at a time.
+    points : sequence of str, optional
+        Names of probe points (``model.probe_points[i].name``); all by default.
+    batch_size : int, default 1024
+    conv_policy : {"flatten", "avgpool"}, default "flatten"
+        See :func:`reduce_features`.
+    device : str or torch.device, optional
+        Where the yielded features live; default the model's device.
+    progress : bool, default False
+        A tqdm bar over the batches.
+    desc : str
+        The bar's label.
+
+    Yields
+    ------
+    CapturedBatch
+        In input order; ``features`` keyed by probe point name in depth order.
+
+    Raises
+    ------
+    KeyError
+        An unknown probe point name (the message lists the model's).
+    ValueError
+        A model without probe points, a bad batch size or conv policy, empty inputs, a
+        probe point that is not called exactly once per forward pass.
+
+    Example
+    -------
+    >>> import torch
+    >>> from ncutils.models import build_model
+    >>> model = build_model("mlp", input_shape=(10,), num_classes=3, depth=3, width=8)
+    >>> batches = list(iter_features(model, torch.randn(50, 10), ["input"], batch_size=20))
+    >>> [batch.features["input"].shape[0] for batch in batches]
+    [20, 20, 10]
+    """
+    selected = _selected_points(model, points)
+    _check_capture_options(batch_size, conv_policy)
+    inputs = as_tensor(inputs, "inputs")
+    if inputs.ndim < 1 or inputs.shape[0] == 0:
+        raise ValueError("inputs are empty: need at least one sample")
+    modules = dict(model.named_modules())
+    for _, point in selected:
+        if point.module is not None and point.module not in modules:
+            raise KeyError(f"probe point {point.name!r}: model has no submodule {point.module!r}")
+    parameter = next(model.parameters(), None)
+    model_device = parameter.device if parameter is not None else inputs.device
+    out_device = torch.device(device) if device is not None else model_device
+    model_dtype = parameter.dtype if parameter is not None else None
+    with _evaluation_mode(model), torch.no_grad():
+        yield from _forward_batches(model, modules, selected, inputs, batch_size=batch_size,
+                                    conv_policy=conv_policy, model_device=model_device,
+                                    model_dtype=model_dtype, out_device=out_device,
+                                    desc=desc, progress=progress)
+
+
+def capture(
+    model: nn.Module,
+    inputs: Any,
+    points: Sequence[str] | None = None,
+    *,
+    batch_size: int = 1024,
+    conv_policy: str = "flatten",
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The representations of all ``inputs`` at named probe points, kept in memory.
+
+    :func:`iter_features` collected into one ``(N, D)`` tensor per probe point (in the
+    model's dtype); ``"predictions"`` is not a probe point name and is not included. For
+    wide layers over many samples prefer :func:`iter_features` or :func:`layer_sweep`
+    (which never keeps more than its memory budget).
+
+    Parameters
+    ----------
+    model, inputs, points, batch_size, conv_policy, device, progress
+        As in :func:`iter_features`.
+
+    Returns
+    -------
+    dict of str to Tensor (N, D)
+        Probe point name -> features, in depth order.
+
+    Example
+    -------
+    >>> import torch
+    >>> from ncutils.models import build_model
+    >>> model = build_model("mlp", input_shape=(10,), num_classes=3, depth=3, width=8)
+    >>> features = capture(model, torch.randn(50, 10))
+    >>> {name: tuple(value.shape) for name, value in features.items()}  # doctest: +SKIP
+    {'input': (50, 10), 'hidden1': (50, 8), 'hidden2': (50, 8)}
+    """
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch in iter_features(model, inputs, points, batch_size=batch_size, conv_policy=conv_policy,
+                               device=device, progress=progress):
+        for name, features in batch.features.items():
+            parts.setdefault(name, []).append(features)
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}
+
+
+def _check_capture_options(batch_size: Any, conv_policy: Any) -> None:
+    if conv_policy not in CONV_POLICIES:
+        raise ValueError(f"conv_policy must be one of {CONV_POLICIES}, got {conv_policy!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _forward_batches(model: nn.Module, modules: dict[str, nn.Module], selected: list[tuple[int, Any]],
+                     inputs: torch.Tensor, *, batch_size: int, conv_policy: str,
+                     model_device: torch.device, model_dtype: torch.dtype | None,
+                     out_device: torch.device, desc: str, progress: bool) -> Iterator[CapturedBatch]:
+    """The forward passes behind :func:`iter_features` and the sweep (no argument checks)."""
+    captured: dict[str, torch.Tensor] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
+
+    def keep(point: Any, raw: Any) -> None:
+        if not isinstance(raw, torch.Tensor):
+            raise ValueError(
+                f"probe point {point.name!r} produced a {type(raw).__name__}, "
+                "not a tensor: point it at a submodule that returns one tensor"
+            )
+        calls[point.name] = calls.get(point.name, 0) + 1
+        shapes[point.name] = tuple(raw.shape[1:])
+        features = reduce_features(raw, conv_policy).to(out_device)
+        if point.module is not None and features.untyped_storage().data_ptr() == raw.untyped_storage().data_ptr():
+            # a later in-place op (ReLU(inplace=True)) would rewrite a view before it is read
+            features = features.clone()
+        captured[point.name] = features
+
+    def make_hook(point: Any) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            keep(point, output)
+
+        return hook
+
+    handles = [modules[point.module].register_forward_hook(make_hook(point))
+               for _, point in selected if point.module is not None]
+    try:
+        for rows in _batches(inputs.shape[0], batch_size, desc, progress):
+            batch = inputs[rows].to(model_device)
+            if model_dtype is not None and batch.is_floating_point():
+                batch = batch.to(model_dtype)
+            captured.clear()
+            calls.clear()
+            for _, point in selected:
+                if point.module is None:
+                    keep(point, batch)
+            logits = model(batch)
+            for _, point in selected:
+                if calls.get(point.name, 0) != 1:
+                    raise ValueError(
+                        f"probe point {point.name!r} ran {calls.get(point.name, 0)} times in one forward "
+                        "pass; a probe point must be a submodule called exactly once"
+                    )
+            if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                raise ValueError("the model must return logits of shape (B, K)")
+            yield CapturedBatch(rows, {point.name: captured[point.name] for _, point in selected},
+                                dict(shapes), logits.argmax(dim=1).to(out_device))
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def reduce_features(features: torch.Tensor, conv_policy: str = "flatten") -> torch.Tensor:
@@ -92,6 +329,8 @@ def layer_sweep(
     memory_budget: int = 2**30,
     progress: bool = False,
     device: str | torch.device | None = None,
+    alignment_rank: int | None = None,
+    metrics: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Measure Neural Collapse at every probe point of ``model`` in at most two data passes.
 
@@ -114,6 +353,10 @@ def layer_sweep(
         moved to its device one batch at a time.
     labels : Tensor or ndarray of shape (N,)
         Integer labels (possibly non-contiguous, e.g. ``{3, 7, 9}``); at least 2 classes.
+        They need not be the labels the network was trained on: the fine labels of a
+        network trained on coarse ones measure collapse with respect to the fine classes
+        (then ``ncc_mismatch``, which compares NCC labels with the network's predictions,
+        and NC3 compare different label sets: leave ``"ncc"`` out or ignore them).
     test_inputs, test_labels : optional
         Test data for the NCC test accuracy (classified with the *training* class
         means); give both or neither.
@@ -132,6 +375,13 @@ def layer_sweep(
         the model's own device. Defaults to the model's device (CPU for a model
         without parameters). A CPU device here lets a GPU model sweep layers whose
         kept features would not fit in GPU memory.
+    alignment_rank : int, optional
+        The ``k`` of :func:`ncutils.metrics.subspace_alignment` (default: the number of
+        classes, as Rangamani et al.).
+    metrics : collection of str, optional
+        Which groups of :data:`SWEEP_METRICS` to compute (default all). Leaving out
+        ``"nc1"`` and ``"ncc"`` saves the second pass; columns not computed are NaN, so
+        every table has the same columns.
 
     Returns
     -------
@@ -176,6 +426,8 @@ def layer_sweep(
         conv_policy=conv_policy,
         memory_budget=memory_budget,
         device=device,
+        alignment_rank=alignment_rank,
+        metrics=metrics,
     )
     with _evaluation_mode(model), torch.no_grad():
         return plan.run(progress=progress)
@@ -200,24 +452,27 @@ class _SweepPlan:
         conv_policy: str,
         memory_budget: int,
         device: str | torch.device | None,
+        alignment_rank: int | None = None,
+        metrics: Collection[str] | None = None,
     ) -> _SweepPlan:
         """Check every argument before any work starts; raise ValueError/KeyError naming the problem."""
-        if conv_policy not in CONV_POLICIES:
-            raise ValueError(f"conv_policy must be one of {CONV_POLICIES}, got {conv_policy!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        _check_capture_options(batch_size, conv_policy)
+        wanted = set(SWEEP_METRICS if metrics is None else ([metrics] if isinstance(metrics, str) else metrics))
+        unknown = sorted(wanted - set(SWEEP_METRICS))
+        if unknown:
+            raise ValueError(f"unknown sweep metrics {unknown}; choose among {list(SWEEP_METRICS)}")
+        if alignment_rank is not None and (isinstance(alignment_rank, bool) or not isinstance(alignment_rank, int)
+                                           or alignment_rank < 1):
+            raise ValueError(f"alignment_rank must be a positive integer or None, got {alignment_rank!r}")
         if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)):
             raise ValueError(f"memory_budget must be a number of bytes, got {memory_budget!r}")
         if not memory_budget >= 0:
             raise ValueError(f"memory_budget must be >= 0 bytes, got {memory_budget!r}")
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        points = list(getattr(model, "probe_points", None) or [])
-        if not points:
-            raise ValueError(
-                "model has no probe_points: build it with ncutils.models.build_model "
-                "or set model.probe_points to a list of ProbePoint(name, module, consumer)"
-            )
+        points = [point for _, point in _selected_points(model, None)]
+        if len({point.name for point in points}) != len(points):
+            raise ValueError(f"probe point names repeat: {[point.name for point in points]}")
         classifier_name = getattr(model, "classifier_name", None)
         modules = dict(model.named_modules())
         for point in points:
@@ -265,6 +520,8 @@ class _SweepPlan:
             model_device=model_device,
             model_dtype=parameter.dtype if parameter is not None else None,
             stats_device=stats_device,
+            alignment_rank=alignment_rank,
+            wanted=wanted,
         )
 
     # -- the passes -------------------------------------------------------------------
@@ -283,18 +540,23 @@ class _SweepPlan:
             self.inputs, accumulate_stats, desc="sweep pass 1/2 (class means)", progress=progress
         )
 
-        scatters = [ProjectedScatter(class_stats) for class_stats in stats]
+        want_nc1, want_ncc = "nc1" in self.wanted, "ncc" in self.wanted
+        scatters = [ProjectedScatter(class_stats) if want_nc1 else None for class_stats in stats]
         ncc_correct = torch.zeros(n_points, dtype=torch.long, device=self.stats_device)
         ncc_mismatched = torch.zeros(n_points, dtype=torch.long, device=self.stats_device)
 
         def accumulate_scatter(index: int, features: torch.Tensor, rows: slice) -> None:
             batch_labels = self.labels[rows]
-            scatters[index].update(features, batch_labels)
-            predicted = metrics.ncc_predict(features, stats[index].means, stats[index].classes)
-            ncc_correct[index] += (predicted == batch_labels).sum()
-            ncc_mismatched[index] += (predicted != network_predictions[rows]).sum()
+            if want_nc1:
+                scatters[index].update(features, batch_labels)
+            if want_ncc:
+                predicted = metrics.ncc_predict(features, stats[index].means, stats[index].classes)
+                ncc_correct[index] += (predicted == batch_labels).sum()
+                ncc_mismatched[index] += (predicted != network_predictions[rows]).sum()
 
-        if kept.complete:
+        if not (want_nc1 or want_ncc):
+            pass
+        elif kept.complete:
             self._replay(kept, accumulate_scatter, progress=progress)
         else:
             self._forward_pass(
@@ -303,7 +565,7 @@ class _SweepPlan:
         del kept
 
         ncc_test_acc = [float("nan")] * n_points
-        if self.test_inputs is not None:
+        if self.test_inputs is not None and want_ncc:
             test_correct = torch.zeros(n_points, dtype=torch.long, device=self.stats_device)
 
             def classify_test(index: int, features: torch.Tensor, rows: slice) -> None:
@@ -327,12 +589,15 @@ class _SweepPlan:
                     stats[index], scatters[index], classifier_weight=self._classifier_weight(point, stats[index].dim)
                 )
             )
-            # NC3 applies only where the classifier reads; keep the column in every table
+            # NC3 applies only where the classifier reads, NC1 only with the scatter: keep
+            # the columns in every table
             row.setdefault("self_duality", float("nan"))
-            row["ncc_train_acc"] = float(ncc_correct[index]) / n_train
+            row.setdefault("nc1", float("nan"))
+            nan = float("nan")
+            row["ncc_train_acc"] = float(ncc_correct[index]) / n_train if want_ncc else nan
             row["ncc_test_acc"] = ncc_test_acc[index]
-            row["ncc_mismatch"] = float(ncc_mismatched[index]) / n_train
-            row["alignment"] = self._alignment(index, stats[index])
+            row["ncc_mismatch"] = float(ncc_mismatched[index]) / n_train if want_ncc else nan
+            row["alignment"] = self._alignment(index, stats[index]) if "alignment" in self.wanted else nan
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -343,55 +608,15 @@ class _SweepPlan:
 
         Returns the network's predictions (argmax of the logits) on the stats device.
         """
-        calls = [0] * len(self.points)
-        current_rows = [slice(0, 0)]
-
-        def capture(index: int, raw: torch.Tensor) -> None:
-            if not isinstance(raw, torch.Tensor):
-                raise ValueError(
-                    f"probe point {self.points[index].name!r} produced a {type(raw).__name__}, "
-                    "not a tensor: point it at a submodule that returns one tensor"
-                )
-            calls[index] += 1
-            self.sample_shapes[index] = tuple(raw.shape[1:])
-            features = reduce_features(raw, self.conv_policy).to(self.stats_device)
-            sink(index, features, current_rows[0])
-
-        def make_hook(index: int) -> Callable[..., None]:
-            def hook(module: nn.Module, args: Any, output: Any) -> None:
-                capture(index, output)
-
-            return hook
-
-        handles = [
-            self.modules[point.module].register_forward_hook(make_hook(index))
-            for index, point in enumerate(self.points)
-            if point.module is not None
-        ]
         predictions = []
-        try:
-            for rows in _batches(inputs.shape[0], self.batch_size, desc, progress):
-                batch = inputs[rows].to(self.model_device)
-                if self.model_dtype is not None and batch.is_floating_point():
-                    batch = batch.to(self.model_dtype)
-                current_rows[0] = rows
-                calls[:] = [0] * len(self.points)
-                for index, point in enumerate(self.points):
-                    if point.module is None:
-                        capture(index, batch)
-                logits = self.model(batch)
-                for index, count in enumerate(calls):
-                    if count != 1:
-                        raise ValueError(
-                            f"probe point {self.points[index].name!r} ran {count} times in one forward "
-                            "pass; a probe point must be a submodule called exactly once"
-                        )
-                if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                    raise ValueError("the model must return logits of shape (B, K)")
-                predictions.append(logits.argmax(dim=1).to(self.stats_device))
-        finally:
-            for handle in handles:
-                handle.remove()
+        for batch in _forward_batches(self.model, self.modules, list(enumerate(self.points)), inputs,
+                                      batch_size=self.batch_size, conv_policy=self.conv_policy,
+                                      model_device=self.model_device, model_dtype=self.model_dtype,
+                                      out_device=self.stats_device, desc=desc, progress=progress):
+            for index, point in enumerate(self.points):
+                self.sample_shapes[index] = batch.shapes[point.name]
+                sink(index, batch.features[point.name], batch.rows)
+            predictions.append(batch.predictions)
         return torch.cat(predictions)
 
     def _replay(self, kept: _FeatureStore, sink: FeatureSink, *, progress: bool) -> None:
@@ -421,7 +646,7 @@ class _SweepPlan:
         class_means = _consumer_view(class_stats.means, self.sample_shapes[index], weight)
         if class_means is None:
             return float("nan")
-        return float(metrics.subspace_alignment(weight, class_means))
+        return float(metrics.subspace_alignment(weight, class_means, k=self.alignment_rank))
 
 
 def _consumer_view(

@@ -18,7 +18,8 @@ import nbformat
 import pytest
 import yaml
 
-from ncutils import book, findings
+from ncutils import book
+from ncutils.book import findings
 
 REPO = Path(__file__).resolve().parent.parent
 

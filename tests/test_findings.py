@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ncutils import findings, provenance
+from ncutils.book import findings, provenance
 
 PARAMETERS = {"profile": "smoke", "seed": 3, "device": "cpu", "epochs": 2}
 

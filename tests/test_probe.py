@@ -325,3 +325,92 @@ def test_resnet18_sweeps_every_probe_point_at_32px() -> None:
     assert np.isfinite(table["nc1"]).all() and np.isfinite(table["trace_ratio"]).all()
     has_consumer = [point.consumer is not None for point in model.probe_points]
     assert list(np.isfinite(table["alignment"])) == has_consumer
+
+
+# ----------------------------------------------------------------------------- public capture
+from ncutils.probe import SWEEP_METRICS, capture, iter_features  # noqa: E402
+
+
+def test_capture_returns_every_probe_point_and_equals_manual_forward():
+    torch.manual_seed(0)
+    model = TinyCNN()
+    inputs = torch.randn(23, 2, 6, 6)
+    features = capture(model, inputs, batch_size=7)
+    assert list(features) == ["input", "conv1", "relu1", "relu2"]
+    with torch.no_grad():
+        conv1 = model.conv1(inputs)
+        expected = {"input": inputs.flatten(1), "conv1": conv1.flatten(1),
+                    "relu1": torch.relu(conv1).flatten(1),
+                    "relu2": torch.relu(model.conv2(torch.relu(conv1))).flatten(1)}
+    for name, value in expected.items():
+        assert torch.allclose(features[name], value, atol=1e-6), name
+    # conv1's output is rewritten in place by relu1 within the same forward pass
+    assert (features["conv1"] < 0).any()
+    pooled = capture(model, inputs, ["relu2"], conv_policy="avgpool")
+    assert list(pooled) == ["relu2"] and pooled["relu2"].shape == (23, 3)
+
+
+def test_iter_features_streams_batches_in_order_and_restores_training_mode():
+    torch.manual_seed(1)
+    model = TinyMLP()
+    model.train()
+    inputs = torch.randn(25, 8)
+    batches = list(iter_features(model, inputs, ["tanh", "input"], batch_size=10))
+    assert [b.rows for b in batches] == [slice(0, 10), slice(10, 20), slice(20, 25)]
+    assert list(batches[0].features) == ["input", "tanh"]  # depth order, not the order asked
+    assert batches[0].shapes["tanh"] == (12,)
+    with torch.no_grad():
+        logits = model.eval()(inputs)
+    model.train()
+    predictions = torch.cat([b.predictions for b in batches])
+    assert torch.equal(predictions, logits.argmax(1))
+    assert all(module.training for module in model.modules())
+
+
+def test_capture_rejects_bad_input_before_work():
+    model = TinyMLP()
+    with pytest.raises(KeyError, match="unknown probe points"):
+        capture(model, torch.randn(4, 8), ["nope"])
+    with pytest.raises(ValueError, match="conv_policy"):
+        capture(model, torch.randn(4, 8), conv_policy="max")
+    with pytest.raises(ValueError, match="batch_size"):
+        capture(model, torch.randn(4, 8), batch_size=0)
+    with pytest.raises(ValueError, match="empty"):
+        capture(model, torch.randn(0, 8))
+    with pytest.raises(ValueError, match="probe_points"):
+        capture(nn.Linear(3, 2), torch.randn(4, 3))
+
+
+def test_layer_sweep_on_other_labels_equals_metrics_on_captured_features():
+    """Fine labels of a coarse-label network: the sweep measures collapse w.r.t. the labels given."""
+    torch.manual_seed(2)
+    model = TinyMLP()
+    inputs = torch.randn(90, 8)
+    fine = torch.arange(90) % 6
+    table = layer_sweep(model, inputs, fine, metrics=("nc1",))
+    features = capture(model, inputs)
+    for row in table.itertuples():
+        assert math.isclose(row.nc1, metrics.nc1(features[row.name].double(), fine), rel_tol=1e-9)
+        assert math.isnan(row.ncc_train_acc) and math.isnan(row.alignment)
+
+
+def test_layer_sweep_metric_selection_and_alignment_rank():
+    torch.manual_seed(3)
+    model = TinyMLP()
+    inputs, labels = torch.randn(60, 8), torch.tensor(CLASSES).repeat(20)
+    full = layer_sweep(model, inputs, labels)
+    cheap = layer_sweep(model, inputs, labels, metrics=())
+    assert set(cheap.columns) == set(full.columns)
+    assert cheap["nc1"].isna().all() and cheap["ncc_mismatch"].isna().all()
+    assert np.allclose(cheap["cdnv"], full["cdnv"], rtol=1e-12)
+    ranked = layer_sweep(model, inputs, labels, alignment_rank=1, metrics=("alignment",))
+    features = capture(model, inputs)
+    weight = model.body[2].weight.detach()
+    stats = ClassStats().update(features["relu"], labels)
+    expected = metrics.subspace_alignment(weight, stats.means, k=1)
+    assert math.isclose(ranked.loc[ranked["name"] == "relu", "alignment"].item(), expected, rel_tol=1e-9)
+    with pytest.raises(ValueError, match="unknown sweep metrics"):
+        layer_sweep(model, inputs, labels, metrics=("nc9",))
+    with pytest.raises(ValueError, match="alignment_rank"):
+        layer_sweep(model, inputs, labels, alignment_rank=0)
+    assert set(SWEEP_METRICS) == {"nc1", "ncc", "alignment"}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ncutils import ufm
+from ncutils.theory import ufm
 
 TINY = dict(num_classes=3, per_class=2, depth=3, width=5)
 

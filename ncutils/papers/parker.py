@@ -1,4 +1,9 @@
-"""Pre-registered criteria of the Parker et al. (2023) chapters P1-P4.
+"""Parker et al. (2023), chapters P1-P4: the paper's training settings and its pre-registered criteria.
+
+Two halves. *Configurations*: :func:`parker_config` (the official code's optimiser and
+schedule), :func:`architecture_grid` and :func:`activation_grid` (the chapters' shared grid of
+runs, a :class:`ncutils.grid.Grid` labelled ``architecture``, ``dataset``, ``activation``) and
+:func:`training_summary` (eligibility). *Criteria*: pure functions of sweep tables, below.
 
 Each function turns layer-sweep tables (the DataFrames of :func:`ncutils.probe.layer_sweep`,
 one row per probe point, ``depth`` 0 = input and 1 = penultimate features) into the numbers a
@@ -23,14 +28,27 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from ncutils.data import available_datasets, load_dataset
+from ncutils.grid import Grid, GridEntry, GridResult, sweep_schedule
+from ncutils.models import ACTIVATIONS, check_arch_kwargs
+from ncutils.train import TrainConfig
+
 __all__ = [
+    "CONV_ARCHITECTURES",
+    "DEFAULT_ACTIVATION",
+    "GRID_PARAMETERS",
+    "PARKER_TRAINING",
+    "activation_grid",
+    "architecture_grid",
+    "parker_config",
+    "training_summary",
     "simplex_angle",
     "spearman",
     "last_epoch",
@@ -45,6 +63,281 @@ __all__ = [
     "per_run",
     "overall_verdict",
 ]
+
+# ----------------------------------------------------------------------------- configurations
+#: Architectures that read images (C, H, W); they are skipped on vector datasets.
+CONV_ARCHITECTURES: frozenset[str] = frozenset({"vgg", "resnet18", "convnet"})
+
+#: Optimisation settings of Parker et al.'s official code (``nc_main.py``).
+PARKER_TRAINING: dict[str, Any] = {
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "schedule": "onecycle",
+    "lr": 0.1,
+    "weight_decay": 0.0,
+    "loss": "mse",
+}
+
+#: Notebook parameters that :func:`architecture_grid` and :func:`activation_grid` read.
+_TRAINING_KEYS = ("loss", "epochs", "lr", "batch_size", "weight_decay", "sweep_count",
+                  "limit_train", "limit_test", "seed", "device", "data_dir", "download")
+
+#: The parameters that decide :func:`architecture_grid`: chapters that share runs must agree on them.
+GRID_PARAMETERS: tuple[str, ...] = ("datasets", "architectures", *_TRAINING_KEYS)
+
+
+#: The activation of every architecture of :mod:`ncutils.models` unless told otherwise.
+DEFAULT_ACTIVATION = "relu"
+
+
+def _takes_activation(architecture: str) -> bool:
+    try:
+        check_arch_kwargs(architecture, {"activation": DEFAULT_ACTIVATION})
+    except ValueError:
+        return False
+    return True
+
+
+def _epochs_for(epochs: int | Mapping[str, int], dataset: str) -> int:
+    """Epochs of a dataset: one number for all, or a mapping dataset -> epochs."""
+    if isinstance(epochs, Mapping):
+        if dataset not in epochs:
+            raise KeyError(f"epochs has no entry for dataset {dataset!r}; it has {sorted(epochs)}")
+        return epochs[dataset]
+    return epochs
+
+
+def parker_config(
+    architecture: str,
+    dataset: str,
+    *,
+    epochs: int,
+    arch_kwargs: Mapping[str, Any] | None = None,
+    activation: str | None = None,
+    loss: str = PARKER_TRAINING["loss"],
+    lr: float = PARKER_TRAINING["lr"],
+    batch_size: int = 128,
+    weight_decay: float = PARKER_TRAINING["weight_decay"],
+    sweep_count: int = 5,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: str | None = None,
+    download: bool = False,
+) -> TrainConfig:
+    """The :class:`~ncutils.train.TrainConfig` of one Parker-style run.
+
+    SGD with momentum 0.9 and a one-cycle schedule peaking at ``lr`` (Parker et al.'s code:
+    div factor 10, final div factor 5e4), layer sweeps at :func:`sweep_schedule`
+    ``(epochs, sweep_count)``, conv maps flattened.
+
+    Parameters
+    ----------
+    architecture : str
+        A name of :func:`ncutils.models.available_architectures`.
+    dataset : str
+        A name of :func:`ncutils.data.available_datasets`.
+    epochs : int
+        Training epochs.
+    arch_kwargs : mapping, optional
+        Options of the architecture (``depth``, ``width``, ``config``, ...).
+    activation : str, optional
+        Overrides ``arch_kwargs["activation"]`` (MLP and VGG only).
+    loss : {"mse", "ce"}
+        MSE on one-hot targets is Parker et al.'s choice.
+    lr, batch_size, weight_decay, seed, device, data_dir, download, limit_train, limit_test
+        As in :class:`~ncutils.train.TrainConfig`.
+    sweep_count : int
+        Number of layer sweeps, from initialisation to the last epoch.
+
+    Returns
+    -------
+    TrainConfig
+
+    Raises
+    ------
+    KeyError, ValueError
+        From :class:`~ncutils.train.TrainConfig` for unknown names or invalid values.
+
+    Example
+    -------
+    >>> config = parker_config("mlp", "digits", epochs=10, arch_kwargs={"depth": 7, "width": 64})
+    >>> config.schedule, config.loss, config.sweep_epochs
+    ('onecycle', 'mse', (0, 3, 5, 8, 10))
+    """
+    options = dict(arch_kwargs or {})
+    if activation is not None:
+        options["activation"] = activation
+    if "activation" in options and options["activation"] not in ACTIVATIONS:
+        # TrainConfig checks option names only; a bad value would fail at the first build
+        raise ValueError(f"unknown activation {options['activation']!r}; choose one of {sorted(ACTIVATIONS)}")
+    if activation is None and _takes_activation(architecture):
+        # Spelled out so that the same network asked for with and without an explicit
+        # activation has one config, hence one cache entry.
+        options.setdefault("activation", DEFAULT_ACTIVATION)
+    return TrainConfig(
+        dataset=dataset, arch=architecture, arch_kwargs=options, loss=loss,
+        optimizer=PARKER_TRAINING["optimizer"], lr=lr, momentum=PARKER_TRAINING["momentum"],
+        weight_decay=weight_decay, schedule=PARKER_TRAINING["schedule"], epochs=epochs,
+        batch_size=batch_size, seed=seed, device=device,
+        sweep_epochs=sweep_schedule(epochs, sweep_count), limit_train=limit_train,
+        limit_test=limit_test, data_dir=data_dir, download=download,
+    )
+
+
+def _training_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [key for key in ("epochs",) if key not in parameters]
+    if missing:
+        raise ValueError(f"parameters lack {missing}")
+    return {key: parameters[key] for key in _TRAINING_KEYS if key in parameters}
+
+
+def _is_image_dataset(dataset: str, options: Mapping[str, Any]) -> bool:
+    if dataset not in available_datasets():
+        raise KeyError(f"unknown dataset {dataset!r}; available: {available_datasets()}")
+    sample = load_dataset(dataset, "train", limit=1, data_dir=options.get("data_dir"),
+                          download=options.get("download", False))
+    return len(sample.input_shape) == 3
+
+
+def architecture_grid(parameters: Mapping[str, Any]) -> Grid:
+    """Every architecture on every dataset of a chapter's parameters.
+
+    Conv architectures (:data:`CONV_ARCHITECTURES`) are skipped on vector datasets
+    (``mnist1d``, ``gaussian``), and the skip is listed with its reason.
+
+    Parameters
+    ----------
+    parameters : mapping
+        The chapter's parameters: ``datasets`` (list of names), ``architectures``
+        (mapping architecture -> its ``arch_kwargs``), ``epochs`` (int, or mapping
+        dataset -> int) and optionally the keyword arguments of :func:`parker_config`
+        (``loss``, ``lr``, ``batch_size``, ``weight_decay``, ``sweep_count``,
+        ``limit_train``, ``limit_test``, ``seed``, ``device``, ``data_dir``, ``download``).
+        Other keys are ignored.
+
+    Returns
+    -------
+    Grid
+        Labels ``architecture``, ``dataset``, ``activation``; entries in the order architectures x datasets; ``activation`` is the architecture's
+        ``activation`` option or ``"relu"`` (every architecture's default).
+
+    Raises
+    ------
+    ValueError, KeyError
+        Empty or malformed lists, unknown names, invalid settings (before any training).
+
+    Example
+    -------
+    >>> grid = architecture_grid({"datasets": ["digits", "mnist1d"], "epochs": 2,
+    ...                           "architectures": {"mlp": {"depth": 3}, "vgg": {"width": 0.125}}})
+    >>> [(e.labels["architecture"], e.labels["dataset"]) for e in grid.entries]
+    [('mlp', 'digits'), ('mlp', 'mnist1d'), ('vgg', 'digits')]
+    >>> grid.skipped[0]
+    ({'architecture': 'vgg', 'dataset': 'mnist1d', 'activation': ''}, 'a conv net needs image inputs')
+    """
+    datasets = list(parameters.get("datasets") or [])
+    architectures = parameters.get("architectures")
+    if not datasets:
+        raise ValueError("parameters['datasets'] must list at least one dataset")
+    if len(set(datasets)) != len(datasets):
+        raise ValueError(f"parameters['datasets'] has duplicates: {datasets}")
+    if not isinstance(architectures, Mapping) or not architectures:
+        raise ValueError("parameters['architectures'] must map at least one architecture to its options")
+    options = _training_options(parameters)
+    images = {dataset: _is_image_dataset(dataset, options) for dataset in datasets}
+    entries, skipped = [], []
+    for architecture, arch_kwargs in architectures.items():
+        if not isinstance(arch_kwargs, Mapping):
+            raise ValueError(f"options of architecture {architecture!r} must be a mapping, got {arch_kwargs!r}")
+        for dataset in datasets:
+            if architecture in CONV_ARCHITECTURES and not images[dataset]:
+                skipped.append(({"architecture": architecture, "dataset": dataset, "activation": ""},
+                                "a conv net needs image inputs"))
+                continue
+            run_options = {**options, "epochs": _epochs_for(options["epochs"], dataset)}
+            config = parker_config(architecture, dataset, arch_kwargs=arch_kwargs, **run_options)
+            activation = dict(config.arch_kwargs).get("activation", DEFAULT_ACTIVATION)
+            entries.append(GridEntry({"architecture": architecture, "dataset": dataset,
+                                      "activation": activation}, config))
+    return Grid(tuple(entries), tuple(skipped))
+
+
+def activation_grid(parameters: Mapping[str, Any], *, architecture: str = "mlp") -> Grid:
+    """One architecture with each activation of ``parameters["activations"]`` on one dataset.
+
+    Parameters
+    ----------
+    parameters : mapping
+        As for :func:`architecture_grid`, plus ``activations`` (list of names of
+        :data:`ncutils.models.ACTIVATIONS`) and ``activation_dataset``. The architecture's
+        options come from ``parameters["architectures"][architecture]``, so the ReLU entry
+        is the same run as in :func:`architecture_grid` and is loaded from the cache.
+    architecture : str
+        Which architecture to vary (default ``"mlp"``).
+
+    Returns
+    -------
+    Grid
+
+    Example
+    -------
+    >>> grid = activation_grid({"architectures": {"mlp": {"depth": 3}}, "epochs": 2,
+    ...                         "activations": ["relu", "tanh"], "activation_dataset": "digits"})
+    >>> [entry.labels["activation"] for entry in grid.entries]
+    ['relu', 'tanh']
+    """
+    activations = list(parameters.get("activations") or [])
+    dataset = parameters.get("activation_dataset")
+    architectures = parameters.get("architectures") or {}
+    if not activations:
+        raise ValueError("parameters['activations'] must list at least one activation")
+    if len(set(activations)) != len(activations):
+        raise ValueError(f"parameters['activations'] has duplicates: {activations}")
+    if architecture not in architectures:
+        raise ValueError(f"parameters['architectures'] has no options for {architecture!r}")
+    if not isinstance(dataset, str):
+        raise ValueError(f"parameters['activation_dataset'] must name a dataset, got {dataset!r}")
+    options = _training_options(parameters)
+    options["epochs"] = _epochs_for(options["epochs"], dataset)
+    entries = tuple(
+        GridEntry({"architecture": architecture, "dataset": dataset, "activation": activation},
+                  parker_config(architecture, dataset, arch_kwargs=architectures[architecture],
+                                activation=activation, **options))
+        for activation in activations
+    )
+    return Grid(entries)
+
+
+def training_summary(result: GridResult, *, min_train_acc: float) -> pd.DataFrame:
+    """One row per run: how far training went, and whether the run enters the criteria.
+
+    Parameters
+    ----------
+    result : GridResult
+        From :func:`ncutils.grid.run_grid` over :func:`architecture_grid` or
+        :func:`activation_grid`.
+    min_train_acc : float
+        Train accuracy at the last epoch a run needs to enter the criteria (see
+        :func:`eligible_runs`).
+
+    Returns
+    -------
+    DataFrame
+        ``architecture``, ``dataset``, ``activation``, ``seed``, ``epochs``, ``train_acc``,
+        ``test_acc``, ``difficulty`` (1 - test accuracy), ``eligible``, ``from_cache``,
+        ``train_seconds`` (wall time of the training that produced the cached result).
+    """
+    if not isinstance(result, GridResult):
+        raise ValueError(f"result must be a GridResult, got {type(result).__name__}")
+    keys = ["architecture", "dataset", "activation", "seed"]
+    runs = eligible_runs(result.history, min_train_acc=min_train_acc, group_cols=keys)
+    extra = result.runs[[*keys, "from_cache", "train_seconds"]]
+    table = runs.rename(columns={"epoch": "epochs"}).merge(extra, on=keys, how="left")
+    return table[[*keys, "epochs", "train_acc", "test_acc", "difficulty", "eligible",
+                  "from_cache", "train_seconds"]]
+
 
 GROUP_COLS: tuple[str, ...] = ("architecture", "dataset")
 

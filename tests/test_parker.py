@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ncutils import criteria
+from ncutils.papers import parker as criteria
 
 
 def make_sweep(column: str, values, depths=None, **extra) -> pd.DataFrame:

@@ -6,7 +6,7 @@ here computes a metric. Figures are created outside ``pyplot`` so a notebook
 shows each one exactly once: when it is the value of the cell (or passed to
 ``display``).
 
-A figure can carry its provenance (see :func:`ncutils.provenance.caption`) as
+A figure can carry its provenance (see :func:`ncutils.book.provenance.caption`) as
 a small footer line via the ``caption`` argument.
 """
 
@@ -153,7 +153,7 @@ def line_plot(
     references : dict, optional
         ``{label: value}`` horizontal reference lines (e.g. a theoretical value).
     caption : str, optional
-        Footer line, usually :func:`ncutils.provenance.caption`.
+        Footer line, usually :func:`ncutils.book.provenance.caption`.
     ax : matplotlib.axes.Axes, optional
         Draw into this axes (of a figure from :func:`new_figure`).
 
@@ -347,7 +347,7 @@ def spectrum_evolution(
 
 # --------------------------------------------------------------------------------------------
 # Parker et al. 2023 chapters (P1-P4): per-layer profiles, epoch x layer heatmaps, P4 scatter.
-# Owned by the Parker chapters; the frames are the tables of ncutils.experiments.run_grid.
+# Owned by the Parker chapters; the frames are the tables of ncutils.grid.run_grid.
 
 
 def _panel_grid(count: int, ncols: int, panel_size: tuple[float, float]) -> tuple[Figure, list[Axes]]:
@@ -381,7 +381,7 @@ def depth_panels(
     ----------
     frame : pandas.DataFrame
         Layer-sweep rows with a ``depth`` column (0 = input, 1 = penultimate), one epoch per
-        line (filter the epoch first, e.g. with :func:`ncutils.criteria.last_epoch`).
+        line (filter the epoch first, e.g. with :func:`ncutils.papers.parker.last_epoch`).
     metric : str
         Column to plot, e.g. ``"nc1"``.
     panel, hue : str

@@ -51,7 +51,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
-from ncutils import findings, provenance
+from ncutils.book import findings, provenance
 
 __all__ = [
     "KERNEL_NAME",
@@ -508,7 +508,7 @@ def execute(
 
     The kernel runs in the repository root (so ``runs/`` is shared by all
     chapters) with ``ncutils`` of this checkout first on its path and the
-    provenance variables of :mod:`ncutils.provenance` set.
+    provenance variables of :mod:`ncutils.book.provenance` set.
 
     Raises
     ------

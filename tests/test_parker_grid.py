@@ -1,11 +1,12 @@
-"""Tests of ncutils.experiments: Parker configs, grids, and the shared run loop (tiny runs)."""
+"""Tests of the Parker configurations (ncutils.papers.parker) and their grid through ncutils.grid (tiny runs)."""
 
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ncutils import criteria, experiments
+from ncutils.grid import Grid, run_grid
+from ncutils.papers import parker
 
 TINY = {
     "datasets": ["digits", "gaussian"],
@@ -25,96 +26,78 @@ PARKER_NOTEBOOKS = ("parker_p1_depth", "parker_p2_variance", "parker_p3_angles",
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_sweep_schedule_spans_training():
-    assert experiments.sweep_schedule(30, 5) == (0, 8, 15, 23, 30)
-    assert experiments.sweep_schedule(1, 2) == (0, 1)
-    schedule = experiments.sweep_schedule(3, 10)  # more points than epochs: merged, still 0..3
-    assert schedule == (0, 1, 2, 3)
-    with pytest.raises(ValueError, match="sweep count"):
-        experiments.sweep_schedule(10, 1)
-    with pytest.raises(ValueError, match="epochs"):
-        experiments.sweep_schedule(0, 3)
-
-
 def test_parker_config_uses_the_paper_code_settings():
-    config = experiments.parker_config("mlp", "digits", epochs=12, arch_kwargs={"depth": 7},
+    config = parker.parker_config("mlp", "digits", epochs=12, arch_kwargs={"depth": 7},
                                        activation="tanh", sweep_count=4)
     assert (config.optimizer, config.schedule, config.loss) == ("sgd", "onecycle", "mse")
     assert (config.lr, config.momentum, config.weight_decay) == (0.1, 0.9, 0.0)
     assert dict(config.arch_kwargs) == {"depth": 7, "activation": "tanh"}
     # the default activation is spelled out, except where the architecture has no such option
-    assert dict(experiments.parker_config("mlp", "digits", epochs=3).arch_kwargs) == {"activation": "relu"}
-    assert "activation" not in dict(experiments.parker_config("resnet18", "digits", epochs=3).arch_kwargs)
+    assert dict(parker.parker_config("mlp", "digits", epochs=3).arch_kwargs) == {"activation": "relu"}
+    assert "activation" not in dict(parker.parker_config("resnet18", "digits", epochs=3).arch_kwargs)
     assert config.sweep_epochs == (0, 4, 8, 12)
-    assert experiments.parker_config("mlp", "digits", epochs=3, loss="ce").loss == "ce"
+    assert parker.parker_config("mlp", "digits", epochs=3, loss="ce").loss == "ce"
     with pytest.raises(ValueError, match="loss"):
-        experiments.parker_config("mlp", "digits", epochs=3, loss="hinge")
+        parker.parker_config("mlp", "digits", epochs=3, loss="hinge")
 
 
 def test_architecture_grid_skips_conv_nets_on_vectors_and_reads_epochs_per_dataset():
-    grid = experiments.architecture_grid(TINY)
-    pairs = [(entry.architecture, entry.dataset) for entry in grid.entries]
+    grid = parker.architecture_grid(TINY)
+    pairs = [(entry.labels["architecture"], entry.labels["dataset"]) for entry in grid.entries]
     assert pairs == [("mlp", "digits"), ("mlp", "gaussian"), ("vgg", "digits")]
-    assert grid.skipped == (("vgg", "gaussian", "a conv net needs image inputs"),)
+    assert grid.skipped == (({"architecture": "vgg", "dataset": "gaussian", "activation": ""},
+                             "a conv net needs image inputs"),)
     assert [entry.config.epochs for entry in grid.entries] == [2, 1, 2]
-    assert all(entry.activation == "relu" for entry in grid.entries)
+    assert all(entry.labels["activation"] == "relu" for entry in grid.entries)
     table = grid.describe()
     assert list(table["status"]).count("train") == 3 and len(table) == 4
 
 
 def test_grid_builders_reject_bad_parameters():
     with pytest.raises(ValueError, match="datasets"):
-        experiments.architecture_grid({**TINY, "datasets": []})
+        parker.architecture_grid({**TINY, "datasets": []})
     with pytest.raises(ValueError, match="duplicates"):
-        experiments.architecture_grid({**TINY, "datasets": ["digits", "digits"]})
+        parker.architecture_grid({**TINY, "datasets": ["digits", "digits"]})
     with pytest.raises(KeyError, match="no entry for dataset"):
-        experiments.architecture_grid({**TINY, "epochs": {"digits": 2}})
+        parker.architecture_grid({**TINY, "epochs": {"digits": 2}})
     with pytest.raises(KeyError, match="unknown dataset"):
-        experiments.architecture_grid({**TINY, "datasets": ["imagenet"]})
+        parker.architecture_grid({**TINY, "datasets": ["imagenet"]})
     with pytest.raises(ValueError, match="activation_dataset"):
-        experiments.activation_grid({**TINY, "activation_dataset": None})
+        parker.activation_grid({**TINY, "activation_dataset": None})
     with pytest.raises(ValueError, match="unknown activation"):
-        experiments.activation_grid({**TINY, "activations": ["relu", "swishy"]})
+        parker.activation_grid({**TINY, "activations": ["relu", "swishy"]})
 
 
 def test_activation_grid_shares_the_relu_run_with_the_architecture_grid():
-    relu_mlp = experiments.architecture_grid(TINY).entries[0]
-    by_activation = {entry.activation: entry for entry in experiments.activation_grid(TINY).entries}
+    relu_mlp = parker.architecture_grid(TINY).entries[0]
+    by_activation = {entry.labels["activation"]: entry for entry in parker.activation_grid(TINY).entries}
     assert by_activation["relu"].config == relu_mlp.config  # one config: one cache entry
     assert dict(by_activation["tanh"].config.arch_kwargs)["activation"] == "tanh"
 
 
 def test_run_grid_combines_tables_and_reuses_the_cache(tmp_path):
-    grid = experiments.architecture_grid({**TINY, "datasets": ["digits"], "epochs": 1})
-    first = experiments.run_grid(grid, runs_dir=tmp_path, progress=False)
+    grid = parker.architecture_grid({**TINY, "datasets": ["digits"], "epochs": 1})
+    first = run_grid(grid, runs_dir=tmp_path, progress=False)
     assert list(first.runs["from_cache"]) == [False, False]
     assert set(first.sweeps["architecture"]) == {"mlp", "vgg"}
     assert set(first.sweeps["epoch"]) == {0, 1}
     assert (first.sweeps["num_classes"] == 10).all()
-    assert list(first.history.columns[:3]) == ["architecture", "dataset", "activation"]
+    assert list(first.history.columns[:4]) == ["architecture", "dataset", "activation", "seed"]
     assert len(first.history) == 2  # two runs, one epoch
     # the criteria read these tables directly
-    runs = criteria.eligible_runs(first.history, min_train_acc=0.01)
-    table = criteria.per_run(first.sweeps, criteria.depth_needed, runs=runs)
+    runs = parker.eligible_runs(first.history, min_train_acc=0.01)
+    table = parker.per_run(first.sweeps, parker.depth_needed, runs=runs)
     assert len(table) == 2 and table["depth_needed"].between(0, 1).all()
 
-    summary = experiments.training_summary(first, min_train_acc=0.01)
+    summary = parker.training_summary(first, min_train_acc=0.01)
     assert list(summary["architecture"]) == ["mlp", "vgg"] and summary["eligible"].all()
     assert (summary["epochs"] == 1).all() and not summary["from_cache"].any()
-    strict = experiments.training_summary(first, min_train_acc=1.0)
+    strict = parker.training_summary(first, min_train_acc=1.0)
     assert list(strict["eligible"]) == list(strict["train_acc"] >= 1.0)
 
-    second = experiments.run_grid(grid, runs_dir=tmp_path, progress=False)
+    second = run_grid(grid, runs_dir=tmp_path, progress=False)
     assert list(second.runs["from_cache"]) == [True, True]
     assert second.sweeps.equals(first.sweeps)
-
-
-def test_run_grid_rejects_empty_and_duplicate_grids():
-    with pytest.raises(ValueError, match="no runs"):
-        experiments.run_grid(experiments.Grid(()))
-    entry = experiments.architecture_grid(TINY).entries[0]
-    with pytest.raises(ValueError, match="repeat"):
-        experiments.run_grid(experiments.Grid((entry, entry)))
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu", "paper"])
@@ -131,6 +114,6 @@ def test_parker_chapters_share_their_training_parameters(profile):
     for name, notebook in zip(PARKER_NOTEBOOKS, notebooks):
         assert name in entries, f"{profile}.yaml lacks {name}"
         values = {**notebook_parameters(notebook)[0], **(entries[name] or {})}
-        resolved.append({key: values.get(key) for key in experiments.GRID_PARAMETERS})
+        resolved.append({key: values.get(key) for key in parker.GRID_PARAMETERS})
     for name, values in zip(PARKER_NOTEBOOKS[1:], resolved[1:]):
         assert values == resolved[0], f"{name} differs from {PARKER_NOTEBOOKS[0]} on {profile}"

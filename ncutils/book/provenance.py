@@ -77,7 +77,7 @@ def project_root() -> Path:
     pathlib.Path
         Absolute path of the parent of the ``ncutils`` package directory.
     """
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def current_parameters() -> dict[str, Any]:

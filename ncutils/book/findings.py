@@ -4,7 +4,7 @@ A chapter notebook tests a finding of one of the five papers with a criterion
 that its prose states *before* the result is computed, then calls
 :func:`record`. The record is glued into the page with myst-nb (keys
 ``<ID>_value`` and ``<ID>_verdict``), shown as a verdict card, and written to
-a findings JSON file with its provenance (see :mod:`ncutils.provenance`).
+a findings JSON file with its provenance (see :mod:`ncutils.book.provenance`).
 
 Checks of the library itself (e.g. "NC1 of an exact simplex ETF is 0") use
 :func:`check`: they are recorded the same way but kept apart from the paper
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ncutils import provenance
+from ncutils.book import provenance
 
 __all__ = [
     "FINDINGS",

@@ -1,0 +1,1 @@
+"""Data-free models of collapse: the deep unconstrained feature model (:mod:`ncutils.theory.ufm`)."""
