@@ -95,6 +95,16 @@ def test_run_grid_combines_tables_and_reuses_the_cache(tmp_path):
     strict = parker.training_summary(first, min_train_acc=1.0)
     assert list(strict["eligible"]) == list(strict["train_acc"] >= 1.0)
 
+    report = parker.training_report(grid, first, min_train_acc=1.0)
+    assert report.facts["parker_runs"] == 2 and report.facts["parker_trained"] == 2
+    assert report.facts["parker_eligible"] == int(strict["eligible"].sum())
+    assert report.facts["parker_datasets"] == "digits" and report.facts["parker_batch_size"] == "32"
+    assert report.facts["parker_terminal"] == int((strict["train_acc"] >= 1.0).sum())
+    expected_excluded = [f"{r.architecture} (relu) on digits" for r in strict.itertuples() if not r.eligible]
+    assert report.excluded_text == (", ".join(expected_excluded) or "none")
+    assert parker.runs_text(table) == "mlp on digits, vgg on digits"
+    assert parker.runs_text(table.iloc[:0]) == "no eligible run"
+
     second = run_grid(grid, runs_dir=tmp_path, progress=False)
     assert list(second.runs["from_cache"]) == [True, True]
     assert second.sweeps.equals(first.sweeps)

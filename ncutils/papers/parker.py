@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,10 @@ __all__ = [
     "activation_grid",
     "architecture_grid",
     "parker_config",
+    "runs_text",
+    "training_report",
     "training_summary",
+    "TrainingReport",
     "simplex_angle",
     "spearman",
     "last_epoch",
@@ -337,6 +341,112 @@ def training_summary(result: GridResult, *, min_train_acc: float) -> pd.DataFram
     table = runs.rename(columns={"epoch": "epochs"}).merge(extra, on=keys, how="left")
     return table[[*keys, "epochs", "train_acc", "test_acc", "difficulty", "eligible",
                   "from_cache", "train_seconds"]]
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """What the Parker chapters say about their runs, computed rather than typed.
+
+    Attributes
+    ----------
+    summary : DataFrame
+        :func:`training_summary` of the grid's result.
+    excluded_text : str
+        The runs left out of the criteria ("mlp on digits, ..." or "none").
+    facts : dict of str to str or int
+        Glue keys (``<prefix>_<name>``) for the chapters' shared prose: ``runs`` (runs
+        trained or loaded), ``terminal`` (runs at 100% train accuracy at their last
+        epoch), ``eligible``, ``excluded``, ``trained`` (trained by this execution),
+        ``skipped`` (combinations left out and why), ``batch_size``, ``epochs`` (per
+        dataset), ``architectures`` (with their options), ``datasets``, ``loss``.
+    """
+
+    summary: pd.DataFrame
+    excluded_text: str
+    facts: dict[str, Any]
+
+
+def _join(items: Sequence[str]) -> str:
+    return ", ".join(items) if items else "none"
+
+
+def runs_text(table: pd.DataFrame, columns: Sequence[str] = ("architecture", "dataset")) -> str:
+    """The runs of a criterion table, as a claim names them: ``"mlp on digits, vgg on mnist5k"``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per run (e.g. from :func:`per_run`), with ``columns``.
+    columns : sequence of str
+        The first is the architecture, the second the dataset, any further ones (the
+        activation) go in parentheses.
+
+    Returns
+    -------
+    str
+        ``"no eligible run"`` for an empty table.
+
+    Example
+    -------
+    >>> runs_text(pd.DataFrame({"architecture": ["mlp", "vgg"], "dataset": ["digits", "mnist5k"]}))
+    'mlp on digits, vgg on mnist5k'
+    """
+    if table.empty:
+        return "no eligible run"
+    first, second, *rest = columns
+    parts = []
+    for row in table[list(columns)].drop_duplicates().itertuples(index=False):
+        extra = f" ({', '.join(str(value) for value in row[2:])})" if rest else ""
+        parts.append(f"{row[0]}{extra} on {row[1]}")
+    return ", ".join(parts)
+
+
+def training_report(grid: Grid, result: GridResult, *, min_train_acc: float,
+                    prefix: str = "parker") -> TrainingReport:
+    """Summarise a trained Parker grid into the table and the facts its prose states.
+
+    Parameters
+    ----------
+    grid : Grid
+        From :func:`architecture_grid` or :func:`activation_grid`.
+    result : GridResult
+        ``ncutils.grid.run_grid(grid)``.
+    min_train_acc : float
+        The chapter's eligibility threshold (see :func:`eligible_runs`).
+    prefix : str
+        Prefix of the glue keys in :attr:`TrainingReport.facts`.
+
+    Returns
+    -------
+    TrainingReport
+    """
+    summary = training_summary(result, min_train_acc=min_train_acc)
+    excluded = summary.loc[~summary["eligible"]]
+    excluded_text = _join([f"{row.architecture} ({row.activation}) on {row.dataset}"
+                           for row in excluded.itertuples()])
+    configs = [entry.config for entry in grid.entries]
+    architectures: dict[str, str] = {}
+    for entry in grid.entries:
+        options = ", ".join(f"{key} {value}" for key, value in sorted(dict(entry.config.arch_kwargs).items()))
+        architectures.setdefault(entry.labels["architecture"], options)
+    epochs: dict[str, int] = {}
+    for entry in grid.entries:
+        epochs.setdefault(entry.labels["dataset"], entry.config.epochs)
+    facts = {
+        "runs": len(summary),
+        "terminal": int((summary["train_acc"] >= 1.0).sum()),
+        "eligible": int(summary["eligible"].sum()),
+        "excluded": excluded_text,
+        "trained": int((~summary["from_cache"]).sum()),
+        "skipped": _join([f"{labels['architecture']} on {labels['dataset']} ({reason})"
+                          for labels, reason in grid.skipped]),
+        "batch_size": _join(sorted({str(config.batch_size) for config in configs})),
+        "epochs": _join([f"{dataset} {count}" for dataset, count in epochs.items()]),
+        "architectures": _join([f"{name} ({options or 'defaults'})" for name, options in architectures.items()]),
+        "datasets": _join(list(epochs)),
+        "loss": _join(sorted({config.loss for config in configs})),
+    }
+    return TrainingReport(summary, excluded_text, {f"{prefix}_{key}": value for key, value in facts.items()})
 
 
 GROUP_COLS: tuple[str, ...] = ("architecture", "dataset")
