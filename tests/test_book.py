@@ -1,4 +1,4 @@
-"""Tests of the book build (ncutils.book).
+"""Tests of the book build (ncutils.book.profiles, .execute, .manifest, .cli).
 
 The validation tests work on a tiny fake book in a temporary folder. The build test
 copies the working tree to a temporary folder and builds the whole book there on the
@@ -18,8 +18,7 @@ import nbformat
 import pytest
 import yaml
 
-from ncutils import book
-from ncutils.book import findings
+from ncutils.book import cli, execute, findings, profiles
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,7 +36,7 @@ def make_notebook(path: Path, parameters: str, body: str = "print(epochs)") -> N
 
 def make_book(root: Path, profile_values: dict | None = None, toc_stems=("chap",)) -> Path:
     make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"\nepochs = 3\nlr = 0.1\ndataset = "digits"')
-    for profile in book.PROFILES:
+    for profile in profiles.PROFILES:
         values = {"chap": {"epochs": 1}} if profile_values is None else profile_values
         (root / "notebooks" / "profiles").mkdir(parents=True, exist_ok=True)
         (root / "notebooks" / "profiles" / f"{profile}.yaml").write_text(yaml.safe_dump(values))
@@ -50,7 +49,7 @@ def make_book(root: Path, profile_values: dict | None = None, toc_stems=("chap",
 
 
 def test_plan_resolves_parameters_in_toc_order(tmp_path):
-    jobs = book.plan(make_book(tmp_path), "smoke")
+    jobs = profiles.plan(make_book(tmp_path), "smoke")
     assert [job.stem for job in jobs] == ["chap"]
     assert jobs[0].injected == {"epochs": 1, "profile": "smoke"}
     assert jobs[0].parameters == {"profile": "smoke", "epochs": 1, "lr": 0.1, "dataset": "digits"}
@@ -58,14 +57,14 @@ def test_plan_resolves_parameters_in_toc_order(tmp_path):
 
 def test_key_changes_with_parameters_source_and_profile(tmp_path):
     root = make_book(tmp_path)
-    key = book.plan(root, "smoke")[0].key
-    assert book.plan(root, "smoke")[0].key == key
-    assert book.plan(root, "cpu")[0].key != key
+    key = profiles.plan(root, "smoke")[0].key
+    assert profiles.plan(root, "smoke")[0].key == key
+    assert profiles.plan(root, "cpu")[0].key != key
     (root / "notebooks" / "profiles" / "smoke.yaml").write_text(yaml.safe_dump({"chap": {"epochs": 2}}))
-    assert book.plan(root, "smoke")[0].key != key
+    assert profiles.plan(root, "smoke")[0].key != key
     (root / "notebooks" / "profiles" / "smoke.yaml").write_text(yaml.safe_dump({"chap": {"epochs": 1}}))
     (root / "ncutils" / "extra.py").write_text("x = 1\n")
-    assert book.plan(root, "smoke")[0].key != key
+    assert profiles.plan(root, "smoke")[0].key != key
 
 
 @pytest.mark.parametrize(
@@ -84,21 +83,21 @@ def test_key_changes_with_parameters_source_and_profile(tmp_path):
 def test_invalid_configuration_is_a_clear_error(tmp_path, profile_values, toc, message):
     root = make_book(tmp_path, profile_values, toc)
     with pytest.raises(ValueError, match=re.escape(message)):
-        book.plan(root, "smoke")
+        profiles.plan(root, "smoke")
 
 
 def test_unknown_profile_is_a_clear_error(tmp_path, capsys):
     root = make_book(tmp_path)
     with pytest.raises(ValueError, match="unknown profile 'laptop': expected one of smoke, cpu, gpu, paper"):
-        book.plan(root, "laptop")
-    assert book.main(["build", "--profile", "laptop"]) == 2
+        profiles.plan(root, "laptop")
+    assert cli.main(["build", "--profile", "laptop"]) == 2
     assert "unknown profile 'laptop'" in capsys.readouterr().err
 
 
 def test_run_rejects_unknown_parameters_before_running(capsys):
-    assert book.main(["run", "measuring_collapse", "-p", "no_such_parameter", "1"]) == 2
+    assert cli.main(["run", "measuring_collapse", "-p", "no_such_parameter", "1"]) == 2
     assert "unknown parameter 'no_such_parameter'" in capsys.readouterr().err
-    assert book.main(["run", "no_such_chapter"]) == 2
+    assert cli.main(["run", "no_such_chapter"]) == 2
     assert "unknown notebook 'no_such_chapter'" in capsys.readouterr().err
 
 
@@ -114,22 +113,22 @@ def test_parameters_cell_must_be_literal_assignments(tmp_path, parameters, messa
     path = tmp_path / "nb.ipynb"
     make_notebook(path, parameters)
     with pytest.raises(ValueError, match=re.escape(message)):
-        book.notebook_parameters(path)
+        profiles.notebook_parameters(path)
 
 
 def test_a_notebook_without_parameters_cell_is_rejected(tmp_path):
     path = tmp_path / "nb.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), str(path))
     with pytest.raises(ValueError, match="exactly one code cell tagged 'parameters'"):
-        book.notebook_parameters(path)
+        profiles.notebook_parameters(path)
 
 
 def test_a_failing_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, capsys):
     root = make_book(tmp_path)
     make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"\nepochs = 3\nlr = 0.1\ndataset = "digits"',
                   body='value = epochs * 2\nraise RuntimeError(f"boom {value}")')
-    with pytest.raises(book.BuildError) as failure:
-        book.build("smoke", root=root, html=False)
+    with pytest.raises(execute.BuildError) as failure:
+        cli.build("smoke", root=root, html=False)
     message = str(failure.value)
     assert "notebooks/chap.ipynb failed in cell 3" in message
     assert "value = epochs * 2" in message and "RuntimeError: boom 2" in message
@@ -144,11 +143,11 @@ def test_strip_removes_outputs_and_injected_parameters(tmp_path):
     notebook.cells[2].execution_count = 4
     notebook.cells.insert(2, nbformat.v4.new_code_cell('profile = "gpu"', metadata={"tags": ["injected-parameters"]}))
     nbformat.write(notebook, str(path))
-    assert book.strip_outputs([path]) == [path]
+    assert cli.strip_outputs([path]) == [path]
     stripped = nbformat.read(str(path), as_version=4)
     assert [cell.source for cell in stripped.cells] == ["# A chapter", 'profile = "cpu"', "print(epochs)"]
     assert stripped.cells[2].outputs == [] and stripped.cells[2].execution_count is None
-    assert book.strip_outputs([path]) == []
+    assert cli.strip_outputs([path]) == []
 
 
 def test_source_notebooks_are_stored_without_outputs():
@@ -161,9 +160,22 @@ def test_source_notebooks_are_stored_without_outputs():
                 )
 
 
+def test_the_command_line_runs_as_a_module():
+    completed = subprocess.run([sys.executable, "-m", "ncutils.book", "validate"], cwd=REPO,
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("ok: ")
+
+
+def test_text_scoreboard_tells_unrun_findings_from_findings_without_a_chapter(tmp_path):
+    lines = {line.split()[0]: line for line in cli.scoreboard_text(tmp_path).splitlines()[1:]}
+    assert lines["R1"].count("no chapter yet") == len(profiles.PROFILES)
+    assert lines["P1"].count("not yet run") == len(profiles.PROFILES)
+
+
 def test_every_profile_of_the_repository_is_valid():
-    jobs = book.validate(REPO)
-    assert set(jobs) == set(book.PROFILES)
+    jobs = profiles.validate(REPO)
+    assert set(jobs) == set(profiles.PROFILES)
     assert len({len(profile_jobs) for profile_jobs in jobs.values()}) == 1
 
 
@@ -202,7 +214,7 @@ def built_book(tmp_path_factory):
 @pytest.mark.slow
 def test_every_notebook_executed_without_error(built_book):
     root, first, _ = built_book
-    stems = book.toc_chapters(root)
+    stems = profiles.toc_chapters(root)
     assert stems, "the book has no chapters"
     for stem in stems:
         assert f"{stem} (smoke): done in" in first.stdout
@@ -216,7 +228,7 @@ def test_every_notebook_executed_without_error(built_book):
 @pytest.mark.slow
 def test_second_build_reuses_every_notebook(built_book):
     root, _, second = built_book
-    for stem in book.toc_chapters(root):
+    for stem in profiles.toc_chapters(root):
         assert f"{stem} (smoke): unchanged" in second.stdout
     assert "running ..." not in second.stdout
 
@@ -224,21 +236,21 @@ def test_second_build_reuses_every_notebook(built_book):
 @pytest.mark.slow
 def test_every_page_of_the_toc_exists_as_html(built_book):
     root, _, _ = built_book
-    for page in book.toc_pages(root):
+    for page in profiles.toc_pages(root):
         assert (root / "_build" / "html" / f"{page}.html").exists(), page
 
 
 @pytest.mark.slow
 def test_every_chapter_page_has_its_figures_and_verdicts(built_book):
     root, _, _ = built_book
-    for stem in book.toc_chapters(root):
+    for stem in profiles.toc_chapters(root):
         notebook = nbformat.read(str(root / "book" / "generated" / f"{stem}.ipynb"), as_version=4)
         figures = sum("image/png" in output.get("data", {}) for cell in notebook.cells
                       for output in cell.get("outputs", []))
         page = (root / "_build" / "html" / "book" / "generated" / f"{stem}.html").read_text()
         assert figures >= 1, f"{stem} produced no figure"
         assert page.count("<img") >= figures, f"{stem}: figures missing from the page"
-        assert re.search(r'class="nc-verdict nc-(pass|fail)"', page), f"{stem}: no verdict on the page"
+        assert re.search(r'class="nc-verdict nc-(pass|fail|inconclusive)"', page), f"{stem}: no verdict on the page"
         assert "notebooks/" + stem + ".ipynb" in page, f"{stem}: launch links do not point at the source notebook"
 
 
@@ -248,8 +260,10 @@ def test_scoreboard_lists_every_finding_and_the_manifest_every_chapter(built_boo
     scoreboard = (root / "_build" / "html" / "book" / "scoreboard.html").read_text()
     for finding_id in findings.FINDINGS:
         assert re.search(rf"<td[^>]*><p>{finding_id}</p></td>", scoreboard), finding_id
+    without_chapter = [f.id for f in findings.FINDINGS.values() if f.chapter is None]
+    assert scoreboard.count("no chapter yet") >= len(without_chapter) * len(profiles.PROFILES)
     recorded = findings.load(root / "_build" / "findings.json")["profiles"]["smoke"]
     assert recorded["findings"] or recorded["checks"]
     reproducibility = (root / "_build" / "html" / "book" / "reproducibility.html").read_text()
-    for stem in book.toc_chapters(root):
+    for stem in profiles.toc_chapters(root):
         assert stem in reproducibility

@@ -1,13 +1,19 @@
-"""Tests of ncutils.findings (verdict records, scoreboard) and ncutils.provenance."""
+"""Tests of ncutils.book.findings (verdicts, amendments, scoreboard) and ncutils.book.provenance."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
+from ncutils import verdicts
 from ncutils.book import findings, provenance
+
+REPO = Path(__file__).resolve().parent.parent
 
 PARAMETERS = {"profile": "smoke", "seed": 3, "device": "cpu", "epochs": 2}
 
@@ -36,6 +42,7 @@ def test_record_writes_the_verdict_with_its_provenance(findings_path):
     stored = json.loads(findings_path.read_text())["profiles"]["smoke"]["findings"]["P1"]
     assert stored == json.loads(json.dumps(entry))
     assert stored["value"] == -0.9 and stored["passed"] is True and stored["verdict"] == "reproduced"
+    assert (stored["reason"], stored["tested"], stored["runs"]) == (None, None, None)
     assert stored["details"] == {"per_arch": [-0.9, -0.8]}
     origin = stored["provenance"]
     assert (origin["profile"], origin["seed"], origin["device"]) == ("smoke", 3, "cpu")
@@ -68,12 +75,60 @@ def test_record_takes_parameters_from_the_build_environment(findings_path, monke
         (("P1", "claim", 1.0, "  ", True), ValueError, "criterion"),
         (("P1", "claim", 1.0, "criterion", "yes"), ValueError, "passed must be a bool"),
         (("P1", "claim", object(), "criterion", True), ValueError, "value"),
+        (("P1", "claim", 1.0, "criterion"), ValueError, "exactly one of passed"),
     ],
 )
 def test_record_rejects_bad_input_before_writing(findings_path, arguments, error, message):
     with pytest.raises(error, match=message):
         findings.record(*arguments, parameters=PARAMETERS)
     assert not findings_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"verdict": "probably"}, "unknown verdict state 'probably'"),
+        ({"verdict": verdicts.NO_CHAPTER, "reason": "x"}, "unknown verdict state 'no chapter yet'"),
+        ({"verdict": verdicts.INCONCLUSIVE}, "needs a reason"),
+        ({"verdict": verdicts.INCONCLUSIVE, "reason": "  "}, "reason must be a non-empty string"),
+        ({"verdict": verdicts.REPRODUCED, "passed": True}, "exactly one of passed"),
+        ({"outcome": verdicts.combine_runs([True, True]), "passed": True}, "exactly one of passed"),
+        ({"outcome": verdicts.combine_runs([True, True]), "reason": "mine"}, "carries its own reason"),
+        ({"outcome": "reproduced"}, "must be a verdicts.Outcome"),
+        ({"passed": True, "tested": ""}, "tested must be a non-empty string"),
+    ],
+)
+def test_record_rejects_bad_states_before_writing(findings_path, keywords, message):
+    with pytest.raises(ValueError, match=message):
+        findings.record("P1", "claim", 1.0, "criterion", parameters=PARAMETERS, **keywords)
+    assert not findings_path.exists()
+
+
+def test_record_stores_an_inconclusive_verdict_with_its_reason(findings_path, capsys):
+    entry = findings.record("P4", "depth needed grows with difficulty", None, "Spearman >= 0.8",
+                            verdict=verdicts.INCONCLUSIVE, reason="only 2 eligible datasets",
+                            tested="MLP on digits and mnist1d", parameters=PARAMETERS)
+    stored = findings.load(findings_path)["profiles"]["smoke"]["findings"]["P4"]
+    assert stored == json.loads(json.dumps(entry))
+    assert (stored["verdict"], stored["passed"], stored["reason"]) == ("inconclusive", None, "only 2 eligible datasets")
+    assert stored["tested"] == "MLP on digits and mnist1d"
+    card = findings._Card(stored)
+    assert 'class="nc-verdict nc-inconclusive"' in card._repr_html_()
+    assert "<em>Reason:</em> only 2 eligible datasets" in card._repr_html_()
+    assert "<em>Tested:</em> MLP on digits and mnist1d" in card._repr_html_()
+    assert "P4: inconclusive (only 2 eligible datasets)" in repr(card)
+
+
+def test_record_takes_the_outcome_of_combined_runs(findings_path):
+    entry = findings.record("P1", "NC1 falls with depth", -0.9, "Spearman <= -0.7 in each run",
+                            outcome=verdicts.combine_runs([True, True, False]), parameters=PARAMETERS)
+    assert (entry["verdict"], entry["passed"], entry["reason"]) == ("reproduced", True, "2 of 3 eligible runs pass")
+    assert entry["runs"]["passed"] == 2 and entry["runs"]["eligible"] == 3 and entry["runs"]["margin"] == 0.0
+    assert "<em>Runs:</em> 2 of 3 eligible runs pass" in findings._Card(entry)._repr_html_()
+    mixed = findings.record("P1", "NC1 falls with depth", -0.5, "Spearman <= -0.7 in each run",
+                            outcome=verdicts.combine_runs([True, False]), parameters=PARAMETERS)
+    assert (mixed["verdict"], mixed["passed"], mixed["reason"]) == ("inconclusive", None, "mixed: 1 of 2")
+    assert findings.record("P1", "c", 0.0, "c", verdict="not reproduced", parameters=PARAMETERS)["passed"] is False
 
 
 def test_checks_are_kept_apart_from_paper_findings(findings_path):
@@ -101,12 +156,14 @@ def test_load_rejects_a_file_that_is_not_a_findings_file(tmp_path):
     assert findings.load(tmp_path / "missing.json") == {"schema": findings.SCHEMA, "profiles": {}}
 
 
-def _entry(identifier, passed, value, notebook="chapter_x", profile="cpu"):
+def _entry(identifier, passed, value, notebook="chapter_x", profile="cpu", **fields):
+    # records written before the verdict states existed have no reason, tested or runs: keep them that way
     return {
         "id": identifier, "kind": "finding", "claim": "tested", "value": value, "criterion": "c",
         "passed": passed, "verdict": "reproduced" if passed else "not reproduced", "details": {},
         "provenance": {"profile": profile, "notebook": notebook, "seed": 0, "device": "cpu",
                        "git_commit": "abcdef0123", "git_dirty": False, "parameters": {}},
+        **fields,
     }
 
 
@@ -123,6 +180,9 @@ def test_scoreboard_shows_every_finding_and_never_passes_unrun_ones():
     for finding_id in findings.FINDINGS:
         assert f"| {finding_id} |" in board
     assert _row(board, "G3").count("not yet run") == 2 and "reproduced" not in _row(board, "G3")
+    for finding_id in ("R1", "Y1", "Y2", "K1", "K2"):
+        row = _row(board, finding_id)
+        assert row.count("no chapter yet") == 2 and "not yet run" not in row and "reproduced" not in row
     p1 = _row(board, "P1").split(" | ")
     assert p1[-2] == "not yet run" and "reproduced (0.5) — outdated" in p1[-1]
     assert "not reproduced (0.25)" in _row(board, "R2")
@@ -161,3 +221,178 @@ def test_environment_lists_package_versions():
     environment = provenance.environment()
     assert environment["packages"]["torch"] is not None
     assert set(environment["packages"]) == set(provenance.PACKAGES)
+
+
+def test_scoreboard_says_no_chapter_yet_for_every_finding_without_a_chapter():
+    board = findings.scoreboard_markdown({"schema": 1, "profiles": {}}, ["smoke", "cpu", "gpu", "paper"])
+    without = [finding.id for finding in findings.FINDINGS.values() if finding.chapter is None]
+    assert without == ["R1", "R2", "Y1", "Y2", "K1", "K2"]
+    for finding_id in findings.FINDINGS:
+        row = _row(board, finding_id)
+        expected = "no chapter yet" if finding_id in without else "not yet run"
+        assert row.count(expected) == 4 and row.count("| —") >= 2, row  # no tested claim, no criterion
+        assert "not yet run" not in row if finding_id in without else "no chapter yet" not in row
+
+
+def test_registry_chapters_are_the_notebooks_that_record_the_findings():
+    recorded = {}
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        source = "\n".join(cell.source for cell in nbformat.read(str(path), as_version=4).cells)
+        for finding_id in re.findall(r"findings\.record\(\s*[\"'](\w+)[\"']", source):
+            recorded[finding_id] = path.stem
+    assert recorded == {f.id: f.chapter for f in findings.FINDINGS.values() if f.chapter is not None}
+
+
+def test_scoreboard_shows_the_tested_claim_and_inconclusive_reasons():
+    inconclusive = _entry("P4", None, None, verdict="inconclusive", reason="only 2 eligible datasets",
+                          tested="MLP on digits and mnist1d")
+    runs = _entry("P1", True, -0.9, tested="MLP, seeds 0-2",
+                  runs={"passed": 2, "eligible": 3, "threshold": "t", "margin": 0.0})
+    content = {"schema": 1, "profiles": {
+        "smoke": {"findings": {"P1": _entry("P1", True, -0.8, profile="smoke", tested="MLP, seed 0")}, "checks": {}},
+        "cpu": {"findings": {"P4": inconclusive, "P1": runs}, "checks": {}},
+    }}
+    board = findings.scoreboard_markdown(content, ["smoke", "cpu"])
+    p4 = _row(board, "P4").split(" | ")
+    assert p4[3] == "MLP on digits and mnist1d"
+    assert p4[-1] == "❔ inconclusive: only 2 eligible datasets |"
+    p1 = _row(board, "P1").split(" | ")
+    assert p1[3] == "smoke: MLP, seed 0; cpu: MLP, seeds 0-2"
+    assert p1[-1] == "✅ reproduced (-0.9), 2 of 3 runs |"
+    assert _row(board, "P2").split(" | ")[3] == "—"
+    details = board.split("## Every recorded verdict")[1].split("## Checks of the library")[0]
+    assert "| P4 | cpu | tested | MLP on digits and mnist1d | — | inconclusive: only 2 eligible datasets |" in details
+
+
+def test_an_amendment_is_dated_shown_and_listed_on_the_scoreboard(findings_path):
+    entry = findings.amendment("P1", "2026-12-01", "Spearman <= -0.7 over all layers",
+                               "Spearman <= -0.7 over the hidden layers", "the input is not a hidden layer",
+                               original_result="not reproduced: -0.62", parameters=PARAMETERS)
+    card = findings._AmendmentCard(entry)._repr_html_()
+    assert 'class="nc-amendment"' in card and "Amendment to P1, 2026-12-01" in card
+    assert "<em>Pre-registered criterion:</em> Spearman &lt;= -0.7 over all layers" in card
+    assert "<em>Its result:</em> not reproduced: -0.62" in card and "<em>Reason:</em> the input" in card
+    # the same amendment again replaces itself; a later one is listed after it
+    findings.amendment("P1", "2026-12-01", "Spearman <= -0.7 over all layers", "Spearman <= -0.7 over the hidden "
+                       "layers", "the input is not a hidden layer", parameters=PARAMETERS)
+    findings.amendment("P1", "2026-12-03", "b", "c", "d", parameters=PARAMETERS)
+    recorded = findings.record("P1", "claim", -0.9, "Spearman <= -0.7 over the hidden layers", True,
+                               parameters=PARAMETERS)
+    content = findings.load(findings_path)
+    listed = content["profiles"]["smoke"]["amendments"]["P1"]
+    assert [item["date"] for item in listed] == ["2026-12-01", "2026-12-03"]
+    assert listed[0]["original_result"] is None and listed[0]["provenance"]["notebook"] == "chapter_x"
+    assert "<em>Criterion amended:</em> 2026-12-01, 2026-12-03" in findings._Card(recorded, ["2026-12-01",
+                                                                                       "2026-12-03"])._repr_html_()
+    board = findings.scoreboard_markdown(findings.merge([content]), ["smoke"])
+    assert "| reproduced; amended 2026-12-01, 2026-12-03 |" in board
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        (("Z9", "2026-12-01", "a", "b", "c"), KeyError, "unknown finding"),
+        (("P1", "01/12/2026", "a", "b", "c"), ValueError, "ISO date"),
+        (("P1", "20261201", "a", "b", "c"), ValueError, "ISO date"),
+        (("P1", "2026-02-30", "a", "b", "c"), ValueError, "no such day"),
+        (("P1", "2026-12-01", "", "b", "c"), ValueError, "original"),
+        (("P1", "2026-12-01", "a", " ", "c"), ValueError, "replacement"),
+        (("P1", "2026-12-01", "a", "b", None), ValueError, "reason"),
+        (("P1", "2026-12-01", "a", "b", "c", ""), ValueError, "original_result"),
+    ],
+)
+def test_amendment_rejects_bad_input_before_writing(findings_path, arguments, error, message):
+    with pytest.raises(error, match=message):
+        findings.amendment(*arguments, parameters=PARAMETERS)
+    assert not findings_path.exists()
+
+
+def test_merge_keeps_amendments_and_reads_files_without_them():
+    old = {"schema": 1, "profiles": {"cpu": {"findings": {"P1": _entry("P1", True, 1.0)}, "checks": {}}}}
+    new = {"schema": 1, "profiles": {"cpu": {"findings": {}, "checks": {},
+                                             "amendments": {"P2": [{"date": "2026-12-01"}]}}}}
+    merged = findings.merge([old, new])
+    assert merged["profiles"]["cpu"]["amendments"] == {"P2": [{"date": "2026-12-01"}]}
+    assert merged["profiles"]["cpu"]["findings"]["P1"]["value"] == 1.0
+
+
+def test_one_value_formatter_for_captions_and_verdicts():
+    assert provenance.format_value([0.123456789, 3, "relu"]) == "[0.123457,3,relu]"
+    assert findings._format_value([0.123456789, float("nan")]) == "[0.1235, nan]"
+    assert findings._format_value(None) == "—"
+
+
+# --------------------------------------------------------------------------- provenance: git
+
+
+def _git(folder: Path, *arguments: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org",
+                    "-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false", *arguments],
+                   cwd=folder, check=True, capture_output=True)
+
+
+def _fake_project(folder: Path) -> Path:
+    (folder / "ncutils").mkdir(parents=True)
+    (folder / "ncutils" / "__init__.py").write_text("__version__ = '0'\n")
+    (folder / "README.md").write_text("fake\n")
+    return folder
+
+
+@pytest.fixture
+def no_build_git(monkeypatch, tmp_path):
+    monkeypatch.delenv("NC_GIT_COMMIT", raising=False)
+    monkeypatch.delenv("NC_GIT_DIRTY", raising=False)
+    # git must not find a repository above the temporary folder.
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+
+
+def test_git_state_records_the_checkout_and_which_tracked_files_differ(tmp_path, no_build_git):
+    project = _fake_project(tmp_path / "project")
+    _git(project, "init", "-q")
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "fake")
+    state = provenance.git_state(project)
+    assert len(state["commit"]) == 40 and state["dirty"] is False and state["changed"] == []
+    assert state["state"] == "clean"
+    # Untracked files (logs, data, run stores) do not make a build dirty.
+    (project / "build.log").write_text("log\n")
+    (project / "runs").mkdir()
+    (project / "runs" / "x.pt").write_bytes(b"0")
+    assert provenance.git_state(project)["dirty"] is False
+    (project / "ncutils" / "__init__.py").write_text("__version__ = '1'\n")
+    (project / "README.md").unlink()
+    state = provenance.git_state(project)
+    assert state["dirty"] is True and state["state"] == "dirty"
+    assert state["changed"] == ["README.md", "ncutils/__init__.py"]
+
+
+def test_git_state_of_a_copy_inside_another_repository_records_no_commit(tmp_path, no_build_git):
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    (outer / "other.txt").write_text("another project\n")
+    _git(outer, "init", "-q")
+    _git(outer, "add", ".")
+    _git(outer, "commit", "-q", "-m", "outer")
+    copy = _fake_project(outer / "vendor" / "companion")
+    assert provenance.git_state(copy) == {"commit": None, "dirty": None, "changed": None,
+                                          "state": "not a git checkout"}
+    # ... even once the copy's files are committed to the outer repository.
+    _git(outer, "add", ".")
+    _git(outer, "commit", "-q", "-m", "vendor the companion")
+    assert provenance.git_state(copy)["commit"] is None
+
+
+def test_git_state_outside_any_repository(tmp_path, no_build_git):
+    plain = _fake_project(tmp_path / "plain")
+    assert provenance.git_state(plain)["state"] == "not a git checkout"
+    assert provenance.git_state(plain)["commit"] is None
+
+
+def test_collect_keeps_its_keys_with_the_new_git_state(monkeypatch):
+    monkeypatch.setenv("NC_GIT_COMMIT", "")
+    record = provenance.collect(PARAMETERS)
+    assert record["git_commit"] is None and record["git_dirty"] is None
+    assert set(record) == {"profile", "parameters", "seed", "device", "device_name", "notebook",
+                           "git_commit", "git_dirty", "ncutils_version", "recorded_at"}

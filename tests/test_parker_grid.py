@@ -113,7 +113,7 @@ def test_run_grid_combines_tables_and_reuses_the_cache(tmp_path):
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu", "paper"])
 def test_parker_chapters_share_their_training_parameters(profile):
     """The four chapters must build the same grid, or the results cache would not be shared."""
-    from ncutils.book import notebook_parameters
+    from ncutils.book.profiles import notebook_parameters
 
     path = ROOT / "notebooks" / "profiles" / f"{profile}.yaml"
     notebooks = [ROOT / "notebooks" / f"{name}.ipynb" for name in PARKER_NOTEBOOKS]

@@ -2,7 +2,7 @@
 
 import sys
 
-from ncutils.book import main
+from ncutils.book.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,8 +3,17 @@
 A chapter notebook tests a finding of one of the five papers with a criterion
 that its prose states *before* the result is computed, then calls
 :func:`record`. The record is glued into the page with myst-nb (keys
-``<ID>_value`` and ``<ID>_verdict``), shown as a verdict card, and written to
-a findings JSON file with its provenance (see :mod:`ncutils.book.provenance`).
+``<ID>_value``, ``<ID>_verdict``, ``<ID>_reason`` and ``<ID>_tested``), shown
+as a verdict card, and written to a findings JSON file with its provenance
+(see :mod:`ncutils.book.provenance`).
+
+A verdict is one of the states of :mod:`ncutils.verdicts`: ``reproduced``,
+``not reproduced`` or ``inconclusive`` (with its reason) when a chapter
+records it, and ``no chapter yet`` on the scoreboard for a finding that no
+chapter tests (:attr:`Finding.chapter` is ``None``). A criterion changed after
+it was pre-registered is announced with :func:`amendment`, which shows the
+original criterion beside the new one and keeps the change, dated, in the
+findings file.
 
 Checks of the library itself (e.g. "NC1 of an exact simplex ETF is 0") use
 :func:`check`: they are recorded the same way but kept apart from the paper
@@ -15,8 +24,12 @@ The findings file
 ``$NC_FINDINGS_FILE`` (default ``<repository>/_build/findings.json``)::
 
     {"schema": 1,
-     "profiles": {"cpu": {"findings": {"P1": {...record...}},
-                          "checks":   {"measuring_collapse.etf": {...}}}}}
+     "profiles": {"cpu": {"findings":   {"P1": {...record...}},
+                          "checks":     {"measuring_collapse.etf": {...}},
+                          "amendments": {"P1": [{...amendment...}]}}}}
+
+``"amendments"`` is absent from files written before amendments existed;
+readers treat it as empty.
 
 The book build gives each notebook its own file and merges them into
 ``_build/findings.json``; :func:`scoreboard_markdown` renders the merged file.
@@ -24,9 +37,9 @@ The book build gives each notebook its own file and merges them into
 
 from __future__ import annotations
 
+import datetime as _dt
 import html
 import json
-import math
 import numbers
 import os
 import re
@@ -34,23 +47,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ncutils import verdicts
+from ncutils._io import write_json_atomic
 from ncutils.book import provenance
 
 __all__ = [
     "FINDINGS",
+    "NOT_RUN",
     "PAPERS",
     "Finding",
     "Verdict",
+    "amendment",
     "check",
     "findings_file",
     "findings_markdown",
     "load",
     "merge",
+    "placeholder",
     "record",
     "scoreboard_markdown",
 ]
 
+# New keys (verdict states, reason, tested, runs, amendments) are optional, so files of schema 1
+# written before them still read; a reader that finds none treats them as absent.
 SCHEMA = 1
+
+#: What the scoreboard shows for a finding that has a chapter but no record at a profile.
+NOT_RUN = "not yet run"
+
+_SECTIONS = ("findings", "checks", "amendments")
 
 #: Bibliography keys (``references.bib``) and short names of the papers.
 PAPERS: dict[str, str] = {
@@ -74,27 +99,32 @@ class Finding:
         Bibliography key of the paper (a key of :data:`PAPERS`).
     claim : str
         The paper's claim, in one sentence.
+    chapter : str or None
+        Stem of the notebook that tests it (``notebooks/<chapter>.ipynb``), or
+        ``None`` while no chapter does: the scoreboard then shows
+        ``no chapter yet`` instead of ``not yet run``.
     """
 
     id: str
     paper: str
     claim: str
+    chapter: str | None = None
 
 
 _REGISTRY = (
-    Finding("P1", "parker2023", "NC emerges in most hidden layers and its degree grows with depth."),
-    Finding("P2", "parker2023", "Almost all of the reduction of within-class variance happens in the shallow layers."),
-    Finding("P3", "parker2023", "The angular separation between class means increases with depth."),
-    Finding("P4", "parker2023", "Simple datasets need only the shallow layers; hard ones use the whole network."),
+    Finding("P1", "parker2023", "NC emerges in most hidden layers and its degree grows with depth.", chapter="parker_p1_depth"),
+    Finding("P2", "parker2023", "Almost all of the reduction of within-class variance happens in the shallow layers.", chapter="parker_p2_variance"),
+    Finding("P3", "parker2023", "The angular separation between class means increases with depth.", chapter="parker_p3_angles"),
+    Finding("P4", "parker2023", "Simple datasets need only the shallow layers; hard ones use the whole network.", chapter="parker_p4_difficulty"),
     Finding("R1", "rangamani2023", "Within-class covariance shrinks relative to between-class covariance with depth and over training."),
     Finding("R2", "rangamani2023", "In the top layers the span of the class means aligns with the top singular vectors of the layer's weight matrix."),
     Finding("Y1", "yang2023", "A network trained on coarse labels still encodes the fine labels: clustering its features recovers them (93% CIFAR-10 test accuracy)."),
     Finding("Y2", "yang2023", "Fine labels are recoverable from coarse-label features in a simplified synthetic setting."),
     Finding("K1", "kothapalli2023", "NC1-NC4 emerge in the terminal phase of training and the classifier becomes the nearest-class-center rule."),
     Finding("K2", "kothapalli2023", "In the locally elastic SDE model features separate and collapse if and only if the same-class effect beats the cross-class effect (alpha > beta)."),
-    Finding("G1", "garrod2024", "At the deep-NC optimum of the deep linear UFM the layer Hessian has K^2 equal outlier eigenvalues, eigenvectors mu_c(l+1) x mu_c'(l), over a bulk."),
-    Finding("G2", "garrod2024", "The gradient aligns with the Hessian's outlier eigenspace (coefficients 1/K on the diagonal, 0 off it)."),
-    Finding("G3", "garrod2024", "In the ReLU UFM the Hessian keeps its outliers but they are no longer equal."),
+    Finding("G1", "garrod2024", "At the deep-NC optimum of the deep linear UFM the layer Hessian has K^2 equal outlier eigenvalues, eigenvectors mu_c(l+1) x mu_c'(l), over a bulk.", chapter="garrod_ufm"),
+    Finding("G2", "garrod2024", "The gradient aligns with the Hessian's outlier eigenspace (coefficients 1/K on the diagonal, 0 off it).", chapter="garrod_ufm"),
+    Finding("G3", "garrod2024", "In the ReLU UFM the Hessian keeps its outliers but they are no longer equal.", chapter="garrod_ufm"),
 )
 
 #: Every finding the book tests, by id, in scoreboard order.
@@ -143,7 +173,8 @@ def load(path: str | os.PathLike | None = None) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``{"schema": 1, "profiles": {profile: {"findings": {...}, "checks": {...}}}}``.
+        ``{"schema": 1, "profiles": {profile: {"findings": {...}, "checks": {...},
+        "amendments": {...}}}}``.
 
     Raises
     ------
@@ -175,22 +206,23 @@ def merge(contents: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     Returns
     -------
     dict
-        One findings content holding every record.
+        One findings content holding every record and amendment.
     """
     merged = _empty()
     for content in contents:
         for profile, sections in content["profiles"].items():
-            target = merged["profiles"].setdefault(profile, {"findings": {}, "checks": {}})
-            for section in ("findings", "checks"):
+            target = _sections(merged, profile)
+            for section in _SECTIONS:
                 target[section].update(sections.get(section, {}))
     return merged
 
 
-def _write_atomically(path: Path, content: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(content, indent=1, sort_keys=True))
-    os.replace(temporary, path)
+def _sections(content: dict[str, Any], profile: str) -> dict[str, Any]:
+    """The sections of one profile, every one present (files before amendments lack one)."""
+    sections = content["profiles"].setdefault(profile, {})
+    for section in _SECTIONS:
+        sections.setdefault(section, {})
+    return sections
 
 
 def _jsonable(value: Any, what: str) -> Any:
@@ -221,11 +253,9 @@ def _as_bool(passed: Any) -> bool:
 
 
 def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ", ".join(_format_value(item) for item in value) + "]"
-    return str(value)
+    # Verdicts show four significant digits; captions keep provenance's default.
+    # None is what an inconclusive test that measured nothing records.
+    return "—" if value is None else provenance.format_value(value, digits=4, separator=", ")
 
 
 def _require_text(text: Any, name: str) -> str:
@@ -234,71 +264,143 @@ def _require_text(text: Any, name: str) -> str:
     return text.strip()
 
 
-def _store(kind: str, identifier: str, statement: str, value: Any, criterion: str, passed: bool,
-           details: Mapping[str, Any] | None, parameters: dict[str, Any] | None,
-           verdict_text: str) -> dict[str, Any]:
+def _optional_text(text: Any, name: str) -> str | None:
+    return None if text is None else _require_text(text, name)
+
+
+def _outcome(passed: Any, verdict: Any, outcome: Any, reason: Any) -> verdicts.Outcome:
+    """The one outcome that ``passed``, ``verdict`` or ``outcome`` of :func:`record` gives."""
+    given = [name for name, argument in (("passed", passed), ("verdict", verdict), ("outcome", outcome))
+             if argument is not None]
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one of passed (bool), verdict (a state of ncutils.verdicts) or outcome "
+            f"(a verdicts.Outcome); got {', '.join(given) or 'none'}"
+        )
+    reason = _optional_text(reason, "reason")
+    if outcome is not None:
+        if not isinstance(outcome, verdicts.Outcome):
+            raise ValueError(f"outcome must be a verdicts.Outcome, got {type(outcome).__name__}")
+        if reason is not None:
+            raise ValueError("an outcome carries its own reason; do not pass reason with it")
+        return outcome
+    if verdict is not None:
+        return verdicts.Outcome(verdict, reason)  # checks the state and that inconclusive has a reason
+    return verdicts.Outcome(verdicts.passed_state(_as_bool(passed)), reason)
+
+
+def _runs(outcome: verdicts.Outcome) -> dict[str, Any] | None:
+    if outcome.eligible_runs is None:
+        return None
+    return {
+        "passed": outcome.passed_runs,
+        "eligible": outcome.eligible_runs,
+        "threshold": outcome.threshold,
+        "margin": outcome.margin,
+    }
+
+
+def _store(kind: str, fields: dict[str, Any], parameters: dict[str, Any] | None) -> dict[str, Any]:
     entry = {
-        "id": identifier,
         "kind": kind,
-        "claim": statement,
-        "value": _jsonable(value, "value"),
-        "criterion": criterion,
-        "passed": passed,
-        "verdict": verdict_text,
-        "details": _jsonable(dict(details or {}), "details"),
+        **fields,
+        "value": _jsonable(fields["value"], "value"),
+        "details": _jsonable(dict(fields["details"] or {}), "details"),
         "provenance": provenance.collect(parameters),
     }
     path = findings_file()
     content = load(path)
-    sections = content["profiles"].setdefault(entry["provenance"]["profile"], {"findings": {}, "checks": {}})
-    sections["checks" if kind == "check" else "findings"][identifier] = entry
-    _write_atomically(path, content)
-    _show(entry)
+    sections = _sections(content, entry["provenance"]["profile"])
+    sections["checks" if kind == "check" else "findings"][entry["id"]] = entry
+    write_json_atomic(path, content)
+    amended = [item["date"] for item in sections["amendments"].get(entry["id"], [])] if kind == "finding" else []
+    _display(_Card(entry, amended))
     return entry
 
 
-def _glue(identifier: str, value: Any, verdict: str) -> None:
+class _PlainText:
+    """Glue value that ``{glue:text}`` pastes as it is (a str would paste with quotes)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _glue(identifier: str, value: Any, verdict: str, extra: Mapping[str, str] | None = None) -> None:
     from myst_nb import glue
 
     glue(f"{identifier}_value", value, display=False)
     glue(f"{identifier}_verdict", Verdict(verdict), display=False)
+    for suffix, text in (extra or {}).items():
+        glue(f"{identifier}_{suffix}", _PlainText(text), display=False)
+
+
+# The card's colour: one CSS class per state (companion.css).
+_STATUS = {
+    verdicts.REPRODUCED: "pass",
+    verdicts.NOT_REPRODUCED: "fail",
+    verdicts.INCONCLUSIVE: "inconclusive",
+    "passed": "pass",
+    "failed": "fail",
+}
+
+
+def _runs_text(runs: Mapping[str, Any]) -> str:
+    text = f"{runs['passed']} of {runs['eligible']} eligible runs pass"
+    extras = [part for part in (runs.get("threshold"),
+                                None if runs.get("margin") is None else f"margin {runs['margin']:.2g}") if part]
+    return text + (f" ({'; '.join(extras)})" if extras else "")
 
 
 class _Card:
     """Display object for a verdict: HTML in the book, text elsewhere."""
 
-    def __init__(self, entry: dict[str, Any]) -> None:
+    def __init__(self, entry: dict[str, Any], amended: Iterable[str] = ()) -> None:
         self.entry = entry
+        self.amended = list(amended)
 
     def _repr_html_(self) -> str:
         entry = self.entry
-        status = "pass" if entry["passed"] else "fail"
+        status = _STATUS.get(entry["verdict"], "inconclusive")
         escape = html.escape
+        lines = [f"<p>{escape(entry['claim'])}</p>"]
+        if entry.get("tested"):
+            lines.append(f"<p><em>Tested:</em> {escape(entry['tested'])}</p>")
+        measured = [f"<em>Criterion:</em> {escape(entry['criterion'])}",
+                    f"<em>Measured:</em> {escape(_format_value(entry['value']))}"]
+        if entry.get("runs"):
+            measured.append(f"<em>Runs:</em> {escape(_runs_text(entry['runs']))}")
+        if entry.get("reason"):
+            measured.append(f"<em>Reason:</em> {escape(entry['reason'])}")
+        if self.amended:
+            measured.append(f"<em>Criterion amended:</em> {escape(', '.join(self.amended))} (see the amendment)")
+        lines.append("<p>" + "<br>".join(measured) + "</p>")
         return (
             f'<div class="nc-verdict nc-{status}" data-id="{escape(entry["id"])}">'
             f'<p class="nc-verdict-title"><strong>{escape(entry["id"])}: {escape(entry["verdict"])}</strong></p>'
-            f"<p>{escape(entry['claim'])}</p>"
-            f"<p><em>Criterion:</em> {escape(entry['criterion'])}<br>"
-            f"<em>Measured:</em> {escape(_format_value(entry['value']))}</p>"
-            f'<p class="nc-provenance">{escape(provenance.describe(entry["provenance"]))}</p>'
+            + "".join(lines)
+            + f'<p class="nc-provenance">{escape(provenance.describe(entry["provenance"]))}</p>'
             "</div>"
         )
 
     def __repr__(self) -> str:
         entry = self.entry
+        verdict = entry["verdict"] + (f" ({entry['reason']})" if entry.get("reason") else "")
         return (
-            f"{entry['id']}: {entry['verdict']} (measured {_format_value(entry['value'])}; "
+            f"{entry['id']}: {verdict} (measured {_format_value(entry['value'])}; "
             f"criterion: {entry['criterion']})"
         )
 
 
-def _show(entry: dict[str, Any]) -> None:
+def _display(card: Any) -> None:
     try:
         from IPython.display import display
     except ImportError:  # plain Python without IPython: print the text form
-        print(repr(_Card(entry)))
+        print(repr(card))
         return
-    display(_Card(entry))
+    display(card)
 
 
 def record(
@@ -306,67 +408,117 @@ def record(
     claim: str,
     value: Any,
     criterion: str,
-    passed: bool,
+    passed: bool | None = None,
     details: Mapping[str, Any] | None = None,
     *,
+    verdict: str | None = None,
+    reason: str | None = None,
+    tested: str | None = None,
+    outcome: verdicts.Outcome | None = None,
     parameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Record the verdict on one paper finding.
 
-    Glues ``<finding_id>_value`` (the measured value) and
-    ``<finding_id>_verdict`` (``reproduced`` / ``not reproduced``) for
-    ``{glue:text}`` in the chapter's prose, shows a verdict card, and writes the
-    record with its provenance to the findings file (:func:`findings_file`),
-    replacing an earlier record of the same finding and profile.
+    Glues ``<finding_id>_value`` (the measured value), ``<finding_id>_verdict``
+    (the state: ``reproduced``, ``not reproduced`` or ``inconclusive``),
+    ``<finding_id>_reason`` and ``<finding_id>_tested`` (``—`` when not given)
+    for ``{glue:text}`` in the chapter's prose, shows a verdict card, and
+    writes the record with its provenance to the findings file
+    (:func:`findings_file`), replacing an earlier record of the same finding
+    and profile.
+
+    The verdict comes from exactly one of ``passed`` (a criterion judged once:
+    ``True`` is reproduced, ``False`` not reproduced), ``verdict`` (a state of
+    :mod:`ncutils.verdicts`) or ``outcome`` (the result of
+    :func:`ncutils.verdicts.combine_runs` or :func:`ncutils.verdicts.inconclusive`,
+    which carries its reason and run counts).
 
     Parameters
     ----------
     finding_id : str
         A key of :data:`FINDINGS`, e.g. ``"P1"``.
     claim : str
-        What exactly this chapter tested, in one sentence.
-    value : float, int, str or list
-        The measured number the verdict rests on.
+        The chapter's statement of the finding, as its criterion tests it.
+    value : float, int, str, list or None
+        The measured number the verdict rests on (``None`` or ``nan`` when an
+        inconclusive test measured nothing).
     criterion : str
         The pre-registered criterion, as stated in the chapter before the result.
-    passed : bool
+    passed : bool, optional
         Whether ``value`` meets ``criterion``.
     details : dict, optional
         Further JSON-able numbers (per-architecture values, thresholds, ...).
+    verdict : str, optional
+        One of :data:`ncutils.verdicts.RECORDABLE`, instead of ``passed``.
+    reason : str, optional
+        Why the verdict is what it is; required with ``verdict="inconclusive"``
+        (what could not be tested, and why), optional otherwise.
+    tested : str, optional
+        What the verdict actually rests on: the eligible runs (architectures,
+        datasets, seeds), not every configuration in the parameters, e.g.
+        ``"MLP on digits and mnist1d, seeds 0-2 (6 runs)"``. The scoreboard
+        shows it beside the paper's claim.
+    outcome : verdicts.Outcome, optional
+        Instead of ``passed`` or ``verdict``; stored with its counts, threshold
+        and margin (``runs`` in the record).
     parameters : dict, optional
         The chapter's parameters; defaults to those injected by the book build.
 
     Returns
     -------
     dict
-        The stored record (``id``, ``kind``, ``claim``, ``value``,
-        ``criterion``, ``passed``, ``verdict``, ``details``, ``provenance``).
+        The stored record: ``id``, ``kind``, ``claim``, ``tested``, ``value``,
+        ``criterion``, ``verdict`` (the state), ``passed`` (``True``,
+        ``False``, or ``None`` when inconclusive), ``reason``, ``runs``
+        (``{"passed", "eligible", "threshold", "margin"}`` or ``None``),
+        ``details``, ``provenance``.
 
     Raises
     ------
     KeyError
         If ``finding_id`` is not a known finding.
     ValueError
-        If ``claim`` or ``criterion`` is empty, ``passed`` is not a bool, or
-        ``value``/``details`` cannot be stored as JSON.
+        If ``claim`` or ``criterion`` is empty; if not exactly one of
+        ``passed``, ``verdict``, ``outcome`` is given; if ``passed`` is not a
+        bool or ``verdict`` not a recordable state; if an inconclusive verdict
+        has no reason; or if ``value``/``details`` cannot be stored as JSON.
 
     References
     ----------
     The findings are those of the five papers listed in :data:`PAPERS`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> record("P1", "Spearman(depth, log NC1) <= -0.7 for the MLP", -0.93,
     ...        "Spearman correlation at most -0.7", True)  # doctest: +SKIP
+    >>> from ncutils import verdicts
+    >>> record("P1", "NC1 falls with depth in every eligible run", -0.93, "Spearman <= -0.7 in each run",
+    ...        outcome=verdicts.combine_runs([True, True, False]),
+    ...        tested="MLP on digits, seeds 0-2 (3 runs)")  # doctest: +SKIP
+    >>> record("P4", "depth needed grows with difficulty", None, "Spearman >= 0.8 per architecture",
+    ...        verdict=verdicts.INCONCLUSIVE,
+    ...        reason="no architecture reached 99% train accuracy on 3 datasets")  # doctest: +SKIP
     """
     if finding_id not in FINDINGS:
         raise KeyError(f"unknown finding {finding_id!r}; known findings: {', '.join(FINDINGS)}")
     statement = _require_text(claim, "claim")
     criterion = _require_text(criterion, "criterion")
-    passed = _as_bool(passed)
-    verdict = "reproduced" if passed else "not reproduced"
-    entry = _store("finding", finding_id, statement, value, criterion, passed, details, parameters, verdict)
-    _glue(finding_id, entry["value"], verdict)
+    tested = _optional_text(tested, "tested")
+    result = _outcome(passed, verdict, outcome, reason)
+    fields = {
+        "id": finding_id,
+        "claim": statement,
+        "tested": tested,
+        "value": value,
+        "criterion": criterion,
+        "passed": result.passed,
+        "verdict": result.state,
+        "reason": result.reason,
+        "runs": _runs(result),
+        "details": details,
+    }
+    entry = _store("finding", fields, parameters)
+    _glue(finding_id, entry["value"], result.state, {"reason": result.reason or "—", "tested": tested or "—"})
     return entry
 
 
@@ -383,9 +535,10 @@ def check(
     """Record a check of the library itself (not a paper finding).
 
     Same as :func:`record` but for checks with a known answer, such as
-    "NC1 of an exact simplex ETF is 0". Checks are listed apart from the paper
-    findings on the scoreboard. Glue keys are ``<check_id>_value`` and
-    ``<check_id>_verdict`` (``passed`` / ``failed``).
+    "NC1 of an exact simplex ETF is 0": it passes or fails, never is
+    inconclusive. Checks are listed apart from the paper findings on the
+    scoreboard. Glue keys are ``<check_id>_value`` and ``<check_id>_verdict``
+    (``passed`` / ``failed``).
 
     Parameters
     ----------
@@ -414,8 +567,141 @@ def check(
     verdict = "passed" if passed else "failed"
     notebook = provenance.current_notebook()
     stored_id = f"{notebook}.{check_id}" if notebook else check_id
-    entry = _store("check", stored_id, statement, value, criterion, passed, details, parameters, verdict)
+    fields = {"id": stored_id, "claim": statement, "value": value, "criterion": criterion,
+              "passed": passed, "verdict": verdict, "details": details}
+    entry = _store("check", fields, parameters)
     _glue(check_id, entry["value"], verdict)
+    return entry
+
+
+# --------------------------------------------------------------------------- amendments
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date(date: Any) -> str:
+    # fromisoformat alone would also take "20261201"; the book writes dates one way.
+    if isinstance(date, _dt.date):
+        date = date.isoformat()
+    if not isinstance(date, str) or not _ISO_DATE.match(date.strip()):
+        raise ValueError(f"date must be an ISO date yyyy-mm-dd, got {date!r}")
+    try:
+        _dt.date.fromisoformat(date.strip())
+    except ValueError:
+        raise ValueError(f"date must be an ISO date yyyy-mm-dd, got {date!r} (no such day)") from None
+    return date.strip()
+
+
+class _AmendmentCard:
+    """Display object for an amendment: HTML in the book, text elsewhere."""
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.entry = entry
+
+    def _repr_html_(self) -> str:
+        entry = self.entry
+        escape = html.escape
+        rows = [f"<em>Pre-registered criterion:</em> {escape(entry['original'])}"]
+        if entry.get("original_result"):
+            rows.append(f"<em>Its result:</em> {escape(entry['original_result'])}")
+        rows += [f"<em>Amended criterion:</em> {escape(entry['replacement'])}",
+                 f"<em>Reason:</em> {escape(entry['reason'])}"]
+        return (
+            f'<div class="nc-amendment" data-id="{escape(entry["id"])}">'
+            f'<p class="nc-amendment-title"><strong>Amendment to {escape(entry["id"])}, '
+            f'{escape(entry["date"])}</strong></p>'
+            "<p>" + "<br>".join(rows) + "</p>"
+            f'<p class="nc-provenance">{escape(provenance.describe(entry["provenance"]))}</p>'
+            "</div>"
+        )
+
+    def __repr__(self) -> str:
+        entry = self.entry
+        result = f" (its result: {entry['original_result']})" if entry.get("original_result") else ""
+        return (
+            f"Amendment to {entry['id']}, {entry['date']}: {entry['original']!r}{result} -> "
+            f"{entry['replacement']!r}; reason: {entry['reason']}"
+        )
+
+
+def amendment(
+    finding_id: str,
+    date: str | _dt.date,
+    original: str,
+    replacement: str,
+    reason: str,
+    original_result: str | None = None,
+    *,
+    parameters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Announce a change to a finding's pre-registered criterion, dated and with its reason.
+
+    Shows an "Amendment" card in the chapter (the original criterion stays on
+    the page, with its result when one was computed, beside the replacement)
+    and keeps the amendment in the findings file under ``"amendments"``, so the
+    scoreboard marks the finding's verdicts "amended <date>". Call it where
+    the chapter states its criterion, before :func:`record`; recording the
+    same amendment again (same date and original) replaces it rather than
+    listing it twice.
+
+    Parameters
+    ----------
+    finding_id : str
+        A key of :data:`FINDINGS`.
+    date : str or datetime.date
+        The day the criterion was changed, ``yyyy-mm-dd``.
+    original : str
+        The criterion as pre-registered.
+    replacement : str
+        The criterion as amended (what :func:`record` is now given).
+    reason : str
+        Why it changed. "The result came out wrong" is not a reason: a
+        criterion is never tuned to a result.
+    original_result : str, optional
+        What the original criterion gave, when it was computed (e.g.
+        ``"not reproduced: Spearman -0.62"``).
+    parameters : dict, optional
+        The chapter's parameters; defaults to those injected by the book build.
+
+    Returns
+    -------
+    dict
+        The stored amendment: ``id``, ``date``, ``original``, ``replacement``,
+        ``reason``, ``original_result``, ``provenance``.
+
+    Raises
+    ------
+    KeyError
+        If ``finding_id`` is not a known finding.
+    ValueError
+        If ``date`` is not an ISO date or a text is empty.
+
+    Example
+    -------
+    >>> amendment("P1", "2026-12-01", "Spearman <= -0.7 over all layers",
+    ...           "Spearman <= -0.7 over the hidden layers",
+    ...           "the input layer is not a hidden layer (the paper's definition)",
+    ...           original_result="not reproduced: -0.62")  # doctest: +SKIP
+    """
+    if finding_id not in FINDINGS:
+        raise KeyError(f"unknown finding {finding_id!r}; known findings: {', '.join(FINDINGS)}")
+    entry = {
+        "id": finding_id,
+        "date": _iso_date(date),
+        "original": _require_text(original, "original"),
+        "replacement": _require_text(replacement, "replacement"),
+        "reason": _require_text(reason, "reason"),
+        "original_result": _optional_text(original_result, "original_result"),
+        "provenance": provenance.collect(parameters),
+    }
+    path = findings_file()
+    content = load(path)
+    listed = _sections(content, entry["provenance"]["profile"])["amendments"].setdefault(finding_id, [])
+    listed[:] = [item for item in listed if (item["date"], item["original"]) != (entry["date"], entry["original"])]
+    listed.append(entry)
+    listed.sort(key=lambda item: item["date"])
+    write_json_atomic(path, content)
+    _display(_AmendmentCard(entry))
     return entry
 
 
@@ -426,14 +712,49 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _verdict_cell(entry: Mapping[str, Any] | None, outdated: bool) -> str:
-    if entry is None:
-        return "not yet run"
-    mark = "✅" if entry["passed"] else "❌"
-    cell = f"{mark} {entry['verdict']} ({_format_value(entry['value'])})"
+def placeholder(finding_id: str) -> str:
+    """What the scoreboard shows for a finding with no record at a profile.
+
+    Returns
+    -------
+    str
+        ``"no chapter yet"`` (:data:`ncutils.verdicts.NO_CHAPTER`) when no
+        chapter tests the finding, else ``"not yet run"`` (:data:`NOT_RUN`).
+        Neither ever counts as reproduced.
+
+    Example
+    -------
+    >>> placeholder("R1"), placeholder("P1")
+    ('no chapter yet', 'not yet run')
+    """
+    return verdicts.NO_CHAPTER if FINDINGS[finding_id].chapter is None else NOT_RUN
+
+
+_MARKS = {verdicts.REPRODUCED: "✅", verdicts.NOT_REPRODUCED: "❌", verdicts.INCONCLUSIVE: "❔"}
+
+
+def _verdict_cell(entry: Mapping[str, Any], outdated: bool) -> str:
+    state = entry["verdict"]
+    mark = _MARKS.get(state, "❔")
+    if state == verdicts.INCONCLUSIVE:
+        # the reason says what the counts are, when there are any ("mixed: 1 of 2")
+        cell = f"{mark} {state}: {entry.get('reason') or 'no reason recorded'}"
+    else:
+        cell = f"{mark} {state} ({_format_value(entry['value'])})"
+        if entry.get("runs"):
+            cell += f", {entry['runs']['passed']} of {entry['runs']['eligible']} runs"
     if outdated:
         cell += " — outdated"
     return cell
+
+
+def _tested_cell(entries: Mapping[str, Mapping[str, Any] | None]) -> str:
+    tested = {profile: entry["tested"] for profile, entry in entries.items() if entry is not None and entry.get("tested")}
+    if not tested:
+        return "—"
+    if len(set(tested.values())) == 1:
+        return _cell(next(iter(tested.values())))
+    return _cell("; ".join(f"{profile}: {text}" for profile, text in tested.items()))
 
 
 def _chapter_link(entry: Mapping[str, Any]) -> str:
@@ -468,7 +789,8 @@ def scoreboard_markdown(
         Merged findings content (:func:`load`, :func:`merge`).
     profiles : iterable of str
         Profiles to show, in column order. Every finding gets a cell for every
-        profile: its verdict and value, or ``not yet run``.
+        profile: its verdict and value (an inconclusive one its reason), or
+        :func:`placeholder` (``no chapter yet`` / ``not yet run``).
     outdated : mapping, optional
         Profile -> notebook stems whose stored results predate a change of the
         notebook, its parameters or ``ncutils``; their cells say so.
@@ -476,8 +798,9 @@ def scoreboard_markdown(
     Returns
     -------
     str
-        Markdown with three tables: findings x profiles, every record with its
-        provenance, and the library checks.
+        Markdown with three tables: findings x profiles (paper's claim, tested
+        claim, criterion, verdicts), every record with its provenance and
+        amendments, and the library checks.
     """
     profiles = list(profiles)
     outdated = {profile: set(stems) for profile, stems in (outdated or {}).items()}
@@ -487,8 +810,8 @@ def scoreboard_markdown(
         return entry["provenance"].get("notebook") in outdated.get(profile, set())
 
     lines = [
-        "| Finding | Paper | Paper's claim | Criterion | " + " | ".join(profiles) + " |",
-        "|---|---|---|---|" + "---|" * len(profiles),
+        "| Finding | Paper | Paper's claim | Tested claim | Criterion | " + " | ".join(profiles) + " |",
+        "|---|---|---|---|---|" + "---|" * len(profiles),
     ]
     for finding in FINDINGS.values():
         entries = {profile: recorded.get(profile, {}).get("findings", {}).get(finding.id) for profile in profiles}
@@ -497,11 +820,13 @@ def scoreboard_markdown(
             finding.id,
             f"{{cite:t}}`{finding.paper}`",
             _cell(finding.claim),
+            _tested_cell(entries),
             _cell("; ".join(criteria)) if criteria else "—",
         ]
+        # A record always shows, even for a finding the registry gives no chapter: the data win.
         cells += [
-            _verdict_cell(entries[profile], entries[profile] is not None and is_outdated(profile, entries[profile]))
-            for profile in profiles
+            placeholder(finding.id) if entry is None else _verdict_cell(entry, is_outdated(profile, entry))
+            for profile, entry in entries.items()
         ]
         lines.append("| " + " | ".join(cells) + " |")
 
@@ -509,10 +834,19 @@ def scoreboard_markdown(
     check_rows = []
     for profile in profiles:
         sections = recorded.get(profile, {})
+        amendments = sections.get("amendments", {})
         for section, rows in (("findings", detail_rows), ("checks", check_rows)):
             for identifier, entry in sorted(sections.get(section, {}).items()):
                 origin = entry["provenance"]
                 commit = (origin.get("git_commit") or "no git")[:7] + ("+dirty" if origin.get("git_dirty") else "")
+                verdict = _cell(entry["verdict"])
+                if entry.get("reason"):
+                    verdict += f": {_cell(entry['reason'])}"
+                if is_outdated(profile, entry):
+                    verdict += " (outdated)"
+                dates = [item["date"] for item in amendments.get(identifier, [])] if section == "findings" else []
+                if dates:
+                    verdict += f"; amended {', '.join(dates)}"
                 rows.append(
                     "| "
                     + " | ".join(
@@ -520,8 +854,9 @@ def scoreboard_markdown(
                             _cell(identifier),
                             profile,
                             _cell(entry["claim"]),
+                            _cell(entry.get("tested") or "—"),
                             _cell(_format_value(entry["value"])),
-                            _cell(entry["verdict"]) + (" (outdated)" if is_outdated(profile, entry) else ""),
+                            verdict,
                             _chapter_link(entry),
                             _cell(f"seed {origin.get('seed')}, {origin.get('device')}, {commit}"),
                         ]
@@ -529,8 +864,8 @@ def scoreboard_markdown(
                     + " |"
                 )
     header = [
-        "| Id | Profile | What was tested | Value | Verdict | Chapter | Provenance |",
-        "|---|---|---|---|---|---|---|",
+        "| Id | Profile | Chapter's claim | Tested | Value | Verdict | Chapter | Provenance |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += ["", "## Every recorded verdict", ""]
     lines += header + detail_rows if detail_rows else ["No finding has been recorded yet."]

@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = [
-    "FIGSIZE", "add_caption", "line_plot", "metric_by_depth", "new_figure", "scaling_plot",
+    "FIGSIZE", "add_caption", "line_plot", "new_figure", "scaling_plot",
     "spectrum_evolution",
     # Parker chapters
     "depth_panels", "difficulty_scatter", "epoch_layer_heatmaps",
@@ -190,54 +190,6 @@ def line_plot(
     if title:
         ax.set_title(title)
     return add_caption(figure, caption)
-
-
-def metric_by_depth(
-    frame: pd.DataFrame,
-    metric: str,
-    *,
-    depth: str = "depth",
-    hue: str | None = None,
-    logy: bool = True,
-    ylabel: str | None = None,
-    title: str | None = None,
-    caption: str | None = None,
-    ax: Axes | None = None,
-) -> Figure:
-    """Plot one NC metric against relative layer depth (0 = input, 1 = penultimate).
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Rows of a layer sweep (:func:`ncutils.probe.layer_sweep`), possibly
-        stacked over epochs, architectures or datasets.
-    metric : str
-        The column to plot, e.g. ``"nc1"``.
-    depth : str, default "depth"
-        The depth column.
-    hue : str, optional
-        Column separating lines, e.g. ``"epoch"`` or ``"arch"``.
-    logy : bool, default True
-        NC metrics span orders of magnitude.
-    ylabel, title, caption, ax
-        As for :func:`line_plot`.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    return line_plot(
-        frame,
-        depth,
-        metric,
-        hue=hue,
-        logy=logy,
-        xlabel="relative depth (0 = input, 1 = penultimate)",
-        ylabel=ylabel or _label(metric),
-        title=title,
-        caption=caption,
-        ax=ax,
-    )
 
 
 def scaling_plot(

@@ -1,7 +1,7 @@
 """Where a number came from: profile, parameters, seed, device, code version.
 
 Every figure and verdict in the book carries its provenance. The book build
-(:mod:`ncutils.book`) runs each chapter notebook with a few environment
+(:mod:`ncutils.book.execute`) runs each chapter notebook with a few environment
 variables set, so that code inside the notebook can find out which profile
 and parameters it runs under without the notebook passing them around:
 
@@ -39,9 +39,11 @@ __all__ = [
     "describe",
     "device_info",
     "environment",
+    "format_value",
     "git_state",
     "project_root",
     "resolve_device",
+    "utc_now",
 ]
 
 #: Distributions whose versions the manifest reports, in display order.
@@ -128,38 +130,61 @@ def _run_git(root: Path, *arguments: str) -> str | None:
 
 
 def git_state(root: Path | None = None) -> dict[str, Any]:
-    """Return the commit and dirty flag of the repository.
+    """Return the commit of the project and whether its tracked files differ from it.
 
     ``$NC_GIT_COMMIT`` / ``$NC_GIT_DIRTY`` (set by the book build) take
     precedence so that all records of one build agree.
 
+    A commit is recorded only when ``root`` is the top level of its git checkout:
+    a copy of the project inside another repository (or a folder in no repository)
+    is "not a git checkout", never the enclosing repository's commit. Dirty means
+    tracked files differ from the commit (staged or not); untracked files (logs,
+    data, virtual environments, run stores) do not count.
+
     Parameters
     ----------
     root : pathlib.Path, optional
-        Repository root; defaults to :func:`project_root`.
+        Project root; defaults to :func:`project_root`.
 
     Returns
     -------
     dict
-        ``{"commit": str | None, "dirty": bool | None}``; ``None`` when the
-        folder is not a git checkout (or git is missing).
+        ``commit`` (str or None), ``dirty`` (bool or None), ``changed`` (the tracked
+        paths that differ, relative to ``root``; None when unknown) and ``state``
+        (``"clean"``, ``"dirty"``, ``"not a git checkout"`` or, from the build's
+        environment, ``"recorded by the build"``).
 
     Example
     -------
     >>> sorted(git_state())
-    ['commit', 'dirty']
+    ['changed', 'commit', 'dirty', 'state']
     """
     if "NC_GIT_COMMIT" in os.environ:
         commit = os.environ["NC_GIT_COMMIT"] or None
         dirty_text = os.environ.get("NC_GIT_DIRTY", "")
         dirty = {"1": True, "0": False}.get(dirty_text)
-        return {"commit": commit, "dirty": dirty}
-    root = project_root() if root is None else Path(root)
-    head = _run_git(root, "rev-parse", "HEAD")
-    if head is None:
-        return {"commit": None, "dirty": None}
-    status = _run_git(root, "status", "--porcelain")
-    return {"commit": head.strip(), "dirty": None if status is None else bool(status.strip())}
+        return {"commit": commit, "dirty": dirty, "changed": None,
+                "state": "recorded by the build" if commit else "not a git checkout"}
+    root = (project_root() if root is None else Path(root)).resolve()
+    outside = {"commit": None, "dirty": None, "changed": None, "state": "not a git checkout"}
+    top_level = _run_git(root, "rev-parse", "--show-toplevel")
+    if top_level is None or Path(top_level.strip()).resolve() != root:
+        return outside
+    head = _run_git(root, "rev-parse", "--verify", "HEAD")
+    # -z: paths verbatim (no quoting of unusual names); the first 3 bytes are the status.
+    status = _run_git(root, "status", "--porcelain", "-z", "--untracked-files=no")
+    if head is None or status is None:  # a repository without commits, or git failing
+        return outside
+    changed = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        changed.append(entry[3:])
+        if entry[0] in "RC":  # a rename or copy is followed by its source path
+            next(entries, None)
+    return {"commit": head.strip(), "dirty": bool(changed), "changed": sorted(changed),
+            "state": "dirty" if changed else "clean"}
 
 
 def resolve_device(requested: str | None = "cpu") -> str:
@@ -293,15 +318,45 @@ def collect(parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
         "ncutils_version": __version__,
-        "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "recorded_at": utc_now(),
     }
 
 
-def _format_value(value: Any) -> str:
+def utc_now() -> str:
+    """The current UTC time to the second, ISO 8601 (``2026-12-01T09:30:00+00:00``).
+
+    The one timestamp format of every record, state file and manifest.
+    """
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def format_value(value: Any, *, digits: int = 6, separator: str = ",") -> str:
+    """Format a parameter or measured value compactly for captions, cards and tables.
+
+    Parameters
+    ----------
+    value : object
+        A number, string, or (nested) list or tuple of them.
+    digits : int, default 6
+        Significant digits of a float (``g`` format); ``nan`` stays ``nan``.
+    separator : str, default ","
+        Between list items. Captions use ``","`` because they separate their
+        parameters by ``", "``; verdicts use ``", "``.
+
+    Returns
+    -------
+    str
+        The text.
+
+    Example
+    -------
+    >>> format_value([0.1234567, 2, "relu"]), format_value([0.1234567, float("nan")], digits=4, separator=", ")
+    ('[0.123457,2,relu]', '[0.1235, nan]')
+    """
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.{digits}g}"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_format_value(item) for item in value) + "]"
+        return "[" + separator.join(format_value(item, digits=digits, separator=separator) for item in value) + "]"
     return str(value)
 
 
@@ -343,7 +398,7 @@ def describe(record: dict[str, Any]) -> str:
     if record.get("git_dirty"):
         commit += "+dirty"
     others = ", ".join(
-        f"{name}={_format_value(value)}"
+        f"{name}={format_value(value)}"
         for name, value in sorted(record.get("parameters", {}).items())
         if name not in _HEADLINE_PARAMETERS
     )

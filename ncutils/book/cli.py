@@ -1,0 +1,235 @@
+"""Build the companion book: profiles, papermill, jupyter-book, manifest.
+
+Command line (``python -m ncutils.book ...``):
+
+``build --profile cpu [--force] [--no-html]``
+    Validate every profile against the chapters' ``parameters`` cells, run
+    each chapter notebook of the profile with papermill (skipping those whose
+    key is unchanged since their last successful run), write the scoreboard
+    and the manifest, then render ``_build/html`` with ``jupyter-book build``
+    (execution off, warnings as errors, nitpicky).
+``run NOTEBOOK [--profile cpu] -p NAME VALUE ...``
+    Re-execute one chapter with other parameters into ``_build/custom/``.
+``validate``
+    Only check the profiles, the notebooks and ``_toc.yml``.
+``scoreboard``
+    Print the scoreboard of the last builds as text.
+``strip [NOTEBOOK ...]``
+    Remove outputs from source notebooks (they are stored stripped).
+
+The steps live in the other modules of :mod:`ncutils.book`: reading and
+checking chapters and profiles in :mod:`~ncutils.book.profiles`, running them
+in :mod:`~ncutils.book.execute`, the manifest in :mod:`~ncutils.book.manifest`,
+verdicts and the scoreboard in :mod:`~ncutils.book.findings`. This module
+orders them (:func:`build`) and holds the command line (:func:`main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ncutils._io import write_if_changed, write_json_atomic
+from ncutils.book import findings, provenance
+from ncutils.book.execute import BuildError, ensure_kernel, merge_findings, run_jobs, run_notebook, sync_generated
+from ncutils.book.manifest import build_manifest, manifest_markdown
+from ncutils.book.profiles import PROFILES, BookLayout, read_notebook, validate
+
+__all__ = ["build", "main", "render_html", "scoreboard_text", "strip_outputs"]
+
+def _jupyter_book_command() -> list[str]:
+    script = Path(sys.executable).with_name("jupyter-book")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
+
+
+def render_html(root: Path, *, quiet: bool = True) -> float:
+    """Run ``jupyter-book build`` (execution off by ``_config.yml``) with ``-W -n``.
+
+    Returns
+    -------
+    float
+        Seconds taken.
+
+    Raises
+    ------
+    BuildError
+        If jupyter-book fails (any Sphinx warning counts as an error).
+    """
+    command = _jupyter_book_command() + ["build", str(root), "--builder", "html", "-W", "-n", "--keep-going"]
+    if quiet:
+        command.append("-q")
+    started = time.perf_counter()
+    completed = subprocess.run(command, cwd=root, check=False)
+    if completed.returncode != 0:
+        raise BuildError(f"jupyter-book build failed (exit code {completed.returncode}); see the warnings above")
+    return time.perf_counter() - started
+
+
+def build(
+    profile: str = "cpu",
+    *,
+    root: Path | None = None,
+    force: bool = False,
+    html: bool = True,
+) -> dict[str, Any]:
+    """Build the book for one profile (see the module docstring).
+
+    Parameters
+    ----------
+    profile : str, default "cpu"
+        One of :data:`PROFILES`.
+    root : pathlib.Path, optional
+        Repository root; defaults to the checkout holding this package.
+    force : bool, default False
+        Re-run every notebook even when its key is unchanged.
+    html : bool, default True
+        Render ``_build/html`` with jupyter-book after the notebooks.
+
+    Returns
+    -------
+    dict
+        The manifest of the build (also written to ``_build/manifest.json``).
+
+    Raises
+    ------
+    ValueError
+        Invalid profile, notebooks or ``_toc.yml``, before anything runs.
+    BuildError
+        A notebook or the HTML build failed.
+    """
+    root = provenance.project_root() if root is None else Path(root).resolve()
+    layout = BookLayout(root)
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    all_jobs = validate(root)
+    jobs = all_jobs[profile]
+    started = time.perf_counter()
+    git = provenance.git_state(root)
+    ensure_kernel()
+    records = run_jobs(layout, jobs, force=force, git=git)
+    sync_generated(layout, jobs)
+
+    merged, outdated = merge_findings(layout, all_jobs)
+    write_json_atomic(layout.build / "findings.json", merged, default=str)
+    write_if_changed(layout.generated / "findings_list.md", findings.findings_markdown().encode())
+    board = findings.scoreboard_markdown(merged, PROFILES, outdated=outdated)
+    write_if_changed(layout.generated / "scoreboard_table.md", board.encode())
+
+    manifest = build_manifest(root, profile, records, git)
+    write_if_changed(layout.generated / "manifest_tables.md", manifest_markdown(manifest).encode())
+    write_json_atomic(layout.build / "manifest.json", manifest, default=str)
+    notebooks_seconds = time.perf_counter() - started
+    print(f"notebooks: {notebooks_seconds:.1f} s", flush=True)
+
+    if html:
+        print("rendering the website with jupyter-book ...", flush=True)
+        html_seconds = render_html(root)
+        manifest["html_seconds"] = round(html_seconds, 2)
+        write_json_atomic(layout.build / "manifest.json", manifest, default=str)
+        print(f"jupyter-book: {html_seconds:.1f} s; website: {layout.build / 'html' / 'index.html'}", flush=True)
+    manifest["build_seconds"] = round(time.perf_counter() - started, 2)
+    write_json_atomic(layout.build / "manifest.json", manifest, default=str)
+    print(f"book built for profile {profile} in {manifest['build_seconds']:.1f} s", flush=True)
+    return manifest
+
+
+def scoreboard_text(root: Path | None = None) -> str:
+    """Plain-text scoreboard of ``_build/findings.json`` (for CI logs)."""
+    root = provenance.project_root() if root is None else Path(root)
+    content = findings.load(BookLayout(root).build / "findings.json")
+    width = 22
+    lines = ["finding  " + "".join(profile.ljust(width) for profile in PROFILES)]
+    for identifier in findings.FINDINGS:
+        cells = []
+        for profile in PROFILES:
+            entry = content["profiles"].get(profile, {}).get("findings", {}).get(identifier)
+            cells.append(findings.placeholder(identifier) if entry is None else entry["verdict"])
+        lines.append(identifier.ljust(9) + "".join(cell.ljust(width) for cell in cells))
+    for profile in PROFILES:
+        checks = content["profiles"].get(profile, {}).get("checks", {})
+        if checks:
+            passed = sum(entry["passed"] for entry in checks.values())
+            lines.append(f"library checks ({profile}): {passed}/{len(checks)} passed")
+    return "\n".join(lines)
+
+
+def strip_outputs(paths: Sequence[Path]) -> list[Path]:
+    """Remove outputs and execution counts from notebooks; return the ones changed."""
+    import nbformat
+
+    changed = []
+    for path in paths:
+        notebook = read_notebook(path)
+        # a cell papermill injected would freeze one profile's values into the source
+        kept = [cell for cell in notebook.cells if "injected-parameters" not in cell.metadata.get("tags", [])]
+        dirty = len(kept) != len(notebook.cells)
+        notebook.cells = kept
+        for cell in notebook.cells:
+            if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+                cell.outputs, cell.execution_count, dirty = [], None, True
+            for key in ("execution", "papermill"):
+                if key in cell.metadata:
+                    del cell.metadata[key]
+                    dirty = True
+        if "papermill" in notebook.metadata:
+            del notebook.metadata["papermill"]
+            dirty = True
+        if dirty:
+            nbformat.write(notebook, str(path))
+            changed.append(path)
+    return changed
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ncutils.book", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build_parser = commands.add_parser("build", help="run the notebooks of a profile and render the website")
+    build_parser.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default cpu)")
+    build_parser.add_argument("--force", action="store_true", help="re-run every notebook")
+    build_parser.add_argument("--no-html", action="store_true", help="stop before jupyter-book")
+    run_parser = commands.add_parser("run", help="re-execute one chapter with other parameters")
+    run_parser.add_argument("notebook", help="chapter stem or path, e.g. measuring_collapse")
+    run_parser.add_argument("--profile", default="cpu", help="profile whose parameters are the starting point")
+    run_parser.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        help="override one parameter (value parsed as YAML); repeatable",
+    )
+    run_parser.add_argument("-o", "--output", type=Path, help="executed notebook path")
+    commands.add_parser("validate", help="check profiles, notebooks and _toc.yml")
+    commands.add_parser("scoreboard", help="print the scoreboard of the builds so far")
+    strip_parser = commands.add_parser("strip", help="remove outputs from source notebooks")
+    strip_parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    arguments = _parser().parse_args(argv)
+    root = provenance.project_root()
+    try:
+        if arguments.command == "build":
+            build(arguments.profile, root=root, force=arguments.force, html=not arguments.no_html)
+        elif arguments.command == "run":
+            run_notebook(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root, output=arguments.output)
+        elif arguments.command == "validate":
+            jobs = validate(root)
+            print(f"ok: {len(jobs['cpu'])} chapters, profiles {', '.join(jobs)}")
+        elif arguments.command == "scoreboard":
+            print(scoreboard_text(root))
+        elif arguments.command == "strip":
+            paths = arguments.notebooks or sorted(BookLayout(root).notebooks.glob("*.ipynb"))
+            for path in strip_outputs(paths):
+                print(f"stripped {path}")
+    except (ValueError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0

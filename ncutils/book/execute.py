@@ -1,0 +1,318 @@
+"""Run chapter notebooks with papermill, and skip those whose inputs did not change.
+
+:func:`run_jobs` executes the :class:`~ncutils.book.profiles.Job` list of one
+profile in order, each in the repository root with the provenance variables of
+:mod:`ncutils.book.provenance` set, and keeps
+``_build/notebooks/<profile>/state.json`` so that a chapter whose key (source,
+parameters, ``ncutils`` code, profile) is unchanged since its last successful
+run is reused instead of run. :func:`run_notebook` re-executes one chapter with
+other parameters outside the book (``python -m ncutils.book run``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ncutils._io import read_json, write_if_changed, write_json_atomic
+from ncutils.book import findings, provenance
+from ncutils.book.profiles import (
+    BookLayout,
+    Chapter,
+    Job,
+    chapters,
+    load_profile,
+    parameter_problems,
+    parse_value,
+    resolve_chapter,
+)
+
+__all__ = [
+    "KERNEL_NAME",
+    "BuildError",
+    "ensure_kernel",
+    "execute",
+    "merge_findings",
+    "run_jobs",
+    "run_notebook",
+    "sync_generated",
+]
+
+#: Name of the Jupyter kernel registered for the interpreter running the build.
+KERNEL_NAME = "nc-companion"
+
+
+class BuildError(RuntimeError):
+    """A notebook or the HTML build failed; the message says where."""
+
+
+def ensure_kernel() -> str:
+    """Register a Jupyter kernel for the running interpreter and return its name.
+
+    The kernel spec lives in ``sys.prefix`` (the virtual environment) and names
+    ``sys.executable`` explicitly, so notebooks run with the same packages as
+    the build whatever other ``python3`` kernels the machine has. It is
+    (re)written whenever it is missing or points at another interpreter.
+    """
+    spec_file = Path(sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
+    if spec_file.exists():
+        with contextlib.suppress(ValueError, KeyError, IndexError):
+            if json.loads(spec_file.read_text())["argv"][0] == sys.executable:
+                return KERNEL_NAME
+    from ipykernel.kernelspec import install
+
+    try:
+        install(kernel_name=KERNEL_NAME, display_name="Python (nc-companion)", prefix=sys.prefix)
+    except OSError:  # read-only interpreter prefix: fall back to the user's Jupyter folder
+        install(kernel_name=KERNEL_NAME, display_name="Python (nc-companion)", user=True)
+    return KERNEL_NAME
+
+
+@contextlib.contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _failure_message(job_path: Path, chapter: Chapter, output: Path, error: Exception) -> str:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(error, PapermillExecutionError):
+        # papermill counts cells after inserting its parameters cell just below ours
+        index = error.cell_index
+        source_index = index if index <= chapter.parameters_cell else index - 1
+        first_line = next((line for line in error.source.splitlines() if line.strip()), "")
+        return (
+            f"notebook {job_path} failed in cell {source_index + 1} "
+            f"(execution count {error.exec_count}): {first_line.strip()}\n"
+            f"  {error.ename}: {error.evalue}\n"
+            f"  the executed notebook with the traceback: {output}"
+        )
+    return f"notebook {job_path} failed: {type(error).__name__}: {error}\n  partial output: {output}"
+
+
+def execute(
+    root: Path,
+    chapter: Chapter,
+    injected: dict[str, Any],
+    parameters: dict[str, Any],
+    output: Path,
+    findings_path: Path,
+    *,
+    git: dict[str, Any],
+) -> float:
+    """Run one notebook with papermill; return the seconds it took.
+
+    The kernel runs in the repository root (so ``runs/`` is shared by all
+    chapters) with ``ncutils`` of this checkout first on its path and the
+    provenance variables of :mod:`ncutils.book.provenance` set.
+
+    Raises
+    ------
+    BuildError
+        Naming the notebook, the failing cell and the error.
+    """
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    findings_path.parent.mkdir(parents=True, exist_ok=True)
+    findings_path.unlink(missing_ok=True)
+    python_path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    relative = chapter.path.relative_to(root) if chapter.path.is_relative_to(root) else chapter.path
+    started = time.perf_counter()
+    with _environment(
+        NC_FINDINGS_FILE=str(findings_path),
+        NC_NOTEBOOK=chapter.stem,
+        NC_PARAMETERS=json.dumps(parameters),
+        NC_GIT_COMMIT=git["commit"] or "",
+        NC_GIT_DIRTY={True: "1", False: "0"}.get(git["dirty"], ""),
+        NCUTILS_RUNS_DIR=str(BookLayout(root).runs),
+        PYTHONPATH=python_path,
+        # Busy-waiting OpenMP threads collapse torch's speed by 100x or more when other
+        # processes share the cores (as on a CI runner); passive waiting costs little when idle.
+        OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+    ):
+        try:
+            papermill.execute_notebook(
+                str(chapter.path),
+                str(output),
+                parameters=injected,
+                kernel_name=ensure_kernel(),
+                language="python",
+                cwd=str(root),
+                progress_bar=sys.stderr.isatty(),
+                log_output=False,
+            )
+        except Exception as error:  # papermill and nbclient raise many types; report them all
+            raise BuildError(_failure_message(relative, chapter, output, error)) from error
+    return time.perf_counter() - started
+
+
+def _state_path(layout: BookLayout, profile: str) -> Path:
+    return layout.profile_cache(profile) / "state.json"
+
+
+def _cached(layout: BookLayout, job: Job, state: dict[str, Any]) -> bool:
+    entry = state.get(job.stem)
+    cache = layout.profile_cache(job.profile)
+    return (
+        entry is not None
+        and entry.get("key") == job.key
+        and (cache / f"{job.stem}.ipynb").exists()
+        and (cache / f"{job.stem}.findings.json").exists() == entry.get("has_findings", False)
+    )
+
+
+def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[str, Any]) -> list[dict[str, Any]]:
+    """Execute (or reuse) every job in order; return one timing record per job.
+
+    Raises
+    ------
+    BuildError
+        On the first failing notebook; later notebooks are not run.
+    """
+    if not jobs:
+        return []
+    profile = jobs[0].profile
+    cache = layout.profile_cache(profile)
+    state_path = _state_path(layout, profile)
+    state = read_json(state_path, {})
+    records = []
+    for number, job in enumerate(jobs, start=1):
+        prefix = f"[{number}/{len(jobs)}] {job.stem} ({profile})"
+        if not force and _cached(layout, job, state):
+            entry = state[job.stem]
+            print(f"{prefix}: unchanged, reusing the run of {entry['finished_at']} ({entry['seconds']:.1f} s)", flush=True)
+            records.append({**entry, "notebook": job.stem, "status": "cached"})
+            continue
+        print(f"{prefix}: running ...", flush=True)
+        state.pop(job.stem, None)
+        write_json_atomic(state_path, state, default=str)
+        findings_path = cache / f"{job.stem}.findings.json"
+        seconds = execute(
+            layout.root,
+            job.chapter,
+            job.injected,
+            job.parameters,
+            cache / f"{job.stem}.ipynb",
+            findings_path,
+            git=git,
+        )
+        entry = {
+            "key": job.key,
+            "seconds": round(seconds, 2),
+            "finished_at": provenance.utc_now(),
+            "parameters": job.parameters,
+            "git_commit": git["commit"],
+            "has_findings": findings_path.exists(),
+        }
+        state[job.stem] = entry
+        write_json_atomic(state_path, state, default=str)
+        print(f"{prefix}: done in {seconds:.1f} s", flush=True)
+        records.append({**entry, "notebook": job.stem, "status": "ran"})
+    return records
+
+
+def sync_generated(layout: BookLayout, jobs: Sequence[Job]) -> None:
+    """Copy the executed chapters of this profile to ``book/generated/``."""
+    layout.generated.mkdir(parents=True, exist_ok=True)
+    wanted = {job.stem for job in jobs}
+    for job in jobs:
+        source = layout.profile_cache(job.profile) / f"{job.stem}.ipynb"
+        write_if_changed(layout.generated / f"{job.stem}.ipynb", source.read_bytes())
+    for stale in layout.generated.glob("*.ipynb"):
+        if stale.stem not in wanted:
+            stale.unlink()
+
+
+def merge_findings(layout: BookLayout, all_jobs: dict[str, list[Job]]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Merge the findings of every profile built here; note outdated ones."""
+    contents = []
+    outdated: dict[str, list[str]] = {}
+    for profile, jobs in all_jobs.items():
+        state = read_json(_state_path(layout, profile), {})
+        for job in jobs:
+            entry = state.get(job.stem)
+            path = layout.profile_cache(profile) / f"{job.stem}.findings.json"
+            if entry is None or not path.exists():
+                continue
+            content = findings.load(path)
+            # only records of this profile count: a notebook could override `profile`
+            contents.append({"schema": content["schema"], "profiles": {profile: content["profiles"].get(profile, {})}})
+            if entry.get("key") != job.key:
+                outdated.setdefault(profile, []).append(job.stem)
+    return findings.merge(contents), outdated
+
+
+def run_notebook(
+    notebook: str,
+    overrides: Sequence[tuple[str, str]] = (),
+    *,
+    profile: str = "cpu",
+    root: Path | None = None,
+    output: Path | None = None,
+) -> Path:
+    """Execute one chapter with a profile's parameters changed by ``overrides``.
+
+    Parameters
+    ----------
+    notebook : str
+        Chapter stem or path, e.g. ``"measuring_collapse"``.
+    overrides : sequence of (name, value) pairs
+        Values are parsed as YAML (``10`` is an int, ``[1, 2]`` a list).
+    profile : str, default "cpu"
+        The profile whose parameters are the starting point.
+    root : pathlib.Path, optional
+        Repository root.
+    output : pathlib.Path, optional
+        Executed notebook; defaults to ``_build/custom/<chapter>.ipynb``. Its
+        findings go next to it (``<chapter>.findings.json``), never into the
+        book's scoreboard.
+
+    Returns
+    -------
+    pathlib.Path
+        The executed notebook.
+
+    Raises
+    ------
+    ValueError
+        Unknown notebook, profile or parameter, or a value of the wrong type.
+    BuildError
+        The notebook failed.
+    """
+    root = provenance.project_root() if root is None else Path(root).resolve()
+    layout = BookLayout(root)
+    chapter = resolve_chapter(chapters(root), notebook)
+    values = load_profile(root, profile).get(chapter.stem, {})
+    parsed = {name: parse_value(text) for name, text in overrides}
+    problems = parameter_problems(chapter, parsed, "-p")
+    if problems:
+        raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
+    injected = {**values, **parsed, "profile": profile}
+    parameters = {**chapter.defaults, **injected}
+    output = layout.custom / f"{chapter.stem}.ipynb" if output is None else Path(output).resolve()
+    findings_path = output.with_name(f"{output.stem}.findings.json")
+    git = provenance.git_state(root)
+    print(f"running {chapter.stem} with " + ", ".join(f"{k}={v!r}" for k, v in sorted(injected.items())), flush=True)
+    seconds = execute(root, chapter, injected, parameters, output, findings_path, git=git)
+    print(f"done in {seconds:.1f} s: {output}", flush=True)
+    if findings_path.exists():
+        for sections in findings.load(findings_path)["profiles"].values():
+            for section in ("findings", "checks"):
+                for identifier, entry in sections.get(section, {}).items():
+                    print(f"  {identifier}: {entry['verdict']} (value {entry['value']})")
+    return output

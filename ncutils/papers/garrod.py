@@ -1,0 +1,387 @@
+"""Garrod & Keating (2024), chapter G1-G3: the chapter's UFM settings and its pre-registered criteria.
+
+Two halves. *Configurations*: :data:`PAPER_SETTINGS` (the paper's model sizes) and
+:func:`chapter_configs` (the linear and the ReLU :class:`~ncutils.theory.ufm.UFMConfig` of the
+chapter, with the analysed layers checked). *Judgements*: pure functions of what
+:mod:`ncutils.theory.ufm` measures (a :class:`~ncutils.theory.ufm.LayerAnalysis`, the tables of
+:func:`~ncutils.theory.ufm.layer_metrics`, :func:`~ncutils.theory.ufm.weight_gram_spectra` and
+:func:`~ncutils.theory.ufm.kink_fractions`):
+
+- :func:`g1_equal_outliers` -- Theorem 4.1: ``K^2`` separated, equal outliers with eigenvectors
+  ``mu_c^(l+1) kron mu_c'^(l)``;
+- :func:`g2_gradient_alignment` -- Theorem 4.3: squared gradient coefficients ``1/K`` on the
+  diagonal, ``0`` off it;
+- :func:`g3_unequal_outliers` -- the ReLU claim: outliers still separated, no longer equal;
+- :func:`deep_nc_check` and :func:`kink_check` -- which kind of solution a run reached, and
+  whether its gradient norm can be read as a convergence measure;
+- :func:`select_g3_solutions` -- DESIGN 8.6's ruling for G3 over several seeds: which of the
+  solutions reached the claim is tested on.
+
+Every threshold is an argument whose default is the value the chapter states in its
+pre-registered criteria (the notebook passes them explicitly); nothing here is tuned to a
+result, and nothing trains or plots.
+
+References
+----------
+C. Garrod and J. P. Keating, "Unifying Low Dimensional Observations in Deep Learning Through
+the Deep Linear Unconstrained Feature Model", arXiv:2404.06106 (2024), Theorems 4.1 and 4.3,
+Section 5.
+P. Súkeník, M. Mondelli and C. Lampert, "Neural Collapse versus Low-rank Bias: Is Deep Neural
+Collapse Really Optimal?" (2024) -- deep-UFM solutions that are not deep NC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ncutils.theory import ufm
+
+__all__ = [
+    "PAPER_SETTINGS",
+    "chapter_configs",
+    "g1_equal_outliers",
+    "g2_gradient_alignment",
+    "g3_unequal_outliers",
+    "deep_nc_check",
+    "kink_check",
+    "select_g3_solutions",
+]
+
+# ----------------------------------------------------------------------------- configurations
+#: The paper's deep UFM (Section 5): K, n, L, the decays, and the width and analysed layer of
+#: the linear and of the ReLU model. The chapter's cpu defaults are these sizes.
+PAPER_SETTINGS: dict[str, Any] = {
+    "num_classes": 3,
+    "per_class": 40,
+    "depth": 5,
+    "lambda_w": 1e-2,
+    "lambda_h": 1e-2,
+    "linear_width": 60,
+    "linear_layer": 3,
+    "relu_width": 65,
+    "relu_layer": 4,
+}
+
+
+def chapter_configs(
+    *, num_classes: int, per_class: int, depth: int, lambda_w: float, lambda_h: float,
+    linear_width: int, linear_layer: int, relu_width: int, relu_layer: int, seed: int = 0,
+) -> dict[str, ufm.UFMConfig]:
+    """The chapter's two models: the deep linear and the deep ReLU UFM of the same size.
+
+    Parameters
+    ----------
+    num_classes, per_class, depth : int
+        ``K``, ``n`` and ``L``, shared by both models.
+    lambda_w, lambda_h : float
+        The weight decays, shared by both models.
+    linear_width, relu_width : int
+        ``d`` of the linear and of the ReLU model.
+    linear_layer, relu_layer : int
+        The analysed ``W_l`` of each model; it must be a hidden layer (``1 <= l < L``) so that
+        ``W_l`` is square (``d x d``), as in the paper.
+    seed : int
+        Seed of both initialisations.
+
+    Returns
+    -------
+    dict
+        ``{"linear": UFMConfig, "relu": UFMConfig}``.
+
+    Raises
+    ------
+    ValueError
+        If a layer is not hidden, or (from :class:`~ncutils.theory.ufm.UFMConfig`) a size or
+        decay is invalid.
+
+    Examples
+    --------
+    >>> configs = chapter_configs(**PAPER_SETTINGS)
+    >>> configs["relu"].width, configs["relu"].activation
+    (65, 'relu')
+    """
+    configs = {
+        activation: ufm.UFMConfig(num_classes, per_class, depth, width, lambda_w, lambda_h, activation, seed=seed)
+        for activation, width in (("linear", linear_width), ("relu", relu_width))
+    }
+    for name, layer in (("linear_layer", linear_layer), ("relu_layer", relu_layer)):
+        if not 1 <= layer < depth:
+            raise ValueError(f"{name} must be a hidden layer in 1..{depth - 1} (W_l square, d x d), got {layer}")
+    return configs
+
+
+# ----------------------------------------------------------------------------- criteria
+def g1_equal_outliers(
+    analysis: ufm.LayerAnalysis, *, min_separation: float = 10.0, max_ratio: float = 1.05,
+    min_alignment: float = 0.95,
+) -> dict[str, Any]:
+    """G1: the ``K^2`` largest layer-Hessian eigenvalues stand out, are equal, and have the predicted eigenvectors.
+
+    Criterion (pre-registered in the chapter): separation ``lambda_{K^2} / lambda_{K^2+1} >=
+    min_separation``, outlier ratio ``lambda_1 / lambda_{K^2} <= max_ratio`` and every alignment
+    ``f_cc' >= min_alignment``; all three must hold.
+
+    Parameters
+    ----------
+    analysis : LayerAnalysis
+        The layer of the linear model at the end of training (:func:`ncutils.theory.ufm.analyse_layer`).
+    min_separation, max_ratio, min_alignment : float
+        The thresholds (the chapter uses 10, 1.05 and 0.95).
+
+    Returns
+    -------
+    dict
+        ``separation``, ``outlier_ratio``, ``alignment_min``, ``passed_separation``,
+        ``passed_ratio``, ``passed_alignment`` and ``passed``.
+
+    References
+    ----------
+    Garrod & Keating 2024 (arXiv 2404.06106), Theorem 4.1.
+
+    Examples
+    --------
+    >>> config = ufm.UFMConfig(width=6, per_class=2, depth=3)
+    >>> g1_equal_outliers(ufm.analyse_layer(ufm.dnc_state(config), config, 2))["passed"]
+    True
+    """
+    summary = analysis.summary()
+    result = {
+        "separation": analysis.separation,
+        "outlier_ratio": analysis.outlier_ratio,
+        "alignment_min": summary["alignment_min"],
+    }
+    result["passed_separation"] = bool(result["separation"] >= min_separation)
+    result["passed_ratio"] = bool(result["outlier_ratio"] <= max_ratio)
+    result["passed_alignment"] = bool(result["alignment_min"] >= min_alignment)
+    result["passed"] = result["passed_separation"] and result["passed_ratio"] and result["passed_alignment"]
+    return result
+
+
+def g2_gradient_alignment(
+    analysis: ufm.LayerAnalysis, *, max_diagonal_deviation: float = 0.05, max_off_diagonal: float = 0.05,
+) -> dict[str, Any]:
+    """G2: the data gradient lies on the diagonal outlier vectors, with squared coefficients ``1/K``.
+
+    Criterion (pre-registered in the chapter): ``max_c |a_cc - 1/K| <= max_diagonal_deviation``
+    and ``max_{c != c'} a_cc' <= max_off_diagonal``, with ``a_cc'`` the squared coefficients of
+    the data gradient on the normalised basis ``mu_c^(l+1) kron mu_c'^(l)``
+    (:func:`ncutils.theory.ufm.gradient_coefficients`).
+
+    Parameters
+    ----------
+    analysis : LayerAnalysis
+        The layer of the linear model at the end of training.
+    max_diagonal_deviation, max_off_diagonal : float
+        The thresholds (the chapter uses 0.05 and 0.05).
+
+    Returns
+    -------
+    dict
+        ``diagonal_deviation``, ``off_diagonal_max``, ``passed_diagonal``, ``passed_off_diagonal``
+        and ``passed``.
+
+    References
+    ----------
+    Garrod & Keating 2024 (arXiv 2404.06106), Theorem 4.3.
+
+    Examples
+    --------
+    >>> config = ufm.UFMConfig(width=6, per_class=2, depth=3)
+    >>> g2_gradient_alignment(ufm.analyse_layer(ufm.dnc_state(config), config, 2))["passed"]
+    True
+    """
+    summary = analysis.summary()
+    result = {"diagonal_deviation": summary["grad_diag_max_dev"], "off_diagonal_max": summary["grad_off_max"]}
+    result["passed_diagonal"] = bool(result["diagonal_deviation"] <= max_diagonal_deviation)
+    result["passed_off_diagonal"] = bool(result["off_diagonal_max"] <= max_off_diagonal)
+    result["passed"] = result["passed_diagonal"] and result["passed_off_diagonal"]
+    return result
+
+
+def g3_unequal_outliers(
+    analysis: ufm.LayerAnalysis, *, min_separation: float = 10.0, min_ratio: float = 1.5,
+) -> dict[str, Any]:
+    """G3: in the ReLU model the ``K^2`` largest eigenvalues still stand out but are not equal.
+
+    Criterion (pre-registered in the chapter): separation ``lambda_{K^2} / lambda_{K^2+1} >=
+    min_separation`` and outlier ratio ``lambda_1 / lambda_{K^2} >= min_ratio``.
+
+    Parameters
+    ----------
+    analysis : LayerAnalysis
+        The layer of the ReLU model the claim is tested on (see :func:`select_g3_solutions`).
+    min_separation, min_ratio : float
+        The thresholds (the chapter uses 10 and 1.5).
+
+    Returns
+    -------
+    dict
+        ``separation``, ``outlier_ratio``, ``passed_separation``, ``passed_ratio`` and ``passed``;
+        also ``alignment_min`` (the smallest ``f_cc'``), reported but not part of the criterion.
+
+    References
+    ----------
+    Garrod & Keating 2024 (arXiv 2404.06106), Section 5.2 (the ReLU UFM).
+
+    Examples
+    --------
+    >>> config = ufm.UFMConfig(width=6, per_class=2, depth=3)  # linear deep NC: equal outliers
+    >>> g3_unequal_outliers(ufm.analyse_layer(ufm.dnc_state(config), config, 2))["passed_ratio"]
+    False
+    """
+    result = {"separation": analysis.separation, "outlier_ratio": analysis.outlier_ratio,
+              "alignment_min": analysis.summary()["alignment_min"]}
+    result["passed_separation"] = bool(result["separation"] >= min_separation)
+    result["passed_ratio"] = bool(result["outlier_ratio"] >= min_ratio)
+    result["passed"] = result["passed_separation"] and result["passed_ratio"]
+    return result
+
+
+# ----------------------------------------------------------------------------- which solution
+def deep_nc_check(
+    metrics: pd.DataFrame, grams: pd.DataFrame, *, num_classes: int, depth: int,
+    max_nc1: float = 1e-3, max_frame_error: float = 0.05,
+) -> dict[str, Any]:
+    """Did a run reach deep NC? Collapsed hidden features, orthogonal class means, rank-``K`` weights.
+
+    Deep NC needs, at every hidden layer ``h^(2) .. h^(L)``, ``NC1 < max_nc1`` and an
+    orthogonal-frame error of the un-centred class means below ``max_frame_error``, and every
+    ``W_l`` of numerical rank ``K``.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        :func:`ncutils.theory.ufm.layer_metrics` of the run (``layer``, ``nc1``,
+        ``orthogonal_frame_error``).
+    grams : DataFrame
+        :func:`ncutils.theory.ufm.weight_gram_spectra` of the run (``rank``).
+    num_classes, depth : int
+        ``K`` and ``L``.
+    max_nc1, max_frame_error : float
+        The chapter's tolerances (1e-3 and 0.05).
+
+    Returns
+    -------
+    dict
+        ``is_deep_nc``, ``max_frame_error`` (the largest over the hidden layers) and
+        ``weight_ranks`` (of ``W_1 .. W_L``).
+
+    Examples
+    --------
+    >>> config = ufm.UFMConfig(width=6, per_class=2, depth=3)
+    >>> state = ufm.dnc_state(config)
+    >>> deep_nc_check(ufm.layer_metrics(state, config), ufm.weight_gram_spectra(state, config),
+    ...               num_classes=3, depth=3)["is_deep_nc"]
+    True
+    """
+    hidden = metrics[(metrics["layer"] > 1) & (metrics["layer"] <= depth)]
+    ranks = [int(rank) for rank in grams["rank"].tolist()]
+    is_deep_nc = bool((hidden["nc1"] < max_nc1).all() and (hidden["orthogonal_frame_error"] < max_frame_error).all()
+                      and all(rank == num_classes for rank in ranks))
+    return {"is_deep_nc": is_deep_nc, "max_frame_error": float(hidden["orthogonal_frame_error"].max()),
+            "weight_ranks": ranks}
+
+
+def kink_check(kinks: pd.DataFrame, *, max_fraction: float = 0.01) -> dict[str, Any]:
+    """Can a ReLU run's gradient norm be read as its distance from a stationary point?
+
+    Not when more than ``max_fraction`` of the pre-activations of some hidden layer sit at the
+    ReLU's kink (:func:`ncutils.theory.ufm.kink_fractions`): the loss is not differentiable
+    there, and the gradient norm need not vanish even at a minimiser.
+
+    Parameters
+    ----------
+    kinks : DataFrame
+        :func:`ncutils.theory.ufm.kink_fractions` of the run.
+    max_fraction : float
+        The chapter's tolerance (0.01).
+
+    Returns
+    -------
+    dict
+        ``largest_kink_fraction`` and ``at_kink`` (``largest_kink_fraction > max_fraction``).
+
+    Examples
+    --------
+    >>> kink_check(pd.DataFrame({"layer": [1, 2], "kink_fraction": [0.0, 0.25]}))["at_kink"]
+    True
+    """
+    largest = float(kinks["kink_fraction"].max())
+    return {"largest_kink_fraction": largest, "at_kink": bool(largest > max_fraction)}
+
+
+def select_g3_solutions(
+    solutions: pd.DataFrame, *, max_grad_norm: float, converged: str | None = None,
+) -> dict[str, Any]:
+    """Which of the ReLU solutions the seeds reached G3 is tested on (DESIGN 8.6).
+
+    Every solution is reported with its loss and gradient norm; the claim is tested on the
+    lowest-loss converged one and, when one was reached, on the lowest-loss converged deep-NC
+    one (the paper does not say which solution its claim is about). A solution is converged
+    when its gradient norm is at most ``max_grad_norm``, or, with ``converged``, where that
+    bool column says so (e.g. a loss-based rule for runs at the ReLU's kink, see
+    :func:`kink_check`).
+
+    Parameters
+    ----------
+    solutions : DataFrame
+        One row per solution (e.g. per seed), with ``loss``, ``grad_norm`` and ``is_deep_nc``
+        columns (the last from :func:`deep_nc_check`); the index labels the solutions.
+    max_grad_norm : float
+        Largest gradient norm of a converged solution; no default: the chapter states it.
+    converged : str, optional
+        Name of a bool column that decides convergence instead of ``max_grad_norm``.
+
+    Returns
+    -------
+    dict
+        ``table`` (``solutions`` plus the bool column ``converged`` and ``tested``, the role:
+        ``"lowest loss"``, ``"deep NC"``, ``"lowest loss, deep NC"`` or ``""``),
+        ``lowest_loss`` and ``deep_nc`` (index labels, or ``None``) and ``reason`` (why nothing
+        can be tested, or ``None``).
+
+    Raises
+    ------
+    ValueError
+        If a column is missing, the index repeats a label or ``max_grad_norm`` is not a
+        non-negative number.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"loss": [0.10, 0.08, 0.09], "grad_norm": [1e-9, 0.2, 1e-10],
+    ...                       "is_deep_nc": [True, False, False]}, index=["seed 0", "seed 1", "seed 2"])
+    >>> choice = select_g3_solutions(table, max_grad_norm=1e-6)
+    >>> choice["lowest_loss"], choice["deep_nc"]
+    ('seed 2', 'seed 0')
+    """
+    required = ["loss", "grad_norm", "is_deep_nc"] + ([converged] if converged else [])
+    missing = [column for column in required if column not in solutions.columns]
+    if missing:
+        raise ValueError(f"solutions lacks the columns {missing}; it has {list(solutions.columns)}")
+    if not solutions.index.is_unique:
+        raise ValueError("the index of solutions must label each solution once")
+    if not (isinstance(max_grad_norm, (int, float)) and max_grad_norm >= 0):
+        raise ValueError(f"max_grad_norm must be a non-negative number, got {max_grad_norm!r}")
+    table = solutions.copy()
+    if converged:
+        table["converged"] = table[converged].astype(bool)
+    else:
+        table["converged"] = (table["grad_norm"] <= max_grad_norm) & np.isfinite(table["loss"])
+    eligible = table[table["converged"]]
+    deep = eligible[eligible["is_deep_nc"].astype(bool)]
+    lowest = eligible["loss"].idxmin() if len(eligible) else None
+    deep_nc = deep["loss"].idxmin() if len(deep) else None
+    roles = {label: [] for label in table.index}
+    if lowest is not None:
+        roles[lowest].append("lowest loss")
+    if deep_nc is not None:
+        roles[deep_nc].append("deep NC")
+    table["tested"] = [", ".join(roles[label]) for label in table.index]
+    reason = None if lowest is not None else (
+        f"no solution converged (gradient norm <= {max_grad_norm:g})" if not converged
+        else f"no solution converged ({converged!r} is False everywhere)")
+    return {"table": table, "lowest_loss": lowest, "deep_nc": deep_nc, "reason": reason}
+

@@ -1,0 +1,202 @@
+"""Tests of ncutils.papers.garrod: each G criterion passes where the claim holds and fails on its null.
+
+The nulls (DESIGN 8.2) are points built to violate one claim: unequal class-mean norms at an
+otherwise exact deep-NC point (unequal outliers, G1; diagonal gradient coefficients unequal, G2),
+a gradient on an off-diagonal outlier vector (G2), equal outliers (G3), and the untrained model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ncutils.papers import garrod
+from ncutils.theory import ufm
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "garrod_ufm.ipynb"
+# the smoke profile's sizes: small enough for a test, large enough for a K^2 + 1-th eigenvalue
+SMALL = dict(num_classes=3, per_class=4, depth=3, width=8)
+LAYER = 2
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny matrices: a single thread is faster and immune to a busy machine
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def small(activation: str = "linear", **overrides) -> ufm.UFMConfig:
+    return ufm.UFMConfig(**{**SMALL, "activation": activation, **overrides})
+
+
+def unequal_deep_nc(config: ufm.UFMConfig, scale: float = 2.0) -> ufm.UFMState:
+    """The exact deep-NC point with the features of class 0 scaled: still collapsed and orthogonal,
+    but the class means no longer have equal norms, so the K^2 outliers split."""
+    state = ufm.dnc_state(config).detach()
+    labels = ufm.targets(config.num_classes, config.per_class)[1]
+    state.features[:, labels == 0] *= scale
+    return state
+
+
+@pytest.fixture(scope="module")
+def trained_linear() -> ufm.UFMRun:
+    torch.set_num_threads(1)
+    return ufm.train(small(), layer=LAYER, steps=300, lr=0.1, momentum=0.9, progress=False)
+
+
+# --------------------------------------------------------------------------- configurations
+def test_paper_settings_are_the_chapter_defaults():
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    (cell,) = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    defaults: dict = {}
+    exec("".join(cell["source"]), {}, defaults)
+    assert {key: defaults[key] for key in garrod.PAPER_SETTINGS} == garrod.PAPER_SETTINGS
+
+
+def test_chapter_configs_builds_both_models_and_rejects_a_layer_that_is_not_hidden():
+    configs = garrod.chapter_configs(**garrod.PAPER_SETTINGS, seed=3)
+    assert (configs["linear"].activation, configs["linear"].width) == ("linear", 60)
+    assert (configs["relu"].activation, configs["relu"].width, configs["relu"].seed) == ("relu", 65, 3)
+    with pytest.raises(ValueError, match="relu_layer must be a hidden layer in 1..4"):
+        garrod.chapter_configs(**{**garrod.PAPER_SETTINGS, "relu_layer": 5})
+    with pytest.raises(ValueError, match="width"):
+        garrod.chapter_configs(**{**garrod.PAPER_SETTINGS, "linear_width": 2})
+
+
+# --------------------------------------------------------------------------- G1
+def test_g1_and_g2_pass_on_a_trained_small_linear_ufm(trained_linear):
+    g1 = garrod.g1_equal_outliers(trained_linear.final)
+    g2 = garrod.g2_gradient_alignment(trained_linear.final)
+    assert g1["passed"] and g2["passed"], (g1, g2)
+    assert g1["separation"] == trained_linear.final.separation
+    assert g1["alignment_min"] == float(trained_linear.final.alignment.min())
+
+
+def test_g1_fails_on_unequal_outliers_and_only_through_the_ratio():
+    config = small()
+    result = garrod.g1_equal_outliers(ufm.analyse_layer(unequal_deep_nc(config), config, LAYER))
+    assert result["outlier_ratio"] > 2
+    assert result["passed_separation"] and result["passed_alignment"]
+    assert not result["passed_ratio"] and not result["passed"]
+
+
+def test_g1_and_g2_fail_on_the_untrained_model():
+    config = small()
+    analysis = ufm.analyse_layer(ufm.init_state(config), config, LAYER)
+    g1, g2 = garrod.g1_equal_outliers(analysis), garrod.g2_gradient_alignment(analysis)
+    assert not g1["passed"] and not g1["passed_alignment"]
+    assert not g2["passed"] and not g2["passed_off_diagonal"]
+
+
+def test_g1_thresholds_are_arguments_compared_inclusively(trained_linear):
+    ratio = trained_linear.final.outlier_ratio
+    assert garrod.g1_equal_outliers(trained_linear.final, max_ratio=ratio)["passed_ratio"]
+    assert not garrod.g1_equal_outliers(trained_linear.final, max_ratio=np.nextafter(ratio, 0))["passed_ratio"]
+    assert not garrod.g1_equal_outliers(trained_linear.final, min_separation=1e6)["passed"]
+
+
+# --------------------------------------------------------------------------- G2
+def test_g2_fails_for_a_gradient_on_an_off_diagonal_outlier_vector():
+    config = small()
+    state = ufm.dnc_state(config)
+    analysis = ufm.analyse_layer(state, config, LAYER)
+    labels = ufm.targets(config.num_classes, config.per_class)[1]
+    layers = ufm.forward(state, config.activation)
+    means_in = ufm.class_means(layers[LAYER - 1], labels, config.num_classes)
+    means_out = ufm.class_means(layers[LAYER], labels, config.num_classes)
+    off = means_out[:, :1] @ means_in[:, 1:2].T  # mu_1(l+1) mu_2(l)^T: an outlier vector, not diagonal
+    coefficients = ufm.gradient_coefficients(off, means_out, means_in).numpy()
+    null = dataclasses.replace(analysis, gradient_coefficients=coefficients)
+    result = garrod.g2_gradient_alignment(null)
+    assert result["off_diagonal_max"] == pytest.approx(1.0)
+    assert not result["passed_off_diagonal"] and not result["passed"]
+    assert garrod.g2_gradient_alignment(analysis)["passed"]
+
+
+def test_g2_fails_when_the_diagonal_coefficients_are_unequal():
+    config = small()
+    result = garrod.g2_gradient_alignment(ufm.analyse_layer(unequal_deep_nc(config), config, LAYER))
+    assert result["passed_off_diagonal"] and not result["passed_diagonal"] and not result["passed"]
+
+
+# --------------------------------------------------------------------------- G3
+def test_g3_fails_on_equal_outliers(trained_linear):
+    config = small()
+    for analysis in (ufm.analyse_layer(ufm.dnc_state(config), config, LAYER), trained_linear.final):
+        result = garrod.g3_unequal_outliers(analysis)
+        assert result["passed_separation"] and not result["passed_ratio"] and not result["passed"]
+
+
+def test_g3_fails_at_the_exact_relu_deep_nc_point_where_only_k_outliers_stand_out():
+    config = small("relu", width=9)
+    analysis = ufm.analyse_layer(ufm.dnc_state(config, frames="coordinate"), config, LAYER)
+    result = garrod.g3_unequal_outliers(analysis)
+    assert result["separation"] == pytest.approx(1.0) and not result["passed"]
+
+
+def test_g3_passes_on_separated_unequal_outliers():
+    # no small ReLU run here reaches the claim (see the chapter): this built point is the
+    # positive control that shows the criterion can pass
+    config = small()
+    result = garrod.g3_unequal_outliers(ufm.analyse_layer(unequal_deep_nc(config), config, LAYER))
+    assert result["passed"], result
+
+
+# --------------------------------------------------------------------------- which solution
+def test_deep_nc_check_tells_deep_nc_from_the_untrained_model():
+    config = small()
+    for state, expected in ((ufm.dnc_state(config), True), (ufm.init_state(config), False)):
+        result = garrod.deep_nc_check(ufm.layer_metrics(state, config), ufm.weight_gram_spectra(state, config),
+                                      num_classes=config.num_classes, depth=config.depth)
+        assert result["is_deep_nc"] is expected
+        assert len(result["weight_ranks"]) == config.depth
+
+
+def test_kink_check_flags_only_fractions_above_the_tolerance():
+    kinks = pd.DataFrame({"layer": [1, 2], "kink_fraction": [0.0, 0.01]})
+    assert garrod.kink_check(kinks, max_fraction=0.01) == {"largest_kink_fraction": 0.01, "at_kink": False}
+    assert garrod.kink_check(kinks, max_fraction=0.005)["at_kink"]
+
+
+def solutions() -> pd.DataFrame:
+    return pd.DataFrame({"loss": [0.20, 0.05, 0.10, 0.15], "grad_norm": [1e-12, 0.3, 1e-11, 1e-12],
+                         "is_deep_nc": [True, False, False, True]}, index=[0, 1, 2, 3])
+
+
+def test_select_g3_solutions_tests_the_lowest_loss_converged_and_the_deep_nc_one():
+    choice = garrod.select_g3_solutions(solutions(), max_grad_norm=1e-8)
+    # seed 1 has the lowest loss but has not converged; of the deep-NC ones, seed 3 is lower
+    assert (choice["lowest_loss"], choice["deep_nc"], choice["reason"]) == (2, 3, None)
+    assert choice["table"]["converged"].tolist() == [True, False, True, True]
+    assert choice["table"]["tested"].tolist() == ["", "", "lowest loss", "deep NC"]
+
+
+def test_select_g3_solutions_without_a_converged_solution_gives_the_reason():
+    choice = garrod.select_g3_solutions(solutions(), max_grad_norm=0.0)
+    assert choice["lowest_loss"] is None and choice["deep_nc"] is None
+    assert "no solution converged" in choice["reason"]
+
+
+def test_select_g3_solutions_can_take_convergence_from_a_column():
+    table = solutions().assign(loss_settled=[False, True, False, False])
+    choice = garrod.select_g3_solutions(table, max_grad_norm=0.0, converged="loss_settled")
+    assert (choice["lowest_loss"], choice["deep_nc"]) == (1, None)
+    assert choice["table"]["tested"].tolist() == ["", "lowest loss", "", ""]
+
+
+def test_select_g3_solutions_rejects_bad_input():
+    with pytest.raises(ValueError, match="is_deep_nc"):
+        garrod.select_g3_solutions(solutions().drop(columns="is_deep_nc"), max_grad_norm=1e-8)
+    with pytest.raises(ValueError, match="index"):
+        garrod.select_g3_solutions(solutions().set_axis([0, 0, 1, 2]), max_grad_norm=1e-8)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        garrod.select_g3_solutions(solutions(), max_grad_norm=-1.0)
