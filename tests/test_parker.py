@@ -1,4 +1,4 @@
-"""Tests of ncutils.criteria: the pre-registered Parker P1-P4 criteria on hand-made sweeps."""
+"""Tests of ncutils.papers.parker.criteria: the Parker P1-P4 criteria as first pre-registered, on hand-made sweeps."""
 
 import math
 

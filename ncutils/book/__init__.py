@@ -43,4 +43,3 @@ The floor may use the core modules and :mod:`ncutils.verdicts`; nothing
 outside it imports the build modules, and it computes no metric itself.
 """
 
-# tests/test_parker_grid.py reads a chapter's parameters cell through the package.

@@ -1,0 +1,239 @@
+"""The Parker et al. (2023) criteria as amended on 2026-12-01, before any result of them existed.
+
+A review of the chapters against their own numbers (issue "Second pass on the existing
+chapters") found that two criteria of 2026-11-22 (:mod:`ncutils.papers.parker.criteria`)
+could not fail and one rested on a tie rule added after the results. The amended criteria
+below are phrased on what the paper's code measures (``nc_main.py``, read in the project's
+paper notes): the hidden layers only (the official hooks never see the raw input), NC1 and
+*coherence* (the paper's "equiangularity": the mean over pairs of
+``|cos(mu_i - mu_G, mu_j - mu_G) + 1/(C-1)|``; separation increasing with depth means
+coherence falling). Each is a pure function of one run's sweep (or of a table of runs) with
+its thresholds as arguments; the chapters state the values before computing, and
+``tests/test_parker_amended.py`` feeds each its null and checks that it fails.
+
+How runs combine into a verdict (DESIGN.md 8.3) is :func:`ncutils.verdicts.combine_runs`.
+
+References
+----------
+Parker, Onal, Stengel, Intrater (2023), "Neural Collapse in the Intermediate Hidden Layers of
+Classification Neural Networks", arXiv:2308.02760.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ncutils.papers.parker.criteria import _positive, _require_columns, hidden_layers, spearman
+
+__all__ = [
+    "AMENDMENT_DATE",
+    "coherence_fall",
+    "drop_share_at",
+    "hardest_needs_depth",
+    "shallow_drop",
+]
+
+#: The day the amended criteria were fixed (before any of their results was computed).
+AMENDMENT_DATE = "2026-12-01"
+
+
+def drop_share_at(values: np.ndarray, position: float) -> float:
+    """Share of the first-to-last log drop of ``values`` reached at a relative position.
+
+    The layers are placed at relative positions ``0, 1/(L-1), ..., 1`` (first to last hidden
+    layer); the share at layer h is ``(log v_1 - log v_h) / (log v_1 - log v_L)`` and is read
+    at ``position`` by linear interpolation between the two measured layers around it
+    (DESIGN.md 8.6: with 6 hidden layers, 1/3 falls between the 2nd and the 3rd). A uniform
+    decline (equal log steps) gives exactly ``position``.
+
+    Parameters
+    ----------
+    values : array of shape (L,)
+        Positive values, first hidden layer first (L >= 2).
+    position : float
+        Where to read the share, in [0, 1].
+
+    Returns
+    -------
+    float
+        The interpolated share; NaN when the total drop is not positive.
+
+    Example
+    -------
+    >>> round(drop_share_at(np.array([1.0, 0.1, 0.01, 0.001]), 1 / 3), 6)  # uniform decline
+    0.333333
+    >>> round(drop_share_at(np.array([1.0, 0.01, 0.009, 0.008]), 1 / 3), 3)  # early drop
+    0.954
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size < 2:
+        raise ValueError(f"values must hold at least 2 layers, got shape {values.shape}")
+    if not 0.0 <= position <= 1.0:
+        raise ValueError(f"position must lie in [0, 1], got {position}")
+    logs = np.log(values)
+    total = logs[0] - logs[-1]
+    if not total > 0:
+        return float("nan")
+    shares = (logs[0] - logs) / total
+    positions = np.linspace(0.0, 1.0, values.size)
+    return float(np.interp(position, positions, shares))
+
+
+def shallow_drop(sweep: pd.DataFrame, *, position: float = 1 / 3, min_share: float = 0.8,
+                 min_excess: float = 0.3, metric: str = "nc1") -> dict[str, Any]:
+    """Amended P2: is almost all of the fall of ``metric`` done in the first third of the hidden layers?
+
+    Along the hidden layers of one run (first hidden to last hidden, as the paper's code
+    measures), the share of the total log drop of NC1 reached at relative position
+    ``position`` (linear interpolation, :func:`drop_share_at`) must be at least
+    ``min_share`` *and* exceed the share a uniform decline reaches there (``position``) by
+    at least ``min_excess``.
+
+    Parameters
+    ----------
+    sweep : DataFrame
+        One run at one epoch (``depth`` and ``metric`` columns; the input row is ignored).
+    position : float
+        Where the share is read (the chapter: 1/3).
+    min_share : float
+        Smallest admissible share (the chapter: 0.8).
+    min_excess : float
+        Smallest admissible excess over a uniform decline (the chapter: 0.3).
+    metric : str
+        The variability measure (``nc1``; the chapter also reports ``within_total_ratio``).
+
+    Returns
+    -------
+    dict
+        ``share``, ``uniform_share`` (= ``position``), ``excess``, ``total_log_drop``,
+        ``n_hidden``, ``passed``.
+
+    Example
+    -------
+    >>> sweep = pd.DataFrame({"depth": [0, .2, .4, .6, .8, 1], "nc1": [5, 1, .02, .015, .012, .01]})
+    >>> shallow_drop(sweep)["passed"]
+    True
+    """
+    _require_columns(sweep, ["depth", metric], "sweep")
+    values = _positive(hidden_layers(sweep)[metric], metric)
+    share = drop_share_at(values, position)
+    excess = share - position
+    return {
+        "share": share,
+        "uniform_share": float(position),
+        "excess": excess,
+        "total_log_drop": float(math.log(values[0]) - math.log(values[-1])),
+        "n_hidden": int(values.size),
+        "passed": bool(np.isfinite(share) and share >= min_share and excess >= min_excess),
+    }
+
+
+def _coherence_trend(sweep: pd.DataFrame, metric: str) -> tuple[float, float]:
+    hidden = hidden_layers(sweep)
+    values = _positive(hidden[metric], metric)
+    return spearman(hidden["depth"], values), float(values[-1] / values[0])
+
+
+def coherence_fall(trained: pd.DataFrame, untrained: pd.DataFrame, *, max_spearman: float = -0.7,
+                   max_ratio: float = 0.5, metric: str = "equiangularity") -> dict[str, Any]:
+    """Amended P3: does the angular separation of the class means grow with depth, beyond chance?
+
+    Coherence (the paper's equiangularity, column ``equiangularity``) must fall with depth
+    over the hidden layers of the trained run (``Spearman(depth, coherence) <= max_spearman``)
+    and end at the last hidden layer at most ``max_ratio`` times its value at the first hidden
+    layer, while the same network at initialisation does *not* (its Spearman is above
+    ``max_spearman`` or its ratio above ``max_ratio``).
+
+    Parameters
+    ----------
+    trained, untrained : DataFrame
+        One sweep each (one run at one epoch): after training, and at epoch 0.
+    max_spearman, max_ratio : float
+        The chapter: -0.7 and 0.5.
+    metric : str
+        The coherence column.
+
+    Returns
+    -------
+    dict
+        ``spearman``, ``ratio`` (last / first hidden), ``untrained_spearman``,
+        ``untrained_ratio``, ``passed_trained``, ``untrained_fails``, ``passed``.
+
+    Example
+    -------
+    >>> trained = pd.DataFrame({"depth": [0, .5, .75, 1], "equiangularity": [.3, .2, .1, .05]})
+    >>> untrained = pd.DataFrame({"depth": [0, .5, .75, 1], "equiangularity": [.3, .3, .31, .3]})
+    >>> coherence_fall(trained, untrained)["passed"]
+    True
+    """
+    _require_columns(trained, ["depth", metric], "trained sweep")
+    _require_columns(untrained, ["depth", metric], "untrained sweep")
+    rho, ratio = _coherence_trend(trained, metric)
+    rho0, ratio0 = _coherence_trend(untrained, metric)
+    passed_trained = bool(np.isfinite(rho) and rho <= max_spearman and ratio <= max_ratio)
+    untrained_fails = bool(not (np.isfinite(rho0) and rho0 <= max_spearman and ratio0 <= max_ratio))
+    return {
+        "spearman": rho,
+        "ratio": ratio,
+        "untrained_spearman": rho0,
+        "untrained_ratio": ratio0,
+        "passed_trained": passed_trained,
+        "untrained_fails": untrained_fails,
+        "passed": passed_trained and untrained_fails,
+    }
+
+
+def hardest_needs_depth(table: pd.DataFrame, *, min_datasets: int, min_spearman: float = 0.7,
+                        min_hardest_depth: float = 0.8) -> dict[str, Any]:
+    """Amended P4 for one architecture (and seed): harder datasets need deeper layers, the hardest nearly all.
+
+    Over the eligible datasets of one architecture: at least ``min_datasets`` datasets of
+    distinct difficulty, ``Spearman(difficulty, depth_needed) >= min_spearman`` (ranks of
+    ties averaged, as :func:`ncutils.papers.parker.criteria.spearman` does; no other tie
+    rule), and the hardest dataset's depth-needed at least ``min_hardest_depth``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per dataset: ``dataset``, ``difficulty`` (1 - test accuracy), ``depth_needed``.
+    min_datasets : int
+        The chapter: 4 on the gpu and paper profiles; 3 on cpu, reported as a weaker test.
+    min_spearman, min_hardest_depth : float
+        The chapter: 0.7 and 0.8.
+
+    Returns
+    -------
+    dict
+        ``n_datasets``, ``datasets`` (easiest first), ``spearman``, ``hardest``,
+        ``hardest_depth``, ``evaluable``, ``passed``.
+
+    Example
+    -------
+    >>> t = pd.DataFrame({"dataset": ["a", "b", "c"], "difficulty": [.01, .05, .2],
+    ...                   "depth_needed": [.2, .5, 1.]})
+    >>> hardest_needs_depth(t, min_datasets=3)["passed"]
+    True
+    """
+    if min_datasets < 3:
+        raise ValueError(f"min_datasets must be at least 3 for a rank correlation, got {min_datasets}")
+    _require_columns(table, ["dataset", "difficulty", "depth_needed"], "table")
+    ordered = table.sort_values("difficulty")
+    n_distinct = int(ordered["difficulty"].round(12).nunique())
+    evaluable = n_distinct >= min_datasets and ordered["dataset"].nunique() == len(ordered)
+    rho = spearman(ordered["difficulty"], ordered["depth_needed"]) if evaluable else float("nan")
+    hardest = ordered.iloc[-1] if len(ordered) else None
+    hardest_depth = float(hardest["depth_needed"]) if hardest is not None else float("nan")
+    return {
+        "n_datasets": n_distinct,
+        "datasets": ", ".join(map(str, ordered["dataset"])),
+        "spearman": rho,
+        "hardest": None if hardest is None else str(hardest["dataset"]),
+        "hardest_depth": hardest_depth,
+        "evaluable": bool(evaluable),
+        "passed": bool(evaluable and np.isfinite(rho) and rho >= min_spearman
+                       and hardest_depth >= min_hardest_depth),
+    }

@@ -1,0 +1,73 @@
+"""The amended Parker criteria (2026-12-01) and their nulls: each must fail on data built without learning."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ncutils.papers import parker
+
+DEPTHS = np.linspace(0, 1, 7)  # input + 6 hidden layers
+
+
+def sweep(values, column):
+    return pd.DataFrame({"depth": DEPTHS, column: values})
+
+
+def test_drop_share_reads_by_linear_interpolation():
+    uniform = np.exp(-np.arange(6.0))
+    assert parker.drop_share_at(uniform, 1 / 3) == pytest.approx(1 / 3)
+    assert parker.drop_share_at(uniform, 0.0) == 0.0 and parker.drop_share_at(uniform, 1.0) == 1.0
+    # 1/3 of the way over 6 hidden layers is 5/3 steps: between layer 2 (share s2) and 3 (s3)
+    values = np.array([1.0, 0.1, 0.05, 0.02, 0.01, 0.005])
+    shares = (0 - np.log(values)) / (0 - np.log(values[-1]))
+    expected = shares[1] + (5 / 3 - 1) * (shares[2] - shares[1])
+    assert parker.drop_share_at(values, 1 / 3) == pytest.approx(expected)
+    assert np.isnan(parker.drop_share_at(np.array([1.0, 2.0, 3.0]), 0.5))  # no drop
+    with pytest.raises(ValueError, match="position"):
+        parker.drop_share_at(values, 1.5)
+
+
+def test_shallow_drop_null_uniform_decline_fails_and_early_drop_passes():
+    uniform = sweep(np.r_[50.0, np.exp(-np.arange(6.0))], "nc1")
+    result = parker.shallow_drop(uniform)
+    assert result["share"] == pytest.approx(1 / 3) and not result["passed"]
+    # the original P2 criterion (half the drop by the middle layer) passes the same null
+    original = parker.variance_half_drop(uniform.rename(columns={"nc1": "within_total_ratio"}))
+    assert original["passed"]
+    early = sweep([50.0, 1.0, 0.02, 0.015, 0.012, 0.011, 0.01], "nc1")
+    assert parker.shallow_drop(early)["passed"]
+    # an untrained-like sweep (no fall, noise) fails
+    flat = sweep([1.0, 0.95, 1.02, 0.99, 1.01, 0.98, 1.0], "nc1")
+    assert not parker.shallow_drop(flat)["passed"]
+
+
+def test_coherence_fall_null_random_means_fail_and_untrained_must_not_pass():
+    rng = np.random.default_rng(0)
+    # equal-norm random class means: coherence is noise around its random level at every layer
+    noise = sweep(0.1 + 0.01 * rng.standard_normal(7), "equiangularity")
+    falling = sweep([0.3, 0.3, 0.2, 0.12, 0.08, 0.05, 0.03], "equiangularity")
+    assert not parker.coherence_fall(noise, noise)["passed"]
+    assert parker.coherence_fall(falling, noise)["passed"]
+    # a fall that the untrained network shows too is no evidence of learning
+    both = parker.coherence_fall(falling, falling)
+    assert both["passed_trained"] and not both["untrained_fails"] and not both["passed"]
+    # the original P3 criterion on centred means: noise sits at the simplex angle and passes the gap test
+    angles = sweep(np.full(7, parker.simplex_angle(10)) + 0.01 * rng.standard_normal(7), "mean_pairwise_angle")
+    assert parker.angle_growth(angles, num_classes=10)["passed_gap"]
+
+
+def test_hardest_needs_depth_null_shuffled_labels_and_ties():
+    table = pd.DataFrame({"dataset": ["a", "b", "c", "d"], "difficulty": [0.01, 0.03, 0.1, 0.3],
+                          "depth_needed": [1 / 6, 1 / 3, 2 / 3, 1.0]})
+    assert parker.hardest_needs_depth(table, min_datasets=4)["passed"]
+    # shuffled labels: every dataset is hard and needs the whole network: no ordering
+    shuffled = table.assign(difficulty=[0.9, 0.88, 0.91, 0.89], depth_needed=1.0)
+    assert not parker.hardest_needs_depth(shuffled, min_datasets=4)["passed"]
+    # the cpu case of the original verdict: 1/3, 1/3, 1/2 passes Spearman but not the hardest's depth
+    cpu = pd.DataFrame({"dataset": ["digits", "mnist5k", "mnist1d"], "difficulty": [0.02, 0.04, 0.3],
+                        "depth_needed": [1 / 3, 1 / 3, 1 / 2]})
+    result = parker.hardest_needs_depth(cpu, min_datasets=3)
+    assert result["spearman"] >= 0.7 and result["hardest_depth"] == 0.5 and not result["passed"]
+    assert not parker.hardest_needs_depth(cpu, min_datasets=4)["evaluable"]
+    with pytest.raises(ValueError, match="at least 3"):
+        parker.hardest_needs_depth(cpu, min_datasets=2)
