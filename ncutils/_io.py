@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,8 +51,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The process id keeps two processes writing the same file from sharing a temporary file.
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # The process and thread ids keep two writers of the same file from sharing a temporary file.
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         write(temporary)
         os.replace(temporary, path)

@@ -53,6 +53,7 @@ __all__ = [
     "Dataset",
     "DatasetNotFoundError",
     "available_datasets",
+    "dataset_files",
     "iterate_minibatches",
     "load_dataset",
     "modulo_label_map",
@@ -517,6 +518,48 @@ def available_datasets() -> list[str]:
     True
     """
     return sorted([*_OFFLINE, *_TORCHVISION])
+
+
+def dataset_files(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The files :func:`load_dataset` reads for ``name``, whichever split is asked for.
+
+    Both splits' files are listed: the test split is standardised with the training
+    split's statistics, so it depends on the training files too. Offline datasets read
+    no file of ``data_dir`` (their data come from an installed package) and give ``[]``.
+    The results store hashes these files into a trained run's key.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_datasets`.
+    data_dir : path, optional
+        As for :func:`load_dataset`.
+
+    Returns
+    -------
+    list of Path
+        In a fixed order; a file need not exist (nothing is checked or downloaded).
+
+    Raises
+    ------
+    KeyError
+        Unknown dataset.
+
+    Examples
+    --------
+    >>> dataset_files("digits")
+    []
+    >>> [path.name for path in dataset_files("mnist", "/data")][:2]
+    ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte']
+    """
+    if name in _OFFLINE:
+        return []
+    if name not in _TORCHVISION:
+        raise KeyError(f"unknown dataset {name!r}; available: {available_datasets()}")
+    spec = _TORCHVISION[name]()
+    folder = spec.folder(Path(data_dir) if data_dir is not None else _default_data_dir())
+    names = dict.fromkeys(file for split in SPLITS for file in spec.files(split))
+    return [folder / file for file in names]
 
 
 def _load_raw(name: str, split: str, root: Path, download: bool, seed: int,

@@ -40,8 +40,10 @@ from torch import nn
 
 __all__ = [
     "ACTIVATIONS",
+    "ARCH_VERSIONS",
     "VGG_CONFIGS",
     "ProbePoint",
+    "architecture_version",
     "available_architectures",
     "build_model",
     "check_arch_kwargs",
@@ -406,6 +408,38 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": _resnet18,
     "convnet": _convnet,
 }
+
+
+#: Version of each architecture's definition (layers, defaults, initialisation, forward).
+#: A trained run's key holds the version of its own architecture only, so adding or
+#: changing one architecture retrains nothing else. Bump a version with any change to
+#: what that architecture computes, including shared helpers it uses;
+#: ``tests/test_models.py`` pins each version to a checksum of the state-dict layout and
+#: of the output on a fixed input, and fails when a change comes without a bump.
+ARCH_VERSIONS: dict[str, int] = {
+    "convnet": 1,
+    "mlp": 1,
+    "resnet18": 1,
+    "vgg": 1,
+}
+
+
+def architecture_version(arch: str) -> int:
+    """The version of one architecture's definition (see :data:`ARCH_VERSIONS`).
+
+    Raises
+    ------
+    KeyError
+        Unknown architecture.
+
+    Examples
+    --------
+    >>> architecture_version("mlp") >= 1
+    True
+    """
+    if arch not in ARCH_VERSIONS:
+        raise KeyError(f"unknown architecture {arch!r}; available: {available_architectures()}")
+    return ARCH_VERSIONS[arch]
 
 
 def available_architectures() -> list[str]:

@@ -1,46 +1,35 @@
-"""Training with scheduled layer sweeps, checkpoints, resume and a results cache.
+"""TrainConfig and the training loop: checkpoints at the kept epochs, resume, divergence.
 
 :func:`train` runs one :class:`TrainConfig`: it loads the data onto the device
-(:mod:`ncutils.data`), builds the model (:mod:`ncutils.models`), trains it with
-index minibatches on the device (no DataLoader, no per-sample Python), records the
-loss and the train/test accuracy every epoch and, at ``sweep_epochs``, a layer
-sweep (:func:`ncutils.probe.layer_sweep` on the training set, test set for the NCC
-test accuracy).
+(:mod:`ncutils.data`), builds the model (:mod:`ncutils.models`), trains it with index
+minibatches on the device (no DataLoader, no per-sample Python) and records the loss
+and the train/test accuracy every epoch. It does not measure inside the loop: it keeps
+the weights of the epochs a chapter may measure, in the results store
+(:mod:`ncutils.runs`):
 
-Results cache
--------------
-Every run lives in ``<runs_dir>/<key>/``. The key hashes (sha256, 16 hex digits):
+- every ``sweep_epochs`` epoch (0 is the initialisation);
+- the first epoch whose train accuracy reaches each of ``save_at_train_acc``
+  (data-dependent epochs, known only while training);
+- the last epoch.
 
-- every field of the config that changes the result (not ``data_dir``,
-  ``download``, ``checkpoint_every``), with ``device="auto"`` resolved to the device
-  *type* actually used (CPU and GPU runs differ numerically);
-- ``ncutils.__version__`` and ``torch.__version__``;
-- the bytes of the ncutils modules that determine a run's numbers
-  (:data:`RESULT_MODULES`: data, models, train, probe, stats, metrics, _checks).
-  Editing any of them invalidates the cache, even without a version bump; editing
-  plots, findings or the book does not.
-
-A finished run is four files: ``model.pt`` (state dict), ``history.csv``,
-``sweeps.csv`` and ``manifest.json`` (config, versions, shapes and the sha256 of the
-other three). Each is written to a temporary file and renamed into place, the
-manifest last, so a run is visible only once complete. A second call with the same
-config loads it; a missing file, a checksum mismatch or an unreadable file is
-reported with a warning and the run is recomputed; ``force=True`` recomputes.
-Only load runs directories you produced: ``checkpoint.pt`` is a pickle.
+The layer sweeps of the ``sweep_epochs`` are then measurements of those stored weights
+(:func:`ncutils.runs.stored_sweeps`), stored apart and keyed by the measuring code too:
+an edit to ``metrics.py`` re-measures (seconds) and never retrains; an edit to this
+file retrains. See :mod:`ncutils.runs` for the keys and the layout on disk.
 
 Checkpoints and resume
 ----------------------
-At every sweep epoch (and every ``checkpoint_every`` epochs) the model, optimizer,
-scheduler, data-order generator, global RNG states and the history so far go to
-``checkpoint.pt``. A run that was killed restarts from its last checkpoint and, on
-CPU, ends bit-identical to an uninterrupted run.
+At every kept epoch (and every ``checkpoint_every`` epochs) the model, optimizer,
+scheduler, data-order generator, global RNG states, the history so far and the records
+of the weights saved so far go to ``checkpoint.pt`` in the run's folder. A run that was
+killed restarts from its last checkpoint and, on CPU, ends bit-identical to an
+uninterrupted run. A NaN or infinite epoch loss stops the run with
+:class:`DivergedError`, and nothing is stored as finished.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import shutil
@@ -57,8 +46,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-import ncutils
 from ncutils import data as data_module
+from ncutils import runs
+from ncutils._io import atomic_write
 from ncutils.data import Dataset, iterate_minibatches, load_dataset
 from ncutils.models import build_model, check_arch_kwargs
 from ncutils._checks import resolve_device
@@ -66,13 +56,13 @@ from ncutils._checks import resolve_device
 __all__ = [
     "LOSSES",
     "OPTIMIZERS",
-    "RESULT_MODULES",
     "SCHEDULES",
     "DivergedError",
     "RunResult",
     "TrainConfig",
     "config_key",
     "evaluate_accuracy",
+    "load_data",
     "make_loss",
     "resolve_device",
     "run_epoch",
@@ -83,13 +73,13 @@ LOSSES = ("ce", "mse")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("multistep", "onecycle", "constant")
 CONV_POLICIES = ("flatten", "avgpool")
-RESULT_MODULES = ("__init__", "_checks", "data", "metrics", "models", "probe", "stats", "train")
 # One-cycle shape of Parker et al.'s code: start at lr/10, end at lr/(10 * 5e4).
 ONECYCLE_DIV_FACTOR = 10.0
 ONECYCLE_FINAL_DIV_FACTOR = 5e4
 EVAL_BATCH_SIZE = 1024
 _NON_RESULT_FIELDS = ("data_dir", "download", "checkpoint_every")
-_RESULT_FILES = ("model.pt", "history.csv", "sweeps.csv")
+# Fields that change what is measured, not what is trained: keyed by the measurements only.
+_SWEEP_FIELDS = ("conv_policy",)
 
 
 class DivergedError(FloatingPointError):
@@ -119,6 +109,12 @@ def _pairs(value: Any, name: str) -> tuple[tuple[str, Any], ...]:
                          f"got {value!r}") from error
 
 
+def _sequence(value: Any, name: str) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be a sequence, got {value!r}")
+    return tuple(_canonical(list(value), name))
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -130,7 +126,7 @@ def _check(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (hashable, so it keys the results cache).
+    """Everything that defines a training run and its sweeps (hashable; keys the results store).
 
     Parameters
     ----------
@@ -169,9 +165,13 @@ class TrainConfig:
     device : str
         ``"auto"`` (cuda when present) or a torch device name.
     sweep_epochs : tuple of int
-        Epochs after which to run a layer sweep; 0 is the initialisation.
+        Epochs whose weights are stored and swept; 0 is the initialisation.
+    save_at_train_acc : tuple of float
+        Also store the weights of the first epoch whose train accuracy reaches each of
+        these thresholds in (0, 1] (e.g. ``(0.9, 0.99, 1.0)``); part of the key only
+        when not empty.
     conv_policy : {"flatten", "avgpool"}
-        How the sweeps reduce conv maps.
+        How the sweeps reduce conv maps (keys the measurements, not the training).
     limit_train, limit_test : int or None
         Stratified subsets (see :func:`ncutils.data.load_dataset`).
     data_dir : str or None
@@ -214,6 +214,7 @@ class TrainConfig:
     data_seed: int = 0
     device: str = "auto"
     sweep_epochs: Any = ()
+    save_at_train_acc: Any = ()
     conv_policy: str = "flatten"
     limit_train: int | None = None
     limit_test: int | None = None
@@ -281,16 +282,43 @@ class TrainConfig:
                    f"milestones must be increasing integers in 1..epochs={self.epochs}, "
                    f"got {milestones}")
         put("milestones", milestones)
-        sweeps = tuple(_canonical(list(self.sweep_epochs), "sweep_epochs"))
+        sweeps = _sequence(self.sweep_epochs, "sweep_epochs")
         _check(all(_is_int(e) and 0 <= e <= self.epochs for e in sweeps),
                f"sweep_epochs must be integers in 0..epochs={self.epochs}, got {sweeps}")
         _check(len(set(sweeps)) == len(sweeps), f"sweep_epochs has duplicates: {sweeps}")
         put("sweep_epochs", tuple(sorted(sweeps)))
+        thresholds = _sequence(self.save_at_train_acc, "save_at_train_acc")
+        _check(all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1
+                   for t in thresholds),
+               f"save_at_train_acc must hold accuracies in (0, 1], got {thresholds}")
+        _check(len(set(thresholds)) == len(thresholds),
+               f"save_at_train_acc has duplicates: {thresholds}")
+        put("save_at_train_acc", tuple(sorted(float(t) for t in thresholds)))
 
     def result_fields(self) -> dict[str, Any]:
-        """The fields that determine the result (all but data_dir, download, checkpoint_every)."""
+        """The fields that determine the results (all but data_dir, download, checkpoint_every)."""
         return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)
                 if item.name not in _NON_RESULT_FIELDS}
+
+    def training_fields(self) -> dict[str, Any]:
+        """The fields that determine the trained run: :meth:`result_fields` less the sweep
+        options, and less ``save_at_train_acc`` when empty (keys made before the field
+        existed keep their meaning)."""
+        fields = {name: value for name, value in self.result_fields().items()
+                  if name not in _SWEEP_FIELDS}
+        if not fields["save_at_train_acc"]:
+            del fields["save_at_train_acc"]
+        return fields
+
+    def sweep_options(self) -> dict[str, Any]:
+        """The options of the sweeps (:func:`ncutils.probe.layer_sweep` keywords).
+
+        Examples
+        --------
+        >>> TrainConfig(conv_policy="avgpool").sweep_options()
+        {'conv_policy': 'avgpool'}
+        """
+        return {name: getattr(self, name) for name in _SWEEP_FIELDS}
 
 
 @dataclass
@@ -306,14 +334,23 @@ class RunResult:
         epoch, whole splits), ``lr`` (learning rate of the epoch's first batch).
     sweeps : DataFrame
         ``epoch`` plus the columns of :func:`ncutils.probe.layer_sweep`, one row per
-        (sweep epoch, probe point).
+        (sweep epoch, probe point): measurements of the stored weights.
     model : nn.Module
-        The trained model, eval mode, on the run's device.
+        The model at the last epoch, eval mode, on the run's device.
     key : str
+        The trained run's key (:func:`ncutils.runs.trained_key`).
     run_dir : Path
+        The trained run's folder in the store.
     from_cache : bool
+        The training was loaded from the store (nothing trained).
     train_seconds : float
-        Wall time of the training (of the run that produced the cache entry).
+        Wall time of the training (of the run that produced the store entry).
+    measured_from_cache : bool
+        Every sweep was loaded from the store (nothing measured).
+    stored_epochs : list of int
+        Epochs whose weights are stored (:meth:`model_at`).
+    train_acc_epochs : dict
+        Threshold of ``save_at_train_acc`` -> first epoch reaching it (None: never).
     """
 
     config: TrainConfig
@@ -324,43 +361,63 @@ class RunResult:
     run_dir: Path
     from_cache: bool = False
     train_seconds: float = field(default=float("nan"))
+    measured_from_cache: bool = False
+    stored_epochs: list[int] = field(default_factory=list)
+    train_acc_epochs: dict[float, int | None] = field(default_factory=dict)
+    _stored: runs.StoredRun | None = field(default=None, repr=False)
+
+    def model_at(self, epoch: int, device: str | torch.device | None = None) -> nn.Module:
+        """The model with the weights stored for ``epoch``, eval mode.
+
+        Parameters
+        ----------
+        epoch : int
+            One of :attr:`stored_epochs`.
+        device : optional
+            Default: the run's device.
+
+        Raises
+        ------
+        KeyError
+            The epoch is not stored (the message lists those that are).
+
+        Examples
+        --------
+        >>> result = train(TrainConfig(dataset="digits", epochs=2, sweep_epochs=(0,)))  # doctest: +SKIP
+        >>> initial = result.model_at(0)  # doctest: +SKIP
+        """
+        if self._stored is None:
+            raise RuntimeError("this RunResult has no stored run to read weights from")
+        target = resolve_device(self.config.device) if device is None else torch.device(device)
+        return _model_from(self._stored, self.config, epoch, target)
 
 
-# ---------------------------------------------------------------------------
-# Cache keys.
+def _build(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int,
+           device: torch.device) -> nn.Module:
+    return build_model(config.arch, input_shape=input_shape, num_classes=num_classes,
+                       **dict(config.arch_kwargs)).to(device)
 
 
-def _source_hash() -> str:
-    digest = hashlib.sha256()
-    package_dir = Path(ncutils.__file__).parent
-    for module in RESULT_MODULES:
-        path = package_dir / f"{module}.py"
-        digest.update(module.encode())
-        digest.update(path.read_bytes() if path.exists() else b"<missing>")
-    return digest.hexdigest()
-
-
-def _key_payload(config: TrainConfig) -> dict[str, Any]:
-    fields = config.result_fields()
-    fields["device"] = resolve_device(config.device).type
-    return {
-        "config": fields,
-        "ncutils_version": ncutils.__version__,
-        "torch_version": torch.__version__,
-        "source_sha256": _source_hash(),
-    }
+def _model_from(stored: runs.StoredRun, config: TrainConfig, epoch: int,
+                device: torch.device) -> nn.Module:
+    state = stored.weights(epoch, device)
+    # Building draws initial weights; the global RNG stream must not notice.
+    with torch.random.fork_rng(devices=[]):
+        model = _build(config, tuple(stored.manifest["input_shape"]),
+                       stored.manifest["num_classes"], device)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def config_key(config: TrainConfig) -> str:
-    """Cache key of a run: sha256 (16 hex digits) of its result fields, versions and source.
+    """Key of the trained run of ``config`` (:func:`ncutils.runs.trained_key`).
 
     Examples
     --------
     >>> config_key(TrainConfig(epochs=2)) == config_key(TrainConfig(epochs=2, data_dir="x"))
     True
     """
-    payload = json.dumps(_key_payload(config), sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return runs.trained_key(config)
 
 
 # ---------------------------------------------------------------------------
@@ -425,92 +482,6 @@ def evaluate_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tens
     return int(correct) / labels.shape[0]
 
 
-# ---------------------------------------------------------------------------
-# Files: atomic writes, checksums, the cache entry, checkpoints.
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def _write_table(table: pd.DataFrame, path: Path) -> None:
-    # Python's shortest repr round-trips float64 exactly with float_precision="round_trip".
-    _atomic_write(path, lambda target: table.to_csv(target, index=False))
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, float_precision="round_trip")
-
-
-def _build(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int,
-           device: torch.device) -> nn.Module:
-    return build_model(config.arch, input_shape=input_shape, num_classes=num_classes,
-                       **dict(config.arch_kwargs)).to(device)
-
-
-def _load_cached(run_dir: Path, key: str, config: TrainConfig,
-                 device: torch.device) -> RunResult | None:
-    """The cached run, or None; a damaged entry is reported and treated as absent."""
-    manifest_path = run_dir / "manifest.json"
-    if not manifest_path.exists():
-        return None
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("key") != key:
-            raise ValueError(f"manifest key {manifest.get('key')!r} != {key!r}")
-        for name in _RESULT_FILES:
-            if not (run_dir / name).exists():
-                raise ValueError(f"{name} is missing")
-            if _sha256(run_dir / name) != manifest["sha256"][name]:
-                raise ValueError(f"{name} does not match its checksum")
-        history = _read_table(run_dir / "history.csv")
-        sweeps = _read_table(run_dir / "sweeps.csv")
-        with torch.random.fork_rng(devices=[]):
-            model = _build(config, tuple(manifest["input_shape"]), manifest["num_classes"], device)
-        model.load_state_dict(torch.load(run_dir / "model.pt", map_location=device,
-                                         weights_only=True))
-    except Exception as error:  # any damage: unreadable JSON, CSV, tensors, shapes
-        warnings.warn(f"cached run {run_dir} is corrupted ({type(error).__name__}: {error}); "
-                      f"recomputing it", RuntimeWarning, stacklevel=3)
-        return None
-    model.eval()
-    return RunResult(config, history, sweeps, model, key, run_dir, from_cache=True,
-                     train_seconds=float(manifest.get("train_seconds", float("nan"))))
-
-
-def _store(run_dir: Path, key: str, config: TrainConfig, model: nn.Module,
-           history: pd.DataFrame, sweeps: pd.DataFrame, train_data: Dataset,
-           train_seconds: float) -> None:
-    _atomic_write(run_dir / "model.pt", lambda target: torch.save(model.state_dict(), target))
-    _write_table(history, run_dir / "history.csv")
-    _write_table(sweeps, run_dir / "sweeps.csv")
-    manifest = {
-        "key": key,
-        **_key_payload(config),
-        "input_shape": list(train_data.input_shape),
-        "num_classes": train_data.num_classes,
-        "classes": train_data.classes,
-        "source": train_data.source,
-        "train_seconds": train_seconds,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "sha256": {name: _sha256(run_dir / name) for name in _RESULT_FILES},
-    }
-    _atomic_write(run_dir / "manifest.json",
-                  lambda target: target.write_text(json.dumps(manifest, indent=2, default=str)))
 
 
 def _rng_states(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -552,19 +523,33 @@ def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
     return None, None
 
 
-def _sweep(model: nn.Module, train_data: Dataset, test_data: Dataset, epoch: int,
-           config: TrainConfig) -> pd.DataFrame:
-    from ncutils.probe import layer_sweep
 
-    table = layer_sweep(model, train_data.inputs, train_data.labels,
-                        test_inputs=test_data.inputs, test_labels=test_data.labels,
-                        conv_policy=config.conv_policy, progress=False)
-    table.insert(0, "epoch", epoch)
-    return table
+# ---------------------------------------------------------------------------
+# The run.
 
 
-def _default_runs_dir() -> Path:
-    return Path(os.environ.get("NCUTILS_RUNS_DIR", "runs"))
+def load_data(config: TrainConfig, device: str | torch.device | None = None) -> tuple[Dataset, Dataset]:
+    """The (train, test) datasets of a run, as its training and its sweeps see them.
+
+    Examples
+    --------
+    >>> train_data, test_data = load_data(TrainConfig(dataset="digits", device="cpu"))
+    >>> len(train_data), len(test_data)
+    (1438, 359)
+    """
+    device = resolve_device(config.device) if device is None else torch.device(device)
+    label_map = dict(config.label_map) if isinstance(config.label_map, tuple) else config.label_map
+    loading = dict(data_dir=config.data_dir, download=config.download, label_map=label_map,
+                   seed=config.data_seed, device=device, **dict(config.dataset_kwargs))
+    return (load_dataset(config.dataset, "train", limit=config.limit_train, **loading),
+            load_dataset(config.dataset, "test", limit=config.limit_test, **loading))
+
+
+def _ensure_data_files(config: TrainConfig) -> None:
+    """Fetch (or fail clearly on) missing torchvision files: the key hashes them."""
+    files = data_module.dataset_files(config.dataset, config.data_dir)
+    if any(not path.is_file() for path in files):
+        load_data(config, "cpu")  # downloads when config.download, else names what is missing
 
 
 def train(
@@ -575,21 +560,26 @@ def train(
     progress: bool = True,
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> RunResult:
-    """Train (or load from the cache) the run described by ``config``.
+    """Train (or load from the results store) the run of ``config``, and its sweeps.
+
+    The trained run is loaded when stored, else trained (resuming from a checkpoint
+    when one is there); the sweeps of ``config.sweep_epochs`` are loaded when stored
+    for the current measuring code and options, else measured from the stored weights.
+    Each load, training and measurement is logged to ``<runs_dir>/events.log``.
 
     Parameters
     ----------
     config : TrainConfig
     runs_dir : path, optional
-        Root of the results cache (default ``$NCUTILS_RUNS_DIR`` or ``./runs``).
+        Root of the results store (default ``$NCUTILS_RUNS_DIR`` or ``./runs``).
     force : bool
-        Discard any cached result or checkpoint of this config and train from scratch.
+        Discard the stored run, its checkpoint and its measurements; train from scratch.
     progress : bool
         Show a tqdm bar over the epochs.
     callback : callable, optional
-        Called as ``callback(epoch, history_row)`` after each epoch (after its sweep
-        and checkpoint). An exception it raises stops the run, which a later call
-        resumes from its last checkpoint.
+        Called as ``callback(epoch, history_row)`` after each trained epoch (after its
+        weights and checkpoint are written). An exception it raises stops the run,
+        which a later call resumes from its last checkpoint.
 
     Returns
     -------
@@ -597,6 +587,10 @@ def train(
 
     Raises
     ------
+    ValueError
+        ``config`` is not a TrainConfig.
+    ncutils.data.DatasetNotFoundError
+        torchvision files missing and not downloaded.
     DivergedError
         The mean training loss of an epoch is NaN or infinite (the message names the
         epoch and the config).
@@ -604,30 +598,53 @@ def train(
     Examples
     --------
     >>> config = TrainConfig(dataset="gaussian", arch="mlp", arch_kwargs={"depth": 3, "width": 32},
-    ...                      epochs=2, sweep_epochs=(2,), device="cpu")
+    ...                      epochs=2, sweep_epochs=(0, 2), device="cpu")
     >>> result = train(config, runs_dir="/tmp/ncutils-doc-runs", progress=False)  # doctest: +SKIP
-    >>> result.history.columns.tolist()  # doctest: +SKIP
-    ['epoch', 'loss', 'train_acc', 'test_acc', 'lr']
+    >>> result.history.columns.tolist(), result.stored_epochs  # doctest: +SKIP
+    (['epoch', 'loss', 'train_acc', 'test_acc', 'lr'], [0, 2])
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     device = resolve_device(config.device)
-    key = config_key(config)
-    run_dir = (Path(runs_dir) if runs_dir is not None else _default_runs_dir()) / key
-    checkpoint_path = run_dir / "checkpoint.pt"
+    _ensure_data_files(config)
+    key = runs.trained_key(config)
+    runs_root = Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()
+    run_dir = runs.entry_dir("trained", key, runs_root)
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
-    cached = _load_cached(run_dir, key, config, device)
-    if cached is not None:
-        return cached
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "manifest.json").unlink(missing_ok=True)
+    stored = runs.load_trained(key, runs_root)
+    from_cache = stored is not None
+    data: tuple[Dataset, Dataset] | None = None
+    label = f"{config.dataset}/{config.arch}"
+    if stored is None:
+        data = load_data(config, device)
+        stored = _train_and_store(config, key, run_dir, data, device, progress, callback)
+        runs._log_event(runs_root, f"trained {key} ({label}, {config.epochs} epochs) in "
+                                   f"{stored.manifest['train_seconds']:.1f} s")
+    else:
+        runs._log_event(runs_root, f"loaded trained run {key} ({label})")
 
-    loading = dict(data_dir=config.data_dir, download=config.download, label_map=config.label_map
-                   if not isinstance(config.label_map, tuple) else dict(config.label_map),
-                   seed=config.data_seed, device=device, **dict(config.dataset_kwargs))
-    train_data = load_dataset(config.dataset, "train", limit=config.limit_train, **loading)
-    test_data = load_dataset(config.dataset, "test", limit=config.limit_test, **loading)
+    def model_at(epoch: int) -> nn.Module:
+        return _model_from(stored, config, epoch, device)
+
+    sweeps, measured = runs.stored_sweeps(
+        stored, config.sweep_epochs, model_at=model_at,
+        data=lambda: data if data is not None else load_data(config, device),
+        options=config.sweep_options(), runs_dir=runs_root, force=force)
+    manifest = stored.manifest
+    return RunResult(
+        config, stored.history, sweeps, model_at(manifest["last_epoch"]), key, run_dir,
+        from_cache=from_cache, train_seconds=float(manifest.get("train_seconds", float("nan"))),
+        measured_from_cache=measured == 0, stored_epochs=stored.epochs,
+        train_acc_epochs={float(t): e for t, e in manifest.get("train_acc_epochs", {}).items()},
+        _stored=stored)
+
+
+def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
+                     data: tuple[Dataset, Dataset], device: torch.device, progress: bool,
+                     callback: Callable[[int, dict[str, float]], None] | None) -> runs.StoredRun:
+    train_data, test_data = data
+    checkpoint_path = run_dir / runs.CHECKPOINT
     steps_per_epoch = -(-len(train_data) // config.batch_size)
     loss_fn = make_loss(config.loss, train_data.num_classes)
 
@@ -639,7 +656,8 @@ def train(
         epoch_scheduler, batch_scheduler = _make_scheduler(config, optimizer, steps_per_epoch)
         generator = torch.Generator().manual_seed(config.seed)
         history: list[dict[str, float]] = []
-        sweeps: list[pd.DataFrame] = []
+        saved: dict[int, dict[str, Any]] = {}
+        reached: dict[float, int | None] = {threshold: None for threshold in config.save_at_train_acc}
         start_epoch, elapsed = 1, 0.0
 
         checkpoint = _load_checkpoint(checkpoint_path, key, device)
@@ -651,11 +669,10 @@ def train(
                 if scheduler is not None:
                     scheduler.load_state_dict(checkpoint[name])
             _set_rng_states(checkpoint["rng"], generator)
-            history = checkpoint["history"]
-            sweeps = checkpoint["sweeps"]
+            history, saved, reached = checkpoint["history"], checkpoint["saved"], checkpoint["reached"]
             start_epoch, elapsed = checkpoint["epoch"] + 1, checkpoint["elapsed"]
         elif 0 in config.sweep_epochs:
-            sweeps.append(_sweep(model, train_data, test_data, 0, config))
+            saved[0] = runs.save_weights(run_dir, 0, model.state_dict(), ["sweep"])
 
         started = time.perf_counter() - elapsed
         bar = tqdm(range(start_epoch, config.epochs + 1), disable=not progress,
@@ -681,9 +698,16 @@ def train(
             history.append(row)
             bar.set_postfix(loss=f"{loss:.4g}", train=f"{row['train_acc']:.3f}",
                             test=f"{row['test_acc']:.3f}")
-            if epoch in config.sweep_epochs:
-                sweeps.append(_sweep(model, train_data, test_data, epoch, config))
-            if epoch < config.epochs and (epoch in config.sweep_epochs or (
+            reasons = ["sweep"] if epoch in config.sweep_epochs else []
+            for threshold, first in reached.items():
+                if first is None and row["train_acc"] >= threshold:
+                    reached[threshold] = epoch
+                    reasons.append(f"train_acc>={threshold:g}")
+            if epoch == config.epochs:
+                reasons.append("last")
+            if reasons:
+                saved[epoch] = runs.save_weights(run_dir, epoch, model.state_dict(), reasons)
+            if epoch < config.epochs and (reasons or (
                     config.checkpoint_every and epoch % config.checkpoint_every == 0)):
                 _save_checkpoint(checkpoint_path, {
                     "key": key,
@@ -695,27 +719,34 @@ def train(
                     "batch_scheduler": batch_scheduler.state_dict() if batch_scheduler else None,
                     "rng": _rng_states(generator, device),
                     "history": history,
-                    "sweeps": sweeps,
+                    "saved": saved,
+                    "reached": reached,
                 })
             if callback is not None:
                 callback(epoch, dict(row))
         bar.close()
         train_seconds = time.perf_counter() - started
 
-    sweeps_table = (pd.concat(sweeps, ignore_index=True) if sweeps
-                    else pd.DataFrame({"epoch": pd.Series(dtype="int64")}))
-    _store(run_dir, key, config, model, pd.DataFrame(history), sweeps_table, train_data,
-           train_seconds)
+    runs.store_trained(run_dir, key, runs.trained_payload(config), pd.DataFrame(history), saved, {
+        "input_shape": list(train_data.input_shape),
+        "num_classes": train_data.num_classes,
+        "classes": train_data.classes,
+        "source": train_data.source,
+        "last_epoch": config.epochs,
+        "train_acc_epochs": {f"{threshold:g}": first for threshold, first in reached.items()},
+        "train_seconds": train_seconds,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+    }, device)
     checkpoint_path.unlink(missing_ok=True)
-    result = _load_cached(run_dir, key, config, device)
-    if result is None:
+    stored = runs.load_trained(key, run_dir.parent.parent)
+    if stored is None:
         raise RuntimeError(f"the run just stored in {run_dir} could not be read back")
-    result.from_cache = False
-    return result
+    return stored
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    _atomic_write(path, lambda target: torch.save(state, target))
+    atomic_write(path, lambda target: torch.save(state, target))
 
 
 def _load_checkpoint(path: Path, key: str, device: torch.device) -> dict[str, Any] | None:
@@ -727,9 +758,13 @@ def _load_checkpoint(path: Path, key: str, device: torch.device) -> dict[str, An
         checkpoint = torch.load(path, map_location=device, weights_only=False)
         if checkpoint.get("key") != key:
             raise ValueError(f"checkpoint key {checkpoint.get('key')!r} != {key!r}")
+        # The weights it names were written before it; a damaged one cannot be re-made
+        # without the epochs before it, so the run starts again.
+        for record in checkpoint["saved"].values():
+            runs._read_verified(path.parent, record)
     except Exception as error:
         warnings.warn(f"checkpoint {path} is unreadable ({type(error).__name__}: {error}); "
-                      f"training from scratch", RuntimeWarning, stacklevel=3)
+                      f"training from scratch", RuntimeWarning, stacklevel=4)
         return None
     # RNG states must stay on the CPU whatever map_location did.
     checkpoint["rng"] = {name: (state.cpu() if isinstance(state, torch.Tensor)

