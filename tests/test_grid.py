@@ -1,5 +1,6 @@
 """Tests of ncutils.grid: generic grids of TrainConfigs, seeds as an axis (tiny runs)."""
 
+import pandas as pd
 import pytest
 
 from ncutils.grid import Grid, GridEntry, run_grid, sweep_schedule
@@ -67,3 +68,16 @@ def test_grid_rejects_bad_input():
         Grid((entry, GridEntry({"other": "b"}, tiny_config())))
     with pytest.raises(ValueError, match="label sets"):
         Grid.from_configs([tiny_config()], labels=[])
+
+
+def test_parallel_workers_give_the_same_numbers_as_one_process(tmp_path):
+    """Runs trained side by side (spawned workers, one thread each) equal runs trained in turn."""
+    configs = [tiny_config(), tiny_config(loss="mse")]
+    parallel = run_grid(configs, seeds=[0], runs_dir=tmp_path / "parallel", progress=False, workers=2)
+    serial = run_grid(configs, seeds=[0], runs_dir=tmp_path / "serial", progress=False, workers=1)
+    assert not parallel.runs["from_cache"].any() and not serial.runs["from_cache"].any()
+    pd.testing.assert_frame_equal(parallel.history, serial.history)
+    pd.testing.assert_frame_equal(parallel.sweeps, serial.sweeps)
+    assert list(parallel.runs["key"]) == list(serial.runs["key"])
+    with pytest.raises(ValueError, match="workers"):
+        run_grid(configs, runs_dir=tmp_path, workers=0)
