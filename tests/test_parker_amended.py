@@ -71,3 +71,19 @@ def test_hardest_needs_depth_null_shuffled_labels_and_ties():
     assert not parker.hardest_needs_depth(cpu, min_datasets=4)["evaluable"]
     with pytest.raises(ValueError, match="at least 3"):
         parker.hardest_needs_depth(cpu, min_datasets=2)
+
+
+def test_per_run_against_initial_pairs_each_run_with_its_epoch_0_sweep():
+    rows = []
+    for seed, scale in ((0, 1.0), (1, 2.0)):
+        for epoch, values in ((0, [0.3, 0.3, 0.31, 0.3, 0.3, 0.3, 0.3]), (5, [0.3, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02])):
+            for depth, value in zip(DEPTHS, values):
+                rows.append({"architecture": "mlp", "dataset": "d", "seed": seed, "epoch": epoch,
+                             "depth": depth, "equiangularity": value * scale})
+    sweeps = pd.DataFrame(rows)
+    table = parker.per_run_against_initial(sweeps, parker.coherence_fall,
+                                           group_cols=["architecture", "dataset", "seed"])
+    assert list(table["seed"]) == [0, 1] and table["passed"].all() and (table["epoch"] == 5).all()
+    with pytest.raises(ValueError, match="epoch 0"):
+        parker.per_run_against_initial(sweeps[sweeps["epoch"] == 5], parker.coherence_fall,
+                                       group_cols=["architecture", "dataset", "seed"])

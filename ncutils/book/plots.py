@@ -326,8 +326,14 @@ def depth_panels(
     title: str | None = None,
     caption: str | None = None,
     ncols: int = 3,
+    x: str = "depth",
+    xlabel: str | None = None,
+    logx: bool = False,
 ) -> Figure:
     """One panel per value of ``panel``: ``metric`` against relative depth, a line per ``hue``.
+
+    With ``x="epoch"`` (and ``hue`` a layer column) it draws the other view: each layer's
+    metric over training, as Parker et al.'s figures do.
 
     Parameters
     ----------
@@ -346,6 +352,10 @@ def depth_panels(
         Axis label (default the metric), figure title, provenance footer.
     ncols : int, default 3
         Panels per row.
+    x, xlabel : str
+        The x column (default ``depth``) and its label.
+    logx : bool, default False
+        Logarithmic x axis.
 
     Returns
     -------
@@ -357,12 +367,14 @@ def depth_panels(
     ...                       "depth": [0.0, 1.0, 0.0, 1.0], "nc1": [10.0, 0.1, 5.0, 0.5]})
     >>> figure = depth_panels(frame, "nc1")
     """
-    _check_columns(frame, ["depth", metric, panel, hue])
+    _check_columns(frame, [x, metric, panel, hue])
     values = list(dict.fromkeys(frame[panel]))
     figure, axes = _panel_grid(len(values), ncols, FIGSIZE)
+    if xlabel is None:
+        xlabel = "relative depth (0 = input, 1 = penultimate)" if x == "depth" else _label(x)
     for value, ax in zip(values, axes):
-        line_plot(frame[frame[panel] == value], "depth", metric, hue=hue, logy=logy,
-                  references=references, xlabel="relative depth (0 = input, 1 = penultimate)",
+        line_plot(frame[frame[panel] == value], x, metric, hue=hue, logy=logy, logx=logx,
+                  references=references, xlabel=xlabel,
                   ylabel=ylabel or _label(metric), title=f"{_label(panel)}: {value}", ax=ax)
     if title:
         figure.suptitle(title)
@@ -486,3 +498,154 @@ def difficulty_scatter(
     if title:
         ax.set_title(title)
     return add_caption(figure, caption)
+
+
+def relative_traces_by_layer(sweeps: pd.DataFrame, epochs: Sequence[int], *, nc_layer: str | None = None,
+                             title: str | None = None, caption: str | None = None) -> Figure:
+    """Rangamani et al.'s relative traces (``src/Plotting.py``): within/sum and between/sum
+    against layer on a log scale, one line per epoch; the "NC layer" marked.
+
+    ``sweeps``: one run's layer sweeps with ``epoch``, ``layer``, ``name`` and
+    ``relative_within_trace`` (between/sum is one minus it). Only plots.
+    """
+    import seaborn as sns
+
+    _check_columns(sweeps, ["epoch", "layer", "name", "relative_within_trace"])
+    figure, axes = new_figure(2)
+    frame = sweeps[sweeps["epoch"].isin(list(epochs))].sort_values(["epoch", "layer"])
+    names = frame.drop_duplicates("layer").sort_values("layer")["name"].tolist()
+    for axis, (label, values) in zip(axes, (("within / (within + between)", frame["relative_within_trace"]),
+                                            ("between / (within + between)", 1 - frame["relative_within_trace"]))):
+        data = frame.assign(value=values.to_numpy(), epoch_label=frame["epoch"].map(lambda e: f"epoch {e}"))
+        sns.lineplot(data=data, x="layer", y="value", hue="epoch_label", marker="o", ax=axis)
+        axis.set_yscale("log")
+        axis.set_ylabel(label)
+        axis.set_xticks(range(len(names)), names, rotation=90, fontsize="x-small")
+        if nc_layer is not None and nc_layer in names:
+            axis.axvline(names.index(nc_layer), color="0.3", linestyle="--", label=f"NC layer ({nc_layer})")
+        axis.legend(fontsize="x-small")
+    if title:
+        figure.suptitle(title)
+    return add_caption(figure, caption)
+
+
+def alignment_by_layer(alignments: pd.DataFrame, *, baseline: pd.DataFrame | None = None,
+                       title: str | None = None, caption: str | None = None) -> Figure:
+    """Alignment ("PABS") by layer, one panel per rank, one line per epoch, the random-matrix
+    baseline dashed (Rangamani et al.'s plot: rank 10, epochs 0 and last, y up to 1.04).
+
+    ``alignments``: ``rank``, ``epoch``, ``layer``, ``name``, ``alignment``; ``baseline``:
+    ``rank``, ``layer``, ``random``. Only plots.
+    """
+    import seaborn as sns
+
+    _check_columns(alignments, ["rank", "epoch", "layer", "name", "alignment"])
+    ranks = sorted(alignments["rank"].unique())
+    figure, axes = new_figure(len(ranks))
+    for axis, rank in zip(axes, ranks):
+        frame = alignments[alignments["rank"] == rank].sort_values(["epoch", "layer"])
+        names = frame.drop_duplicates("layer").sort_values("layer")["name"].tolist()
+        data = frame.assign(epoch_label=frame["epoch"].map(lambda e: f"epoch {e}"))
+        sns.lineplot(data=data, x="layer", y="alignment", hue="epoch_label", marker="o", ax=axis)
+        if baseline is not None:
+            base = baseline[baseline["rank"] == rank].sort_values("layer")
+            axis.plot(base["layer"], base["random"], linestyle="--", color="0.4", label="random matrix")
+        axis.set_ylim(0, 1.04)
+        axis.set_title(f"rank {rank}")
+        axis.set_xticks(range(len(names)), names, rotation=90, fontsize="x-small")
+        axis.legend(fontsize="x-small")
+    if title:
+        figure.suptitle(title)
+    return add_caption(figure, caption)
+
+
+__all__ += ["alignment_by_layer", "relative_traces_by_layer"]
+
+
+def metric_panels(
+    frame: pd.DataFrame,
+    *,
+    x: str,
+    y: str,
+    panel: str,
+    hue: str | None = None,
+    logy: bool = False,
+    logx: bool = False,
+    vlines: Mapping[str, float] | None = None,
+    hlines: Mapping[str, float] | None = None,
+    title: str | None = None,
+    caption: str | None = None,
+    ncols: int = 2,
+    sharey: bool = False,
+) -> Figure:
+    """One panel per value of ``panel`` (e.g. a metric), ``y`` against ``x``, a line per ``hue``.
+
+    ``vlines`` maps hue values to an x (e.g. each run's terminal-phase onset), drawn dotted
+    in the line's colour; ``hlines`` maps labels to horizontal reference values. Never
+    computes anything (Kothapalli K1/K2 chapters).
+    """
+    import seaborn as sns
+
+    _check_columns(frame, [x, y, panel, hue])
+    names = list(dict.fromkeys(frame[panel]))
+    figure, axes = _panel_grid(len(names), min(ncols, len(names)), (4.6, 3.3))
+    hue_order = list(dict.fromkeys(frame[hue])) if hue else None
+    palette = dict(zip(hue_order, sns.color_palette(n_colors=len(hue_order)))) if hue else None
+    for ax, name in zip(axes, names):
+        part = frame[frame[panel] == name]
+        sns.lineplot(data=part, x=x, y=y, hue=hue, hue_order=hue_order, palette=palette, ax=ax,
+                     marker="o", markersize=3, legend=ax is axes[0])
+        for key, value in (vlines or {}).items():
+            if value is not None and value == value:
+                ax.axvline(value, color=palette.get(key, "0.3") if palette else "0.3", linestyle=":",
+                           linewidth=1.2)
+        for label, value in (hlines or {}).items():
+            ax.axhline(value, color="0.3", linestyle="--", linewidth=1.0, label=label)
+        if logy and (part[y] > 0).any():
+            ax.set_yscale("log")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_title(_label(str(name)))
+        ax.set_xlabel(_label(x))
+        ax.set_ylabel(_label(y))
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    if title:
+        figure.suptitle(title)
+    return add_caption(figure, caption)
+
+
+def phase_diagram_plot(
+    grid: pd.DataFrame,
+    *,
+    value: str = "separated",
+    points: pd.DataFrame | None = None,
+    title: str | None = None,
+    caption: str | None = None,
+) -> Figure:
+    """Heat map of ``value`` (mean over trials) on the (beta, alpha) grid with the line alpha = beta;
+    ``points`` (columns ``beta``, ``alpha``, ``label``) are drawn on top (e.g. estimates from
+    trained networks). Never computes anything."""
+    import numpy as np
+    import seaborn as sns
+
+    _check_columns(grid, ["alpha", "beta", value])
+    table = grid.groupby(["alpha", "beta"])[value].mean().unstack("beta").sort_index(ascending=True)
+    figure, (ax,) = new_figure(figsize=(5.6, 4.6))
+    betas, alphas = table.columns.to_numpy(float), table.index.to_numpy(float)
+    mesh = ax.pcolormesh(betas, alphas, table.to_numpy(float), shading="nearest", cmap="viridis",
+                         vmin=0, vmax=1)
+    figure.colorbar(mesh, ax=ax, label=_label(value))
+    line = np.array([max(betas.min(), alphas.min()), min(betas.max(), alphas.max())])
+    ax.plot(line, line, color="white", linestyle="--", linewidth=1.2, label="alpha = beta")
+    if points is not None and len(points):
+        sns.scatterplot(data=points, x="beta", y="alpha", hue="label", ax=ax, s=40, edgecolor="black")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_xlabel("beta (cross-class)")
+    ax.set_ylabel("alpha (same class)")
+    if title:
+        ax.set_title(title)
+    return add_caption(figure, caption)
+
+
+__all__ += ["metric_panels", "phase_diagram_plot"]

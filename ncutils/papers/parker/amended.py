@@ -22,18 +22,30 @@ Classification Neural Networks", arXiv:2308.02760.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ncutils.papers.parker.criteria import _positive, _require_columns, hidden_layers, spearman
+from ncutils.papers.parker.criteria import (
+    GROUP_COLS,
+    _positive,
+    depth_collapse,
+    _require_columns,
+    hidden_layers,
+    last_epoch,
+    spearman,
+)
 
 __all__ = [
     "AMENDMENT_DATE",
     "coherence_fall",
+    "depth_collapse_beyond_initial",
     "drop_share_at",
     "hardest_needs_depth",
+    "layers_over_training",
+    "per_run_against_initial",
     "shallow_drop",
 ]
 
@@ -130,6 +142,36 @@ def shallow_drop(sweep: pd.DataFrame, *, position: float = 1 / 3, min_share: flo
         "n_hidden": int(values.size),
         "passed": bool(np.isfinite(share) and share >= min_share and excess >= min_excess),
     }
+
+
+def depth_collapse_beyond_initial(trained: pd.DataFrame, untrained: pd.DataFrame, *,
+                                  max_spearman: float = -0.7, min_reduction: float = 10.0,
+                                  metric: str = "nc1") -> dict[str, Any]:
+    """Amended P1: :func:`~ncutils.papers.parker.criteria.depth_collapse` on the trained run, failed by its initialisation.
+
+    The conditions are those first registered (Spearman(depth, log NC1) over the hidden
+    layers at most ``max_spearman``, first-to-last ratio at least ``min_reduction``); the
+    amendment adds that the same network at epoch 0 must *not* meet them (DESIGN.md 8.2).
+
+    Returns
+    -------
+    dict
+        The keys of ``depth_collapse`` for the trained run, plus ``untrained_spearman``,
+        ``untrained_reduction``, ``passed_trained``, ``untrained_fails``; ``passed`` is both.
+
+    Example
+    -------
+    >>> trained = pd.DataFrame({"depth": [0, .25, .5, .75, 1], "nc1": [9, 8, 4, 1, .5]})
+    >>> untrained = pd.DataFrame({"depth": [0, .25, .5, .75, 1], "nc1": [9, 9, 9.5, 9, 9.2]})
+    >>> depth_collapse_beyond_initial(trained, untrained)["passed"]
+    True
+    """
+    options = dict(max_spearman=max_spearman, min_reduction=min_reduction, metric=metric)
+    result = depth_collapse(trained, **options)
+    null = depth_collapse(untrained, **options)
+    return {**result, "untrained_spearman": null["spearman"], "untrained_reduction": null["reduction"],
+            "passed_trained": result["passed"], "untrained_fails": not null["passed"],
+            "passed": result["passed"] and not null["passed"]}
 
 
 def _coherence_trend(sweep: pd.DataFrame, metric: str) -> tuple[float, float]:
@@ -237,3 +279,91 @@ def hardest_needs_depth(table: pd.DataFrame, *, min_datasets: int, min_spearman:
         "passed": bool(evaluable and np.isfinite(rho) and rho >= min_spearman
                        and hardest_depth >= min_hardest_depth),
     }
+
+
+def per_run_against_initial(sweeps: pd.DataFrame, criterion: Any, *, group_cols: Sequence[str] = GROUP_COLS,
+                            runs: pd.DataFrame | None = None, epoch_col: str = "epoch",
+                            **criterion_kwargs: Any) -> pd.DataFrame:
+    """Apply ``criterion(trained, untrained, **kwargs)`` to every run: its last sweep against epoch 0.
+
+    Parameters
+    ----------
+    sweeps : DataFrame
+        Layer sweeps of several runs, each with an epoch-0 sweep (the network at
+        initialisation, the null of DESIGN.md 8.2).
+    criterion : callable
+        E.g. :func:`coherence_fall`.
+    group_cols, epoch_col : as in :func:`ncutils.papers.parker.criteria.last_epoch`.
+    runs : DataFrame, optional
+        :func:`ncutils.papers.parker.criteria.eligible_runs` output: only its eligible runs
+        are evaluated, and its accuracy columns are joined in.
+    **criterion_kwargs
+        Thresholds forwarded to ``criterion``.
+
+    Returns
+    -------
+    DataFrame
+        One row per evaluated run: ``group_cols``, ``epoch`` (the last) and the criterion's keys.
+
+    Raises
+    ------
+    ValueError
+        A run without an epoch-0 sweep.
+    """
+    keys = list(group_cols)
+    _require_columns(sweeps, [*keys, epoch_col, "depth"], "sweeps")
+    final = last_epoch(sweeps, group_cols=keys, epoch_col=epoch_col)
+    initial = sweeps[sweeps[epoch_col] == 0]
+    if runs is not None:
+        _require_columns(runs, [*keys, "eligible"], "runs")
+        final = final.merge(runs.loc[runs["eligible"], keys], on=keys, how="inner")
+    rows = []
+    for values, trained in final.groupby(keys, sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        untrained = initial
+        for column, value in zip(keys, values):
+            untrained = untrained[untrained[column] == value]
+        if untrained.empty:
+            raise ValueError(f"run {dict(zip(keys, values))} has no sweep at epoch 0 (the untrained network)")
+        rows.append({**dict(zip(keys, values)), "epoch": int(trained[epoch_col].iloc[0]),
+                     **criterion(trained, untrained, **criterion_kwargs)})
+    table = pd.DataFrame(rows, columns=None if rows else [*keys, "epoch"])
+    if runs is not None and rows:
+        extra = [c for c in ("train_acc", "test_acc", "difficulty") if c in runs.columns]
+        table = table.merge(runs[[*keys, *extra]], on=keys, how="left")
+    return table
+
+
+def layers_over_training(sweeps: pd.DataFrame, *, seed: int | None = None,
+                         group_cols: Sequence[str] = ("architecture", "dataset")) -> pd.DataFrame:
+    """The hidden layers of each run over its swept epochs: the view of the paper's figures.
+
+    Parker et al.'s figures plot each metric against the epoch, one line per layer, at the
+    epochs where the train accuracy first passes 0.90, 0.95, 0.975 and 0.99 (and a few more);
+    the runs keep their weights at those epochs and sweep them (see
+    :data:`ncutils.papers.parker.configs.PAPER_ACCURACY_EPOCHS`).
+
+    Parameters
+    ----------
+    sweeps : DataFrame
+        Layer sweeps of several runs (``group_cols``, ``epoch``, ``depth``, ``name``, ...).
+    seed : int, optional
+        Keep one seed (a figure per seed would repeat itself); default all.
+    group_cols : sequence of str
+        The columns naming a run in the figure's panel titles.
+
+    Returns
+    -------
+    DataFrame
+        The hidden-layer rows with ``run`` (``"mlp / digits"``) and ``layer``
+        (``"3: hidden3"``, sortable by depth) columns.
+    """
+    _require_columns(sweeps, [*group_cols, "epoch", "depth", "name", "layer"], "sweeps")
+    frame = sweeps[sweeps["depth"] > 0]
+    if seed is not None:
+        _require_columns(frame, ["seed"], "sweeps")
+        frame = frame[frame["seed"] == seed]
+    frame = frame.sort_values([*group_cols, "layer", "epoch"])
+    run = frame[list(group_cols)].astype(str).agg(" / ".join, axis=1)
+    layer = frame["layer"].astype(int).map("{:02d}".format) + ": " + frame["name"].astype(str)
+    return frame.assign(run=run, layer=layer)

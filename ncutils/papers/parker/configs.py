@@ -29,6 +29,7 @@ __all__ = [
     "CONV_ARCHITECTURES",
     "DEFAULT_ACTIVATION",
     "GRID_PARAMETERS",
+    "PAPER_ACCURACY_EPOCHS",
     "PARKER_TRAINING",
     "activation_grid",
     "architecture_grid",
@@ -52,12 +53,17 @@ PARKER_TRAINING: dict[str, Any] = {
     "loss": "mse",
 }
 
+#: Train accuracies at whose first epoch the official code measures every layer (its figures
+#: plot each layer at these epochs); the runs keep their weights there.
+PAPER_ACCURACY_EPOCHS: tuple[float, ...] = (0.9, 0.95, 0.975, 0.99)
+
 #: Notebook parameters that :func:`architecture_grid` and :func:`activation_grid` read.
 _TRAINING_KEYS = ("loss", "epochs", "lr", "batch_size", "weight_decay", "sweep_count",
                   "limit_train", "limit_test", "seed", "device", "data_dir", "download")
 
-#: The parameters that decide :func:`architecture_grid`: chapters that share runs must agree on them.
-GRID_PARAMETERS: tuple[str, ...] = ("datasets", "architectures", *_TRAINING_KEYS)
+#: The parameters that decide the chapters' runs: chapters that share runs must agree on them
+#: (``seeds`` goes to :func:`ncutils.grid.run_grid`).
+GRID_PARAMETERS: tuple[str, ...] = ("datasets", "architectures", "seeds", *_TRAINING_KEYS)
 
 
 #: The activation of every architecture of :mod:`ncutils.models` unless told otherwise.
@@ -104,7 +110,8 @@ def parker_config(
 
     SGD with momentum 0.9 and a one-cycle schedule peaking at ``lr`` (Parker et al.'s code:
     div factor 10, final div factor 5e4), layer sweeps at :func:`sweep_schedule`
-    ``(epochs, sweep_count)``, conv maps flattened.
+    ``(epochs, sweep_count)`` and at the first epochs reaching :data:`PAPER_ACCURACY_EPOCHS`
+    (the weights are kept there), conv maps flattened.
 
     Parameters
     ----------
@@ -157,6 +164,7 @@ def parker_config(
         batch_size=batch_size, seed=seed, device=device,
         sweep_epochs=sweep_schedule(epochs, sweep_count), limit_train=limit_train,
         limit_test=limit_test, data_dir=data_dir, download=download,
+        save_at_train_acc=PAPER_ACCURACY_EPOCHS,
     )
 
 
