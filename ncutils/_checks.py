@@ -21,6 +21,8 @@ __all__ = [
     "check_features_labels",
     "check_min_classes",
     "row_chunks",
+    "block_budget",
+    "resolve_device",
 ]
 
 
@@ -141,6 +143,18 @@ def row_chunks(
     """
     rows = max(min_rows, budget_bytes // max(1, row_bytes), 1)
     return range(0, n_rows, rows)
+
+
+#: Bytes of float64 work per row block, per device type. On a CPU a block should stay near
+#: the cache (16 MB); on a GPU each block costs a dozen kernel launches whatever its size, so
+#: blocks are as large as memory comfortably allows and a batch is usually one block.
+BLOCK_BUDGET_BYTES: dict[str, int] = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
+
+
+def block_budget(device: torch.device | str) -> int:
+    """Row-block budget in bytes for float64 work on ``device`` (see :data:`BLOCK_BUDGET_BYTES`)."""
+    kind = torch.device(device).type
+    return BLOCK_BUDGET_BYTES.get(kind, BLOCK_BUDGET_BYTES["cpu"])
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -46,6 +46,7 @@ import torch
 
 from ncutils._checks import (
     as_tensor,
+    block_budget,
     check_features_labels,
     check_finite,
     check_labels,
@@ -621,7 +622,8 @@ def _nearest_centre(features: torch.Tensor, means: torch.Tensor, classes: torch.
     classes = classes.to(device)
     squared_norms = means.pow(2).sum(dim=1)
     predicted = torch.empty(features.shape[0], dtype=torch.long, device=device)
-    blocks = row_chunks(features.shape[0], row_bytes=8 * (features.shape[1] + means.shape[0]))
+    blocks = row_chunks(features.shape[0], row_bytes=8 * (features.shape[1] + means.shape[0]),
+                        budget_bytes=block_budget(device))
     for start in blocks:
         stop = min(start + blocks.step, features.shape[0])
         block = features[start:stop].to(torch.float64)
@@ -871,3 +873,43 @@ def summary(
     if predictions is not None:
         values["ncc_mismatch"] = ncc_mismatch_from_stats(class_stats, features, predictions)
     return values
+
+
+# --------------------------------------------------------------------------- Rangamani's weighting
+def class_weighted_relative_traces_from_stats(class_stats: ClassStats) -> tuple[float, float]:
+    """Relative traces with Rangamani et al.'s class weighting: ``(within, between)``.
+
+    ``tr Sigma_W = (1/C) sum_c sigma_c^2`` with ``sigma_c^2 = (1/n_c) sum_{i in c} ||h_i - mu_c||^2``
+    (every class weighs the same, not every sample), ``tr Sigma_B = (1/C) sum_c ||mu_c - mu||^2``
+    about the *sample* mean ``mu``; returns ``tr Sigma_W / (tr Sigma_W + tr Sigma_B)`` and
+    ``tr Sigma_B / (tr Sigma_W + tr Sigma_B)`` (``nan`` for 0/0). For balanced classes both
+    agree with :func:`relative_within_trace_from_stats` (sample-weighted ``Sigma_W``,
+    unweighted ``mu_G``).
+
+    References
+    ----------
+    Rangamani et al. (2023), ICML; official ``src/Measurer.py`` ``TraceMeasure`` (branch ICML2023).
+
+    Examples
+    --------
+    >>> import torch
+    >>> stats = ClassStats.from_features(torch.randn(40, 5), torch.arange(40) % 4)
+    >>> within, between = class_weighted_relative_traces_from_stats(stats)
+    >>> round(within + between, 12)
+    1.0
+    """
+    _stats_with_classes(class_stats, "class_weighted_relative_traces")
+    trace_within = float(class_stats.class_variances.mean())
+    offsets = class_stats.means - class_stats.global_mean(weighted=True)
+    trace_between = float(offsets.pow(2).sum(dim=1).mean())
+    total = trace_within + trace_between
+    return _ratio(trace_within, total), _ratio(trace_between, total)
+
+
+def class_weighted_relative_traces(features: ArrayLike, labels: ArrayLike) -> tuple[float, float]:
+    """Rangamani-weighted ``(within, between)`` relative traces of raw features; see
+    :func:`class_weighted_relative_traces_from_stats`."""
+    return class_weighted_relative_traces_from_stats(_class_stats(features, labels))
+
+
+__all__ += ["class_weighted_relative_traces", "class_weighted_relative_traces_from_stats"]

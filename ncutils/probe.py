@@ -17,6 +17,12 @@ fit in ``memory_budget`` bytes they are kept from pass 1 and pass 2 runs without
 forward pass; otherwise pass 2 recomputes the forward pass. Nothing of size D x D
 is ever built: a ResNet-18 with D = 65,536 at its first stage sweeps in O(D C)
 memory per probe point (plus the kept features when they fit).
+
+The classes are fixed once, before the first batch, so the passes never read the
+device on the host: statistics have fixed shapes, checks accumulate as device flags
+read once after each pass, NCC counts stay on the device until the end, and the
+consumer layers' SVDs (for the alignment) run once per layer at the end, batched by
+shape. On a GPU the host only launches work; it waits for results only between passes.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from tqdm.auto import tqdm
 
 from ncutils import metrics
 from ncutils._checks import as_tensor, check_labels, check_min_classes
+from ncutils._alignment import alignment_request, batched_alignments
+from ncutils.metrics import _nearest_centre
 from ncutils.stats import ClassStats, ProjectedScatter
 
 __all__ = ["CONV_POLICIES", "SWEEP_METRICS", "CapturedBatch", "capture", "iter_features",
@@ -326,11 +334,13 @@ def layer_sweep(
     test_labels: Any = None,
     batch_size: int = 1024,
     conv_policy: str = "flatten",
-    memory_budget: int = 2**30,
+    memory_budget: int | None = None,
     progress: bool = False,
     device: str | torch.device | None = None,
     alignment_rank: int | None = None,
     metrics: Collection[str] | None = None,
+    num_classes: int | None = None,
+    classes: Any = None,
 ) -> pd.DataFrame:
     """Measure Neural Collapse at every probe point of ``model`` in at most two data passes.
 
@@ -364,10 +374,13 @@ def layer_sweep(
         Samples per forward pass.
     conv_policy : {"flatten", "avgpool"}, default "flatten"
         How conv maps become feature vectors, see :func:`reduce_features`.
-    memory_budget : int, default 2**30
+    memory_budget : int, optional
         Bytes the kept training features of all probe points may take (in the
         features' dtype: 4 bytes per entry for float32 models). When they fit, pass 2
-        reuses them; when they do not, pass 2 recomputes the forward pass.
+        reuses them; when they do not, pass 2 recomputes the forward pass. Default
+        ``2**30`` for a model on the CPU (keeping is faster there) and 0 elsewhere: on a
+        GPU recomputing the forward pass is faster than writing and reading kept features
+        (and keeping a ResNet-18's took 14 GiB on an H100).
     progress : bool, default False
         Show a tqdm progress bar per pass.
     device : str or torch.device, optional
@@ -382,6 +395,15 @@ def layer_sweep(
         Which groups of :data:`SWEEP_METRICS` to compute (default all). Leaving out
         ``"nc1"`` and ``"ncc"`` saves the second pass; columns not computed are NaN, so
         every table has the same columns.
+    num_classes : int, optional
+        The label values are ``0 .. num_classes - 1`` (e.g. a dataset's ``num_classes``).
+    classes : tensor or sequence of ints, optional
+        The label values, for non-contiguous labels. Give ``num_classes`` or ``classes``
+        (not both); by default they are ``torch.unique(labels)``, found once. Either way
+        the classes are fixed before the first batch; labels outside them raise
+        ``ValueError`` (naming the first offending sample and its batch) before any
+        forward pass. A given class absent from the training labels is left out of
+        every metric (they cover the classes present, as without this argument).
 
     Returns
     -------
@@ -428,6 +450,8 @@ def layer_sweep(
         device=device,
         alignment_rank=alignment_rank,
         metrics=metrics,
+        num_classes=num_classes,
+        classes=classes,
     )
     with _evaluation_mode(model), torch.no_grad():
         return plan.run(progress=progress)
@@ -450,10 +474,12 @@ class _SweepPlan:
         test_labels: Any,
         batch_size: int,
         conv_policy: str,
-        memory_budget: int,
+        memory_budget: int | None,
         device: str | torch.device | None,
         alignment_rank: int | None = None,
         metrics: Collection[str] | None = None,
+        num_classes: int | None = None,
+        classes: Any = None,
     ) -> _SweepPlan:
         """Check every argument before any work starts; raise ValueError/KeyError naming the problem."""
         _check_capture_options(batch_size, conv_policy)
@@ -464,9 +490,10 @@ class _SweepPlan:
         if alignment_rank is not None and (isinstance(alignment_rank, bool) or not isinstance(alignment_rank, int)
                                            or alignment_rank < 1):
             raise ValueError(f"alignment_rank must be a positive integer or None, got {alignment_rank!r}")
-        if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)):
+        if memory_budget is not None and (isinstance(memory_budget, bool)
+                                          or not isinstance(memory_budget, (int, float))):
             raise ValueError(f"memory_budget must be a number of bytes, got {memory_budget!r}")
-        if not memory_budget >= 0:
+        if memory_budget is not None and not memory_budget >= 0:
             raise ValueError(f"memory_budget must be >= 0 bytes, got {memory_budget!r}")
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -491,7 +518,7 @@ class _SweepPlan:
             raise KeyError(f"model.classifier_name {classifier_name!r} is not a submodule of the model")
 
         inputs, labels = _check_data(inputs, labels, "inputs", "labels")
-        check_min_classes(torch.unique(labels), 2, "layer_sweep")
+        sweep_classes = _sweep_classes(labels, classes, num_classes, batch_size)
         if (test_inputs is None) != (test_labels is None):
             raise ValueError("give both test_inputs and test_labels, or neither")
         if test_inputs is not None:
@@ -505,13 +532,19 @@ class _SweepPlan:
         parameter = next(model.parameters(), None)
         model_device = parameter.device if parameter is not None else inputs.device
         stats_device = torch.device(device) if device is not None else model_device
+        if memory_budget is None:
+            memory_budget = 2**30 if model_device.type == "cpu" else 0
+        labels = labels.to(stats_device)
+        sweep_classes = sweep_classes.to(stats_device)
         return cls(
             model=model,
             modules=modules,
             points=points,
             classifier_name=classifier_name,
             inputs=inputs,
-            labels=labels.to(stats_device),
+            labels=labels,
+            classes=sweep_classes,
+            positions=torch.searchsorted(sweep_classes, labels),
             test_inputs=test_inputs,
             test_labels=None if test_labels is None else test_labels.to(stats_device),
             batch_size=batch_size,
@@ -528,62 +561,62 @@ class _SweepPlan:
 
     def run(self, *, progress: bool) -> pd.DataFrame:
         n_points, n_train = len(self.points), self.labels.shape[0]
-        stats = [ClassStats(device=self.stats_device) for _ in range(n_points)]
+        stats = [ClassStats(device=self.stats_device, classes=self.classes) for _ in range(n_points)]
         kept = _FeatureStore(n_train, n_points, self.memory_budget, self.stats_device)
         self.sample_shapes: list[tuple[int, ...] | None] = [None] * n_points
 
         def accumulate_stats(index: int, features: torch.Tensor, rows: slice) -> None:
-            stats[index].update(features, self.labels[rows])
+            stats[index]._update_positions(features, self.positions[rows])
             kept.add(index, features, rows)
 
         network_predictions = self._forward_pass(
             self.inputs, accumulate_stats, desc="sweep pass 1/2 (class means)", progress=progress
         )
+        for class_stats, point in zip(stats, self.points):  # pass 1's device flags, read once
+            try:
+                class_stats.finalize()
+            except ValueError as error:
+                raise ValueError(f"layer_sweep, probe point {point.name!r}: {error}") from None
+        present = stats[0].classes  # the same labels everywhere: given classes never seen are left out
+        positions = (self.positions if present.numel() == self.classes.numel()
+                     else torch.searchsorted(present, self.labels))
 
         want_nc1, want_ncc = "nc1" in self.wanted, "ncc" in self.wanted
         scatters = [ProjectedScatter(class_stats) if want_nc1 else None for class_stats in stats]
-        ncc_correct = torch.zeros(n_points, dtype=torch.long, device=self.stats_device)
-        ncc_mismatched = torch.zeros(n_points, dtype=torch.long, device=self.stats_device)
+        # rows: NCC correct on train, NCC != network on train, NCC correct on test
+        ncc_counts = torch.zeros(3, n_points, dtype=torch.long, device=self.stats_device)
 
         def accumulate_scatter(index: int, features: torch.Tensor, rows: slice) -> None:
-            batch_labels = self.labels[rows]
             if want_nc1:
-                scatters[index].update(features, batch_labels)
+                scatters[index]._update_positions(features, positions[rows])
             if want_ncc:
-                predicted = metrics.ncc_predict(features, stats[index].means, stats[index].classes)
-                ncc_correct[index] += (predicted == batch_labels).sum()
-                ncc_mismatched[index] += (predicted != network_predictions[rows]).sum()
+                predicted = _nearest_centre(features, stats[index].means, present)
+                ncc_counts[0, index] += (predicted == self.labels[rows]).sum()
+                ncc_counts[1, index] += (predicted != network_predictions[rows]).sum()
 
-        if not (want_nc1 or want_ncc):
-            pass
-        elif kept.complete:
+        if (want_nc1 or want_ncc) and kept.complete:
             self._replay(kept, accumulate_scatter, progress=progress)
-        else:
-            self._forward_pass(
-                self.inputs, accumulate_scatter, desc="sweep pass 2/2 (scatter, NCC)", progress=progress
-            )
+        elif want_nc1 or want_ncc:
+            self._forward_pass(self.inputs, accumulate_scatter, desc="sweep pass 2/2 (scatter, NCC)",
+                               progress=progress)
         del kept
 
-        ncc_test_acc = [float("nan")] * n_points
         if self.test_inputs is not None and want_ncc:
-            test_correct = torch.zeros(n_points, dtype=torch.long, device=self.stats_device)
-
             def classify_test(index: int, features: torch.Tensor, rows: slice) -> None:
-                predicted = metrics.ncc_predict(features, stats[index].means, stats[index].classes)
-                test_correct[index] += (predicted == self.test_labels[rows]).sum()
+                predicted = _nearest_centre(features, stats[index].means, present)
+                ncc_counts[2, index] += (predicted == self.test_labels[rows]).sum()
 
             self._forward_pass(self.test_inputs, classify_test, desc="sweep test pass", progress=progress)
-            ncc_test_acc = (test_correct.double() / self.test_labels.shape[0]).tolist()
+        n_test = float("nan") if self.test_inputs is None else self.test_labels.shape[0]
+        correct, mismatched, test_correct = ncc_counts.tolist()
+        nan = float("nan")
+        alignments = self._alignments(stats) if "alignment" in self.wanted else [nan] * n_points
 
         rows = []
         for index, point in enumerate(self.points):
-            row: dict[str, Any] = {
-                "layer": index,
-                "name": point.name,
-                "depth": index / (n_points - 1) if n_points > 1 else 0.0,
-                "dim": stats[index].dim,
-                "conv_policy": self.conv_policy,
-            }
+            row: dict[str, Any] = {"layer": index, "name": point.name,
+                                   "depth": index / (n_points - 1) if n_points > 1 else 0.0,
+                                   "dim": stats[index].dim, "conv_policy": self.conv_policy}
             row.update(
                 metrics.summary_from_stats(
                     stats[index], scatters[index], classifier_weight=self._classifier_weight(point, stats[index].dim)
@@ -593,11 +626,10 @@ class _SweepPlan:
             # the columns in every table
             row.setdefault("self_duality", float("nan"))
             row.setdefault("nc1", float("nan"))
-            nan = float("nan")
-            row["ncc_train_acc"] = float(ncc_correct[index]) / n_train if want_ncc else nan
-            row["ncc_test_acc"] = ncc_test_acc[index]
-            row["ncc_mismatch"] = float(ncc_mismatched[index]) / n_train if want_ncc else nan
-            row["alignment"] = self._alignment(index, stats[index]) if "alignment" in self.wanted else nan
+            row["ncc_train_acc"] = correct[index] / n_train if want_ncc else nan
+            row["ncc_test_acc"] = test_correct[index] / n_test if want_ncc else nan
+            row["ncc_mismatch"] = mismatched[index] / n_train if want_ncc else nan
+            row["alignment"] = alignments[index]
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -637,16 +669,43 @@ class _SweepPlan:
             return None
         return weight.to(self.stats_device)
 
-    def _alignment(self, index: int, class_stats: ClassStats) -> float:
-        """Consumer-weight / class-mean alignment (Rangamani R2), NaN where it does not apply."""
-        point = self.points[index]
-        if point.consumer is None:
-            return float("nan")
-        weight = self.modules[point.consumer].weight.detach().to(self.stats_device)
-        class_means = _consumer_view(class_stats.means, self.sample_shapes[index], weight)
-        if class_means is None:
-            return float("nan")
-        return float(metrics.subspace_alignment(weight, class_means, k=self.alignment_rank))
+    def _alignments(self, stats: list[ClassStats]) -> list[float]:
+        """Consumer-weight / class-mean alignment (Rangamani R2) per probe point, NaN where it
+        does not apply; all layers' SVDs at once on the stats device (see
+        :func:`ncutils._alignment.batched_alignments`)."""
+        requests: list[tuple[torch.Tensor, torch.Tensor, int] | None] = []
+        for index, point in enumerate(self.points):
+            request = None
+            if point.consumer is not None:
+                weight = self.modules[point.consumer].weight.detach().to(self.stats_device)
+                class_means = _consumer_view(stats[index].means, self.sample_shapes[index], weight)
+                if class_means is not None:
+                    request = alignment_request(weight, class_means, self.alignment_rank)
+            requests.append(request)
+        return batched_alignments(requests)
+
+
+def _sweep_classes(labels: torch.Tensor, classes: Any, num_classes: int | None, batch_size: int) -> torch.Tensor:
+    """The sweep's classes, fixed before any batch: given, or ``torch.unique(labels)`` once.
+
+    Raises ValueError for fewer than two classes present or for labels outside given classes
+    (naming the first such sample and its batch), before any forward pass.
+    """
+    present = torch.unique(labels)
+    check_min_classes(present, 2, "layer_sweep")
+    if classes is None and num_classes is None:
+        return present
+    fixed = ClassStats(classes=classes, num_classes=num_classes).fixed_classes.to(labels.device)
+    unknown = ~torch.isin(present, fixed)
+    if bool(unknown.any()):
+        first = int((~torch.isin(labels, fixed)).nonzero()[0, 0])
+        batch = first // batch_size
+        raise ValueError(
+            f"labels {present[unknown].tolist()} are not among the classes {fixed.tolist()} (first at "
+            f"sample {first}, in batch {batch}: samples {batch * batch_size}:"
+            f"{min((batch + 1) * batch_size, labels.shape[0])})"
+        )
+    return fixed
 
 
 def _consumer_view(

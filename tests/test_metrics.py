@@ -413,3 +413,37 @@ def test_bad_auxiliary_input_raises_value_error():
         metrics.nc1_from_stats(stats, ProjectedScatter(other).update(features, labels))
     with pytest.raises(ValueError, match="at least 2 classes"):
         metrics.cdnv_from_stats(ClassStats.from_features(features[labels == 0], labels[labels == 0]))
+
+
+# --------------------------------------------------------------------------- Rangamani's class weighting
+def _dense_class_weighted_traces(features, labels):
+    """Rangamani's TraceMeasure, literally: D x D per-class covariances averaged over classes,
+    between-class covariance about the sample mean averaged over classes."""
+    features = np.asarray(features, dtype=np.float64).reshape(len(labels), -1)
+    labels = np.asarray(labels)
+    sample_mean = features.mean(axis=0)
+    within = np.zeros((features.shape[1], features.shape[1]))
+    between = np.zeros_like(within)
+    classes = np.unique(labels)
+    for value in classes:
+        members = features[labels == value]
+        centred = members - members.mean(axis=0)
+        within += centred.T @ centred / len(members)
+        offset = (members.mean(axis=0) - sample_mean)[:, None]
+        between += offset @ offset.T
+    within, between = np.trace(within) / len(classes), np.trace(between) / len(classes)
+    return within / (within + between), between / (within + between)
+
+
+def test_class_weighted_relative_traces_match_dense(case):
+    features, labels = case
+    expected = _dense_class_weighted_traces(features, labels)
+    raw = metrics.class_weighted_relative_traces(features, labels)
+    from_stats = metrics.class_weighted_relative_traces_from_stats(ClassStats.from_features(features, labels))
+    assert raw == pytest.approx(expected, rel=RTOL, abs=ATOL)
+    assert from_stats == pytest.approx(expected, rel=RTOL, abs=ATOL)
+    # balanced classes: the same number as the book's relative_within_trace
+    if len(set(np.bincount(np.searchsorted(np.unique(labels), labels)))) == 1:
+        assert raw[0] == pytest.approx(metrics.relative_within_trace(features, labels), rel=1e-9)
+    else:
+        assert raw[0] != pytest.approx(metrics.relative_within_trace(features, labels), rel=1e-6)

@@ -414,3 +414,52 @@ def test_layer_sweep_metric_selection_and_alignment_rank():
     with pytest.raises(ValueError, match="alignment_rank"):
         layer_sweep(model, inputs, labels, alignment_rank=0)
     assert set(SWEEP_METRICS) == {"nc1", "ncc", "alignment"}
+
+
+# ----------------------------------------------------------------------------- classes fixed up front
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_fixed_classes_give_the_same_table(kind: str) -> None:
+    model = make_model(kind)
+    inputs, labels = make_data(input_shape_of(kind), 90, seed=4)
+    test_inputs, test_labels = make_data(input_shape_of(kind), 30, seed=5)
+    test_labels[0] = 7  # a label the training set lacks counts as an NCC error
+    options = dict(test_inputs=test_inputs, test_labels=test_labels, batch_size=16)
+    default = layer_sweep(model, inputs, labels, **options)
+    numeric = default.select_dtypes("number").columns
+    # num_classes=10 includes seven classes absent from the data: they are left out of
+    # every metric (as without the argument), not NaN and not an error
+    for fixed in (dict(classes=list(CLASSES)[::-1]), dict(num_classes=10), dict(classes=[0, 2, 5, 9, 11])):
+        table = layer_sweep(model, inputs, labels, **options, **fixed)
+        np.testing.assert_allclose(table[numeric].to_numpy(float), default[numeric].to_numpy(float),
+                                   rtol=1e-10, atol=1e-12, equal_nan=True, err_msg=str(fixed))
+
+
+def test_labels_outside_given_classes_raise_before_any_forward_pass() -> None:
+    model = make_model("mlp")
+    inputs, labels = make_data(input_shape_of("mlp"), 40, seed=6)
+    labels[25] = 7
+    counter = count_forward_calls(model)
+    with pytest.raises(ValueError, match=r"labels \[7\] are not among the classes \[2, 5, 9\] "
+                                         r"\(first at sample 25, in batch 2: samples 20:30\)"):
+        layer_sweep(model, inputs, labels, classes=CLASSES, batch_size=10)
+    with pytest.raises(ValueError, match="not among the classes"):
+        layer_sweep(model, inputs, labels, num_classes=7)
+    with pytest.raises(ValueError, match="not both"):
+        layer_sweep(model, inputs, labels, num_classes=10, classes=CLASSES)
+    assert counter[0] == 0
+
+
+def test_default_memory_budget_keeps_features_on_the_cpu() -> None:
+    model = make_model("mlp")
+    inputs, labels = make_data(input_shape_of("mlp"), 40, seed=7)
+    counter = count_forward_calls(model)
+    layer_sweep(model, inputs, labels, batch_size=10)
+    assert counter[0] == 4  # one pass: pass 2 replays the kept features
+
+
+def test_nan_features_raise_naming_the_batch() -> None:
+    model = make_model("mlp")
+    inputs, labels = make_data(input_shape_of("mlp"), 40, seed=8)
+    inputs[33, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"probe point .input.: .*NaN or infinite .*samples 30:40"):
+        layer_sweep(model, inputs, labels, batch_size=10, num_classes=10)

@@ -126,7 +126,7 @@ def test_row_blocks_give_the_same_result(monkeypatch, case):
     whole = ClassStats().update(features, labels)
     scatter_whole = ProjectedScatter(whole).update(features, labels).scatter
     # force tiny row blocks so the multi-block path (and its Chan merges) runs
-    monkeypatch.setattr(stats_module, "row_chunks", lambda n_rows, row_bytes: range(0, n_rows, 7))
+    monkeypatch.setattr(stats_module, "row_chunks", lambda n_rows, row_bytes, **_: range(0, n_rows, 7))
     blocked = ClassStats().update(features, labels)
     assert_stats_close(blocked, *naive_moments(features, labels))
     scatter_blocked = ProjectedScatter(blocked).update(features, labels).scatter
@@ -251,3 +251,104 @@ def test_inconsistent_use_raises_value_error():
     other = ClassStats().update(features + 1.0, labels)
     with pytest.raises(ValueError, match="different pass-1"):
         ProjectedScatter(result).merge(ProjectedScatter(other))
+
+
+# ----------------------------------------------------------------------------- fixed classes
+def fixed_stats(features, labels, classes=None, num_classes=None, batch=13):
+    """ClassStats with classes fixed up front, fed in batches of ``batch`` rows."""
+    accumulator = ClassStats(classes=classes, num_classes=num_classes)
+    for start in range(0, len(labels), batch):
+        accumulator.update(features[start:start + batch], labels[start:start + batch])
+    return accumulator
+
+
+def test_fixed_classes_match_naive_loops_and_the_discovered_route(case):
+    features, labels = case
+    classes = np.unique(labels)[::-1].copy()  # any order: sorted inside
+    result = fixed_stats(features, labels, classes=classes)
+    assert_stats_close(result, *naive_moments(features, labels))
+    discovered = ClassStats().update(features, labels)
+    scatter = ProjectedScatter(result)
+    for start in range(0, len(labels), 11):
+        scatter.update(features[start:start + 11], labels[start:start + 11])
+    expected = ProjectedScatter(discovered).update(features, labels).scatter
+    np.testing.assert_allclose(scatter.scatter.numpy(), expected.numpy(), rtol=RTOL, atol=1e-12)
+    assert result.fixed_classes.tolist() == sorted(classes.tolist()) and discovered.fixed_classes is None
+
+
+def test_fixed_classes_absent_from_a_batch_or_from_all_data():
+    # class 7 is missing from the first batches, class 40 from all data: 40 is left out of
+    # the results (every metric covers the classes present), as the discovered route does
+    features, labels = make_data([30, 6, 20], 5, [3, 7, 9])
+    order = np.argsort(labels == 7, kind="stable")
+    features, labels = features[order], labels[order]
+    result = fixed_stats(features, labels, classes=[3, 7, 9, 40], batch=10)
+    assert_stats_close(result, *naive_moments(features, labels))
+    assert result.num_classes == 3 and result.n == 56 and result.fixed_classes.tolist() == [3, 7, 9, 40]
+    by_count = fixed_stats(features - 1.0, labels - 3, num_classes=41)
+    assert by_count.classes.tolist() == [0, 4, 6]
+    np.testing.assert_allclose(by_count.means.numpy(), result.means.numpy() - 1.0, rtol=RTOL)
+
+
+def test_fixed_classes_unknown_label_names_the_update_and_samples():
+    features, labels = make_data([15, 15], 3, [0, 1])
+    labels = labels.copy()
+    labels[27] = 5
+    accumulator = fixed_stats(features, labels, classes=[0, 1], batch=10)  # no error yet
+    with pytest.raises(ValueError, match=r"label 5 \(first seen in update 2, samples 20:30 .*\[0, 1\]"):
+        accumulator.means
+    with pytest.raises(ValueError, match="label 5"):  # stays poisoned
+        accumulator.finalize()
+
+
+def test_fixed_classes_non_finite_values_name_the_update_and_samples():
+    features, labels = make_data([10, 10], 3, [0, 1])
+    poisoned = features.copy()
+    poisoned[14, 2] = np.nan
+    accumulator = fixed_stats(poisoned, labels, num_classes=2, batch=5)
+    with pytest.raises(ValueError, match=r"NaN or infinite .*update 2, samples 10:15"):
+        accumulator.counts
+    poisoned[14, 2] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fixed_stats(poisoned, labels, num_classes=2, batch=5).finalize()
+    with pytest.raises(ValueError, match="too large"):
+        ClassStats(num_classes=1).update(np.array([[1e200, 0.0], [-1e200, 0.0]]), np.array([0, 0])).means
+    stats = fixed_stats(features, labels, num_classes=2)
+    scatter = ProjectedScatter(stats).update(features, labels).update(poisoned[10:], labels[10:])
+    with pytest.raises(ValueError, match=r"NaN or infinite .*update 1, samples 20:30 of those passed to this "
+                                         r"ProjectedScatter"):
+        scatter.scatter
+    with pytest.raises(ValueError, match=r"label 3 .*update 0"):
+        ProjectedScatter(stats).update(features[:2], np.array([0, 3])).scatter
+
+
+def test_fixed_classes_merge_and_results_do_not_change_under_the_caller():
+    features, labels = make_data([12, 9, 15], 4, [1, 2, 6])
+    whole = ClassStats().update(features, labels)
+    first = fixed_stats(features[:20], labels[:20], classes=[1, 2, 6])
+    means_before = first.means.clone()
+    held = first.means
+    second = fixed_stats(features[20:], labels[20:], classes=[1, 2, 6])
+    merged = first.merge(second)
+    assert merged.fixed_classes.tolist() == [1, 2, 6] and torch.equal(merged.counts, whole.counts)
+    np.testing.assert_allclose(merged.within_ss.numpy(), whole.within_ss.numpy(), rtol=RTOL)
+    mixed = first.merge(ClassStats().update(features[20:], labels[20:]))
+    assert mixed.fixed_classes is None and torch.equal(mixed.counts, whole.counts)
+    first.update(features[20:], labels[20:])
+    assert torch.equal(held, means_before)  # results handed out are not updated in place
+    np.testing.assert_allclose(first.means.numpy(), whole.means.numpy(), rtol=RTOL)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(classes=[0, 1], num_classes=2), "not both"),
+        (dict(num_classes=0), "num_classes"),
+        (dict(num_classes=2.0), "num_classes"),
+        (dict(classes=[1, 1, 2]), "repeat"),
+        (dict(classes=[0.5, 1.0]), "integers"),
+    ],
+)
+def test_fixed_classes_bad_arguments(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        ClassStats(**arguments)
