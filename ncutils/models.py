@@ -402,11 +402,138 @@ def _resnet18(
     return _attach_probe_points(model, points, "fc")
 
 
+# --------------------------------------------------------------------------- Rangamani et al.
+# The official code's own networks (``src/Models.py`` of mariuslindegaard/Intermediate_Neural_Collapse),
+# with its module names, so that the probe points carry the names of the official hooks: the
+# *input* of every Linear (MLP, hook suffix ``fc``) and of every Conv2d and the classifier
+# (ConvNet, hook suffixes ``conv`` and ``fc``).
+
+
+class RangamaniMLP(nn.Module):
+    """``mlp_large``-style MLP: ``flatten``, blocks ``block{i}`` = Linear (``fc``) ->
+    BatchNorm1d (``bn``) -> ReLU (``relu``), then the classifier ``fc``; every Linear,
+    the classifier included, has a bias only when ``bias=True`` (the official model name
+    needs ``"bias"`` for one)."""
+
+    def __init__(self, in_features: int, num_classes: int, widths: Sequence[int],
+                 bias: bool, batchnorm: bool) -> None:
+        super().__init__()
+        layers: dict[str, nn.Module] = {"flatten": nn.Flatten()}
+        fan_in = in_features
+        for index, width in enumerate(widths):
+            block = nn.Sequential()
+            block.add_module("fc", nn.Linear(fan_in, width, bias=bias))
+            if batchnorm:
+                block.add_module("bn", nn.BatchNorm1d(width))
+            block.add_module("relu", nn.ReLU())
+            layers[f"block{index}"] = block
+            fan_in = width
+        layers["fc"] = nn.Linear(fan_in, num_classes, bias=bias)
+        self.model = nn.Sequential()
+        for name, module in layers.items():
+            self.model.add_module(name, module)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+
+def _rangamani_mlp(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    depth: int = 10,
+    width: int = 1024,
+    bias: bool = False,
+    batchnorm: bool = True,
+) -> nn.Module:
+    """Rangamani et al.'s MLP: ``depth`` hidden blocks of ``width`` (``mlp_large``: 10 x 1024).
+
+    Probe points are the inputs of the Linear layers, named as the official hooks:
+    ``block0.fc`` (the flattened raw input), ``block1.fc``, ..., ``fc`` (the penultimate
+    features); each one's consumer is that Linear.
+    """
+    _positive_int(depth, "depth")
+    _positive_int(width, "width")
+    model = RangamaniMLP(math.prod(input_shape), num_classes, [width] * depth, bool(bias),
+                         bool(batchnorm))
+    readers = [f"block{index}.fc" for index in range(depth)] + ["fc"]
+    sources = [None] + [f"model.block{index}" for index in range(depth)]
+    points = [ProbePoint(reader, source, f"model.{reader}")
+              for reader, source in zip(readers, sources)]
+    return _attach_probe_points(model, points, "model.fc")
+
+
+class RangamaniConvNet(nn.Module):
+    """``convnet_deep``-style ConvNet: blocks ``b{i}`` = Conv2d (``conv``) -> BatchNorm2d
+    (``bn``) -> ReLU (``relu``), ``flatten``, classifier ``fc`` (with a bias, as the
+    official code). ``b0`` has no ReLU (official ``use_relu=False``); ``b0`` and ``b1``
+    are 2x2 stride-2 convs (the official ``downsampling_layers=[2, 2]``), the rest 3x3
+    with padding 1."""
+
+    def __init__(self, in_channels: int, spatial: tuple[int, int], num_classes: int,
+                 widths: Sequence[int], bias: bool, batchnorm: bool) -> None:
+        super().__init__()
+        self.model = nn.Sequential()
+        height, width_px = spatial
+        channels = in_channels
+        for index, out_channels in enumerate(widths):
+            block = nn.Sequential()
+            if index < 2:
+                block.add_module("conv", nn.Conv2d(channels, out_channels, 2, 2, 0, bias=bias))
+                height, width_px = height // 2, width_px // 2
+            else:
+                block.add_module("conv", nn.Conv2d(channels, out_channels, 3, 1, 1, bias=bias))
+            if batchnorm:
+                block.add_module("bn", nn.BatchNorm2d(out_channels))
+            if index > 0:
+                block.add_module("relu", nn.ReLU())
+            self.model.add_module(f"b{index}", block)
+            channels = out_channels
+        self.model.add_module("flatten", nn.Flatten())
+        self.model.add_module("fc", nn.Linear(channels * height * width_px, num_classes))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+
+def _rangamani_convnet(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    depth: int = 20,
+    width: int = 128,
+    bias: bool = False,
+    batchnorm: bool = True,
+) -> nn.Module:
+    """Rangamani et al.'s deep ConvNet: ``depth`` conv blocks of ``width`` channels
+    (``convnet_deep``: 20 x 128).
+
+    Probe points are the inputs of every Conv2d and of the classifier, named as the
+    official hooks: ``b0.conv`` (the raw image), ``b1.conv``, ..., ``fc`` (the flattened
+    output of the last block). Inputs need at least 4 x 4 pixels (two halvings).
+    """
+    channels, height, width_px = _check_image_shape("rangamani_convnet", input_shape)
+    _positive_int(depth, "depth", minimum=2)
+    _positive_int(width, "width")
+    if min(height, width_px) < 4:
+        raise ValueError(f"rangamani_convnet halves the image twice and needs at least 4x4 "
+                         f"pixels, got {height}x{width_px}")
+    model = RangamaniConvNet(channels, (height, width_px), num_classes, [width] * depth,
+                             bool(bias), bool(batchnorm))
+    readers = [f"b{index}.conv" for index in range(depth)] + ["fc"]
+    sources = [None] + [f"model.b{index}" for index in range(depth)]
+    points = [ProbePoint(reader, source, f"model.{reader}")
+              for reader, source in zip(readers, sources)]
+    return _attach_probe_points(model, points, "model.fc")
+
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": _mlp,
     "vgg": _vgg,
     "resnet18": _resnet18,
     "convnet": _convnet,
+    "rangamani_convnet": _rangamani_convnet,
+    "rangamani_mlp": _rangamani_mlp,
 }
 
 
@@ -419,6 +546,8 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
 ARCH_VERSIONS: dict[str, int] = {
     "convnet": 1,
     "mlp": 1,
+    "rangamani_convnet": 1,
+    "rangamani_mlp": 1,
     "resnet18": 1,
     "vgg": 1,
 }
@@ -448,7 +577,7 @@ def available_architectures() -> list[str]:
     Examples
     --------
     >>> available_architectures()
-    ['convnet', 'mlp', 'resnet18', 'vgg']
+    ['convnet', 'mlp', 'rangamani_convnet', 'rangamani_mlp', 'resnet18', 'vgg']
     """
     return sorted(_BUILDERS)
 
@@ -483,7 +612,7 @@ def build_model(
 
     Parameters
     ----------
-    arch : {"mlp", "vgg", "resnet18", "convnet"}
+    arch : {"mlp", "vgg", "resnet18", "convnet", "rangamani_mlp", "rangamani_convnet"}
         Architecture family (see the module docstring).
     input_shape : sequence of int
         Shape of one input without the batch axis: ``(D,)`` for vectors,
@@ -500,7 +629,13 @@ def build_model(
           (channel multiplier), ``fc_widths=(4096, 4096)``, ``batchnorm=True``,
           ``activation="relu"``;
         - resnet18: ``width=64`` (first stage channels);
-        - convnet: ``depth=20``, ``width=128``, ``activation="relu"``.
+        - convnet: ``depth=20``, ``width=128``, ``activation="relu"``;
+        - rangamani_mlp: ``depth=10`` (hidden blocks), ``width=1024``, ``bias=False``,
+          ``batchnorm=True`` (Rangamani et al.'s ``mlp_large``, probe points at the input
+          of every Linear);
+        - rangamani_convnet: ``depth=20`` (conv blocks), ``width=128``, ``bias=False``,
+          ``batchnorm=True`` (``convnet_deep``, probe points at the input of every Conv2d
+          and of the classifier).
 
     Returns
     -------

@@ -627,8 +627,10 @@ def measure(model: nn.Module, train_data: Dataset, test_data: Dataset, **options
     """
     from ncutils.probe import layer_sweep
 
+    # the classes are known up front: the sweep then never asks the device which are present
     return layer_sweep(model, train_data.inputs, train_data.labels, test_inputs=test_data.inputs,
-                       test_labels=test_data.labels, progress=False, **options)
+                       test_labels=test_data.labels, progress=False,
+                       num_classes=train_data.num_classes, **options)
 
 
 def stored_sweeps(run: StoredRun, epochs: Sequence[int], *, model_at: Callable[[int], nn.Module],

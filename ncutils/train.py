@@ -47,10 +47,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ncutils import data as data_module
+from ncutils import metrics as metrics_module
+from ncutils import probe
 from ncutils import runs
 from ncutils._io import atomic_write
 from ncutils.data import Dataset, iterate_minibatches, load_dataset
 from ncutils.models import build_model, check_arch_kwargs
+from ncutils.stats import ClassStats
 from ncutils._checks import resolve_device
 
 __all__ = [
@@ -67,6 +70,8 @@ __all__ = [
     "resolve_device",
     "run_epoch",
     "train",
+    "LAST_LAYER_COLUMNS",
+    "last_layer_metrics",
 ]
 
 LOSSES = ("ce", "mse")
@@ -170,8 +175,18 @@ class TrainConfig:
         Also store the weights of the first epoch whose train accuracy reaches each of
         these thresholds in (0, 1] (e.g. ``(0.9, 0.99, 1.0)``); part of the key only
         when not empty.
+    warmup_epochs : int
+        Linear learning-rate warm-up over the first that many epochs, stepped per batch
+        (batch ``i`` of the warm-up uses ``lr * (i + 1) / warm-up batches``), then the
+        multistep or constant schedule (Rangamani et al.'s code warms up 1 epoch); part of
+        the key only when not 0. Not with ``schedule="onecycle"``, which has its own ramp.
     conv_policy : {"flatten", "avgpool"}
         How the sweeps reduce conv maps (keys the measurements, not the training).
+    track_last_layer : bool
+        After every epoch, measure the last hidden layer (the penultimate probe point)
+        online and add its series to the history (:func:`last_layer_metrics`, columns
+        :data:`LAST_LAYER_COLUMNS`): the cheap every-epoch series of DESIGN 8.4 (K1's
+        terminal phase). Part of the key only when True.
     limit_train, limit_test : int or None
         Stratified subsets (see :func:`ncutils.data.load_dataset`).
     data_dir : str or None
@@ -215,7 +230,9 @@ class TrainConfig:
     device: str = "auto"
     sweep_epochs: Any = ()
     save_at_train_acc: Any = ()
+    warmup_epochs: int = 0
     conv_policy: str = "flatten"
+    track_last_layer: bool = False
     limit_train: int | None = None
     limit_test: int | None = None
     data_dir: str | None = None
@@ -270,6 +287,8 @@ class TrainConfig:
             _check(value is None or (_is_int(value) and value >= 1),
                    f"{name} must be a positive integer or None, got {value!r}")
         _check(isinstance(self.download, bool), f"download must be a bool, got {self.download!r}")
+        _check(isinstance(self.track_last_layer, bool),
+               f"track_last_layer must be a bool, got {self.track_last_layer!r}")
         resolve_device(self.device)
 
         milestones = self.milestones
@@ -294,6 +313,10 @@ class TrainConfig:
         _check(len(set(thresholds)) == len(thresholds),
                f"save_at_train_acc has duplicates: {thresholds}")
         put("save_at_train_acc", tuple(sorted(float(t) for t in thresholds)))
+        _check(_is_int(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs,
+               f"warmup_epochs must be an integer in 0..epochs={self.epochs}, got {self.warmup_epochs!r}")
+        _check(not (self.warmup_epochs and self.schedule == "onecycle"),
+               "warmup_epochs does not combine with schedule='onecycle' (it has its own ramp)")
 
     def result_fields(self) -> dict[str, Any]:
         """The fields that determine the results (all but data_dir, download, checkpoint_every)."""
@@ -308,6 +331,15 @@ class TrainConfig:
                   if name not in _SWEEP_FIELDS}
         if not fields["save_at_train_acc"]:
             del fields["save_at_train_acc"]
+        if not fields["warmup_epochs"]:
+            del fields["warmup_epochs"]
+        if not fields["track_last_layer"]:
+            del fields["track_last_layer"]
+        else:
+            # the online series are measurements made while training: the measuring code
+            # keys them (an edit to metrics/probe/stats retrains these runs, and only these)
+            fields["track_last_layer"] = {
+                "measuring_code": runs._source_digests(runs.MEASUREMENT_MODULES)}
         return fields
 
     def sweep_options(self) -> dict[str, Any]:
@@ -331,10 +363,12 @@ class RunResult:
     history : DataFrame
         One row per epoch: ``epoch``, ``loss`` (mean training loss over the epoch's
         batches, in train mode), ``train_acc`` and ``test_acc`` (eval mode, after the
-        epoch, whole splits), ``lr`` (learning rate of the epoch's first batch).
+        epoch, whole splits), ``lr`` (learning rate of the epoch's first batch); with
+        ``track_last_layer`` also :data:`LAST_LAYER_COLUMNS` (measured after the epoch).
     sweeps : DataFrame
         ``epoch`` plus the columns of :func:`ncutils.probe.layer_sweep`, one row per
-        (sweep epoch, probe point): measurements of the stored weights.
+        (sweep epoch, probe point): measurements of the stored weights, at the sweep
+        epochs and at the first epoch reaching each threshold of ``save_at_train_acc``.
     model : nn.Module
         The model at the last epoch, eval mode, on the run's device.
     key : str
@@ -482,6 +516,75 @@ def evaluate_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tens
     return int(correct) / labels.shape[0]
 
 
+#: History columns added by ``TrainConfig(track_last_layer=True)``: the last hidden layer
+#: (penultimate probe point) on the training set (``ll_*``, training class means) and on
+#: the test set (``ll_test_*``: NC1, NC2 and NC3 with the test class means; NCC accuracy
+#: and mismatch with the *training* class means).
+LAST_LAYER_COLUMNS: tuple[str, ...] = (
+    "ll_nc1", "ll_equinorm", "ll_equiangularity", "ll_etf_error", "ll_self_duality",
+    "ll_ncc_mismatch", "ll_ncc_train_acc",
+    "ll_test_nc1", "ll_test_equinorm", "ll_test_equiangularity", "ll_test_etf_error",
+    "ll_test_self_duality", "ll_test_ncc_mismatch", "ll_ncc_test_acc",
+)
+
+
+def _penultimate(model: nn.Module, inputs: torch.Tensor, point: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features at ``point`` and the network's predictions, via :func:`ncutils.probe.iter_features`."""
+    features, predictions = [], []
+    for batch in probe.iter_features(model, inputs, [point], batch_size=EVAL_BATCH_SIZE,
+                                     conv_policy="flatten"):
+        features.append(batch.features[point])
+        predictions.append(batch.predictions)
+    return torch.cat(features), torch.cat(predictions)
+
+
+def last_layer_metrics(model: nn.Module, train_data: Dataset, test_data: Dataset) -> dict[str, float]:
+    """NC1-NC4 of the last hidden layer on the training and the test set (one row of the history).
+
+    The features are those of the model's last probe point (the penultimate layer, read
+    by the classifier; conv maps flattened), captured with
+    :func:`ncutils.probe.iter_features`; the numbers are :func:`ncutils.metrics.summary`
+    (NC1, equinorm, equiangularity, ETF error, self-duality with the classifier weight,
+    NCC mismatch against the network's predictions) and
+    :func:`ncutils.metrics.ncc_accuracy_from_stats` /
+    :func:`~ncutils.metrics.ncc_mismatch_from_stats` with the training class means on
+    the test features. Conventions are those of :mod:`ncutils.metrics` (DESIGN.md 4).
+
+    Returns
+    -------
+    dict
+        The keys of :data:`LAST_LAYER_COLUMNS`.
+
+    Examples
+    --------
+    >>> train_data, test_data = load_data(TrainConfig(dataset="digits", device="cpu"))  # doctest: +SKIP
+    >>> model = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, depth=3, width=32)  # doctest: +SKIP
+    >>> sorted(last_layer_metrics(model, train_data, test_data)) == sorted(LAST_LAYER_COLUMNS)  # doctest: +SKIP
+    True
+    """
+    point = model.probe_points[-1].name
+    weight = dict(model.named_modules())[model.classifier_name].weight.detach()
+    row: dict[str, float] = {}
+    train_features, train_predictions = _penultimate(model, train_data.inputs, point)
+    test_features, test_predictions = _penultimate(model, test_data.inputs, point)
+    train_stats = ClassStats.from_features(train_features, train_data.labels)
+    for prefix, features, labels, predictions in (
+            ("ll_", train_features, train_data.labels, train_predictions),
+            ("ll_test_", test_features, test_data.labels, test_predictions)):
+        values = metrics_module.summary(features, labels, classifier_weight=weight.to(features.device),
+                                        predictions=predictions)
+        for name in ("nc1", "equinorm", "equiangularity", "etf_error", "self_duality"):
+            row[prefix + name] = float(values[name])
+        if prefix == "ll_":
+            row["ll_ncc_mismatch"] = float(values["ncc_mismatch"])
+            row["ll_ncc_train_acc"] = float(values["ncc_accuracy"])
+    row["ll_test_ncc_mismatch"] = metrics_module.ncc_mismatch_from_stats(
+        train_stats, test_features, test_predictions)
+    row["ll_ncc_test_acc"] = metrics_module.ncc_accuracy_from_stats(
+        train_stats, test_features, test_data.labels)
+    return {name: row[name] for name in LAST_LAYER_COLUMNS}
+
+
 
 
 def _rng_states(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -512,6 +615,18 @@ def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
 def _make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer,
                     steps_per_epoch: int) -> tuple[Any, Any]:
     """(per-epoch scheduler, per-batch scheduler); at most one is not None."""
+    if config.warmup_epochs:
+        # One per-batch schedule: the linear warm-up, then the multistep decay of the
+        # epoch (milestones count epochs) or a constant rate.
+        warmup_steps = config.warmup_epochs * steps_per_epoch
+        milestones = list(config.milestones or ()) if config.schedule == "multistep" else []
+
+        def factor(step: int) -> float:
+            epoch = step // steps_per_epoch  # 0-based epoch of this batch
+            decays = sum(1 for milestone in milestones if epoch >= milestone)
+            return min(1.0, (step + 1) / warmup_steps) * config.lr_decay ** decays
+
+        return None, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if config.schedule == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=list(config.milestones), gamma=config.lr_decay), None
@@ -627,8 +742,11 @@ def train(
     def model_at(epoch: int) -> nn.Module:
         return _model_from(stored, config, epoch, device)
 
+    # the first epochs reaching the accuracy thresholds are swept too: where the paper's
+    # figures read the layers (Parker: 0.90, 0.95, 0.975, 0.99)
+    thresholds = {epoch for epoch in stored.manifest.get("train_acc_epochs", {}).values() if epoch is not None}
     sweeps, measured = runs.stored_sweeps(
-        stored, config.sweep_epochs, model_at=model_at,
+        stored, sorted(set(config.sweep_epochs) | thresholds), model_at=model_at,
         data=lambda: data if data is not None else load_data(config, device),
         options=config.sweep_options(), runs_dir=runs_root, force=force)
     manifest = stored.manifest
@@ -693,6 +811,8 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
                 "test_acc": evaluate_accuracy(model, test_data.inputs, test_data.labels),
                 "lr": learning_rate,
             }
+            if config.track_last_layer:
+                row.update(last_layer_metrics(model, train_data, test_data))
             if epoch_scheduler is not None:
                 epoch_scheduler.step()
             history.append(row)

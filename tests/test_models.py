@@ -29,6 +29,12 @@ CASES = [
      ["input", "stem"] + [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)] + ["avgpool"]),
     ("resnet18", (1, 28, 28), dict(width=2),
      ["input", "stem"] + [f"layer{s}.{b}" for s in range(1, 5) for b in range(2)] + ["avgpool"]),
+    ("rangamani_mlp", (1, 8, 8), dict(depth=3, width=16),
+     ["block0.fc", "block1.fc", "block2.fc", "fc"]),
+    ("rangamani_convnet", (1, 28, 28), dict(depth=4, width=8),
+     ["b0.conv", "b1.conv", "b2.conv", "b3.conv", "fc"]),
+    ("rangamani_convnet", (3, 8, 8), dict(depth=3, width=5, bias=True, batchnorm=False),
+     ["b0.conv", "b1.conv", "b2.conv", "fc"]),
 ]
 
 
@@ -135,7 +141,31 @@ def test_resnet18_stem_keeps_resolution():
 
 
 def test_available_architectures():
-    assert available_architectures() == ["convnet", "mlp", "resnet18", "vgg"]
+    assert available_architectures() == ["convnet", "mlp", "rangamani_convnet", "rangamani_mlp",
+                                         "resnet18", "vgg"]
+
+
+def test_rangamani_architectures_follow_the_official_code():
+    # mlp_large: Linear (no bias, classifier included) -> BatchNorm1d -> ReLU, 10 x 1024
+    model = build_model("rangamani_mlp", input_shape=(1, 28, 28), num_classes=10)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 11 and all(m.bias is None for m in linears)
+    assert [m.out_features for m in linears[:-1]] == [1024] * 10
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in model.modules()) == 10
+    # the probe points are the inputs of every Linear: each point's consumer reads it
+    assert [p.consumer for p in model.probe_points] == (
+        [f"model.block{i}.fc" for i in range(10)] + ["model.fc"])
+    # convnet_deep: 20 convs of 128, b0 and b1 2x2 stride 2, b0 without ReLU, fc with a bias
+    model = build_model("rangamani_convnet", input_shape=(3, 32, 32), num_classes=10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 20 and all(c.out_channels == 128 and c.bias is None for c in convs)
+    assert [(c.kernel_size, c.stride) for c in convs[:3]] == [((2, 2), (2, 2))] * 2 + [((3, 3), (1, 1))]
+    assert not any(isinstance(m, nn.ReLU) for m in model.model.b0.modules())
+    assert isinstance(model.model.b1.relu, nn.ReLU)
+    assert model.model.fc.bias is not None and model.model.fc.in_features == 128 * 8 * 8
+    assert len(model.probe_points) == 21
+    with pytest.raises(ValueError, match="4x4"):
+        build_model("rangamani_convnet", input_shape=(1, 2, 2), num_classes=3)
 
 
 @pytest.mark.parametrize("arch,input_shape,kwargs,error,match", [
@@ -173,11 +203,16 @@ PIN_CASES = {
     "convnet": [((1, 8, 8), dict(depth=3, width=4))],
     "mlp": [((5,), dict(depth=3, width=8)),
             ((5,), dict(depth=3, width=8, batchnorm=True, activation="tanh", bias=False))],
+    "rangamani_convnet": [((1, 8, 8), dict(depth=3, width=4)),
+                          ((3, 4, 4), dict(depth=2, width=3, bias=True, batchnorm=False))],
+    "rangamani_mlp": [((5,), dict(depth=3, width=8)),
+                      ((1, 4, 4), dict(depth=2, width=6, bias=True, batchnorm=False))],
     "resnet18": [((3, 8, 8), dict(width=2))],
     "vgg": [((1, 8, 8), dict(config=[4, "M", 8, "M"], fc_widths=(6,))),
             ((3, 32, 32), dict(width=1 / 16, fc_widths=(8,), batchnorm=False))],
 }
-DEFAULT_SHAPES = {"convnet": (3, 32, 32), "mlp": (784,), "resnet18": (3, 32, 32), "vgg": (3, 32, 32)}
+DEFAULT_SHAPES = {"convnet": (3, 32, 32), "mlp": (784,), "rangamani_convnet": (3, 32, 32),
+                  "rangamani_mlp": (784,), "resnet18": (3, 32, 32), "vgg": (3, 32, 32)}
 # arch -> {version: (layout checksum, outputs of PIN_CASES)}
 ARCH_PINS = {
     "convnet": {1: ("45bd2005f8afd8d1", [
@@ -185,6 +220,16 @@ ARCH_PINS = {
     "mlp": {1: ("db657310d6149d70", [
         [-0.3572340783, -0.2535953158, 0.2617665085, -0.3550831387, -0.2596632566, 0.2435959238],
         [-0.0866230894, -0.2164572947, -0.1590611811, -0.1247820081, -0.3990430477, -0.0360171919]])},
+    "rangamani_convnet": {1: ("fdbc8561cc89d526", [
+        [-0.2654599592231877, 0.0293039978923042, -0.19221376411673913, -0.2420016479612008,
+         0.06492343549082187, -0.14597707142344699],
+        [-0.2642860412597656, 0.222023606300354, -0.3419665992259979, -0.24767251039678717,
+         0.3824823070486296, -0.3081639660921317]])},
+    "rangamani_mlp": {1: ("faa0aa95750f3c95", [
+        [0.02405888074365104, -0.0005835918217879555, -0.019666534946707583, -0.0007717226560290776,
+         0.013084805107856794, 0.002535270687021975],
+        [-0.3258696708547566, -0.3492647649104464, -0.20038343574209808, -0.4187207538518917,
+         -0.36193514596161, -0.23253840362882694]])},
     "resnet18": {1: ("d63bde031dedca1a", [
         [-0.1670723341, 0.1062723433, 0.0406373355, -0.0968311731, 0.1819867193, 0.084789073]])},
     "vgg": {1: ("9954733b1a256711", [

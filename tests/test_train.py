@@ -298,3 +298,43 @@ def test_nan_loss_names_the_epoch_and_the_config(tmp_path):
     with pytest.raises(DivergedError, match=r"at epoch 1 .*TrainConfig\(.*lr=1e\+30"):
         train(config, runs_dir=tmp_path, progress=False)
     assert not (tmp_path / "trained" / config_key(config) / "manifest.json").exists()
+
+
+# --------------------------------------------------------------------------- warm-up (Rangamani)
+
+
+def test_warmup_epochs_keys_only_when_set_and_validates():
+    assert "warmup_epochs" not in tiny().training_fields()
+    assert config_key(tiny(warmup_epochs=0)) == config_key(tiny())
+    assert config_key(tiny(warmup_epochs=1)) != config_key(tiny())
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        tiny(warmup_epochs=4)
+    with pytest.raises(ValueError, match="onecycle"):
+        tiny(warmup_epochs=1, schedule="onecycle")
+
+
+def test_warmup_ramps_linearly_per_batch_then_follows_the_milestones(tmp_path):
+    config = tiny(warmup_epochs=1, milestones=(2,), lr_decay=0.1)
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
+    epoch_scheduler, batch_scheduler = train_module._make_scheduler(config, optimizer, steps_per_epoch=5)
+    assert epoch_scheduler is None
+    rates = []
+    for _ in range(15):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        batch_scheduler.step()
+    assert rates == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.05] + [0.05] * 5 + [0.005] * 5)
+    # 80 samples in batches of 16: 5 batches per epoch; history holds each epoch's first rate
+    result = train(config, runs_dir=tmp_path, progress=False)
+    assert result.history.lr.tolist() == pytest.approx([0.01, 0.05, 0.005])
+
+
+def test_resume_with_warmup_equals_an_uninterrupted_run(tmp_path):
+    config = tiny(epochs=4, warmup_epochs=1, sweep_epochs=(1, 4), milestones=(3,))
+    reference = train(config, runs_dir=tmp_path / "whole", progress=False)
+    with pytest.raises(_Killed):
+        train(config, runs_dir=tmp_path / "killed", progress=False, callback=_kill_at(2))
+    resumed = train(config, runs_dir=tmp_path / "killed", progress=False)
+    pd.testing.assert_frame_equal(resumed.history, reference.history, check_exact=True)
+    assert _same_weights(resumed.model, reference.model)

@@ -1,0 +1,204 @@
+"""Kothapalli (TMLR 2023), chapters K1-K2: settings and pre-registered criteria.
+
+K1 (the terminal phase, after Papyan, Han, Donoho 2020): once training error is zero,
+NC1, the ETF error and the self-duality of the last hidden layer fall, and the network's
+decisions become the nearest-class-centre rule. K2 (the locally elastic SDE of Zhang,
+Wang, Su 2021): features separate iff the same-class effect of a step beats the cross-class
+one, alpha > beta. The criteria are those of DESIGN.md 8.6 (which override issue 15's),
+pure functions of history tables and estimates with their thresholds as arguments; this
+module trains nothing (see :func:`ncutils.train.train` with ``track_last_layer=True``
+and :func:`ncutils.theory.lesde.train_trials`).
+
+References
+----------
+Kothapalli (2023), "Neural Collapse: A Review on Modelling Principles and Generalization", TMLR.
+Papyan, Han, Donoho (2020), PNAS. Zhang, Wang, Su (2021), NeurIPS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ncutils import verdicts
+from ncutils.papers.parker.criteria import spearman
+from ncutils.train import TrainConfig
+
+__all__ = [
+    "K1_METRICS",
+    "k1_config",
+    "k1_run",
+    "k1_verdict",
+    "k2_network",
+    "k2_verdict",
+    "phase_check",
+    "tpt_onset",
+]
+
+#: The metrics K1's criterion halves and ranks over the terminal phase (history columns).
+K1_METRICS = ("ll_nc1", "ll_etf_error", "ll_self_duality")
+
+# Papyan et al.'s protocol (NOTES.md 0): SGD, momentum 0.9, weight decay 5e-4, batch 128,
+# lr x0.1 at epochs//3 and 2*epochs//3.
+_PAPYAN = dict(optimizer="sgd", momentum=0.9, weight_decay=5e-4, batch_size=128,
+               schedule="multistep", lr_decay=0.1)
+
+_ARCHS: dict[str, dict[str, Any]] = {
+    "mlp": dict(arch="mlp", arch_kwargs={"depth": 4, "width": 256}),
+    "cnn": dict(arch="vgg", arch_kwargs={"config": [8, "M", 16, "M"], "fc_widths": [64],
+                                         "batchnorm": True}),
+    "vgg11": dict(arch="vgg", arch_kwargs={"config": "vgg11", "fc_widths": [512, 512]}),
+    "resnet18": dict(arch="resnet18", arch_kwargs={}),
+}
+
+
+def k1_config(network: str, dataset: str = "mnist5k", *, epochs: int = 60, lr: float = 0.05,
+              seed: int = 0, limit_train: int | None = None, limit_test: int | None = None,
+              device: str = "auto", **overrides: Any) -> TrainConfig:
+    """A K1 run: Papyan et al.'s protocol with the last layer tracked every epoch.
+
+    ``network``: ``"mlp"`` (4 Linear layers of 256), ``"cnn"`` (a small VGG: 8 and 16
+    channels, BatchNorm, one hidden fc of 64), ``"vgg11"`` or ``"resnet18"`` (the paper
+    settings). Weights are kept at initialisation (the K1 null), at the first epoch of 100%
+    train accuracy (the TPT onset) and at the last epoch.
+    """
+    if network not in _ARCHS:
+        raise KeyError(f"unknown K1 network {network!r}; choose among {sorted(_ARCHS)}")
+    settings = dict(_PAPYAN, **_ARCHS[network])
+    settings.update(dataset=dataset, epochs=epochs, lr=lr, seed=seed, limit_train=limit_train,
+                    limit_test=limit_test, device=device, sweep_epochs=(0,),
+                    save_at_train_acc=(1.0,), track_last_layer=True)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def tpt_onset(history: pd.DataFrame) -> int | None:
+    """First epoch with train accuracy 1.0 (the terminal phase's onset), or None."""
+    reached = history.loc[history["train_acc"] >= 1.0, "epoch"]
+    return None if reached.empty else int(reached.iloc[0])
+
+
+def k1_run(history: pd.DataFrame, *, metrics: Sequence[str] = K1_METRICS, half: float = 0.5,
+           max_rho: float = -0.7, max_mismatch: float = 0.01, min_tpt_ratio: float = 3.0) -> dict[str, Any]:
+    """K1's criterion on one run's history (DESIGN.md 8.6).
+
+    Eligible when train accuracy reaches 1.0. Passes when the terminal phase (onset to last
+    epoch, inclusive) lasts at least ``min_tpt_ratio`` times the epochs before it, each of
+    ``metrics`` at the last epoch is at most ``half`` of its onset value and has Spearman
+    rho <= ``max_rho`` against the epoch over the terminal phase, and the NCC mismatch at the
+    last epoch is at most ``max_mismatch``.
+
+    Returns
+    -------
+    dict
+        ``eligible``, ``passed``, ``onset``, ``tpt_epochs``, ``pre_epochs``, ``tpt_ratio``,
+        per metric ``{m}_onset``, ``{m}_last``, ``{m}_ratio``, ``{m}_rho``, and
+        ``ll_ncc_mismatch_last``, ``failures`` (what failed).
+    """
+    history = history.sort_values("epoch")
+    onset = tpt_onset(history)
+    out: dict[str, Any] = {"eligible": onset is not None, "onset": onset, "failures": []}
+    for metric in metrics:
+        out[f"{metric}_last"] = float(history[metric].iloc[-1])
+    out["ll_ncc_mismatch_last"] = float(history["ll_ncc_mismatch"].iloc[-1])
+    if onset is None:
+        out.update(passed=False, failures=["never reached 100% train accuracy"])
+        return out
+    last_epoch = int(history["epoch"].iloc[-1])
+    tpt = history[history["epoch"] >= onset]
+    out["pre_epochs"] = onset - 1
+    out["tpt_epochs"] = last_epoch - onset + 1
+    out["tpt_ratio"] = out["tpt_epochs"] / max(out["pre_epochs"], 1)
+    if out["tpt_ratio"] < min_tpt_ratio:
+        out["failures"].append(f"terminal phase {out['tpt_epochs']} epochs < {min_tpt_ratio:g} x "
+                               f"{out['pre_epochs']} before it")
+    for metric in metrics:
+        start, end = float(tpt[metric].iloc[0]), float(tpt[metric].iloc[-1])
+        rho = spearman(tpt["epoch"].to_numpy(float), tpt[metric].to_numpy(float))
+        out[f"{metric}_onset"], out[f"{metric}_last"] = start, end
+        out[f"{metric}_ratio"] = end / start if start else float("nan")
+        out[f"{metric}_rho"] = rho
+        if not end <= half * start:
+            out["failures"].append(f"{metric}: last {end:.3g} > {half:g} x onset {start:.3g}")
+        if not rho <= max_rho:
+            out["failures"].append(f"{metric}: Spearman {rho:.3g} > {max_rho:g} over the TPT")
+    mismatch = float(history["ll_ncc_mismatch"].iloc[-1])
+    out["ll_ncc_mismatch_last"] = mismatch
+    if not mismatch <= max_mismatch:
+        out["failures"].append(f"NCC mismatch {mismatch:.3g} > {max_mismatch:g} at the last epoch")
+    out["passed"] = not out["failures"]
+    return out
+
+
+def k1_verdict(histories: Mapping[Any, pd.DataFrame], **thresholds: Any) -> tuple[pd.DataFrame, verdicts.Outcome]:
+    """K1 over several runs: one row per run (:func:`k1_run`) and the verdict of DESIGN 8.3.
+
+    Ineligible runs (no 100% train accuracy) are left out of the count; fewer than two
+    eligible runs give "inconclusive".
+    """
+    rows = []
+    for label, history in histories.items():
+        rows.append({"run": label, **k1_run(history, **thresholds)})
+    table = pd.DataFrame(rows)
+    eligible = table[table["eligible"]]
+    if len(eligible) < 2:
+        return table, verdicts.inconclusive(
+            f"{len(eligible)} eligible run(s) of {len(table)} (need 2)",
+            passed_runs=int(eligible["passed"].sum()) if len(eligible) else 0,
+            eligible_runs=len(eligible))
+    return table, verdicts.combine_runs(list(eligible["passed"].astype(bool)))
+
+
+def k2_network(estimates: Mapping[float, Sequence[float]], *, clean: float = 0.0,
+               null: float = 2 / 3, resamples: int = 2000, level: float = 0.95,
+               seed: int = 0) -> dict[str, Any]:
+    """K2's criterion on one network (DESIGN.md 8.6).
+
+    ``estimates`` maps a label-corruption level p to the per-trial alpha-hat - beta-hat
+    (averaged over the second half of training). Passes when the bootstrap ``level``
+    interval of the median over trials lies above 0 at ``p = clean`` and contains 0 or
+    lies below it at ``p = null`` (= (K-1)/K: labels carry no information).
+    """
+    from ncutils.theory.lesde import bootstrap_median
+
+    rows = {}
+    for p, values in estimates.items():
+        median, low, high = bootstrap_median(values, resamples=resamples, level=level, seed=seed)
+        rows[float(p)] = {"median": median, "low": low, "high": high, "trials": int(np.isfinite(values).sum())}
+    found = {p: rows[p] for p in rows}
+    clean_row = next((row for p, row in found.items() if np.isclose(p, clean)), None)
+    null_row = next((row for p, row in found.items() if np.isclose(p, null)), None)
+    if clean_row is None or null_row is None:
+        raise ValueError(f"estimates need p = {clean} and p = {null}, got {sorted(found)}")
+    clean_ok = bool(clean_row["low"] > 0)
+    null_ok = bool(null_row["low"] <= 0)
+    return {"levels": found, "clean_pass": clean_ok, "null_pass": null_ok, "passed": clean_ok and null_ok,
+            "clean": clean_row, "null": null_row}
+
+
+def k2_verdict(networks: Mapping[str, Mapping[float, Sequence[float]]], **options: Any
+               ) -> tuple[dict[str, dict[str, Any]], verdicts.Outcome]:
+    """K2 over networks: every network must pass (the claim is about every network trained)."""
+    results = {name: k2_network(estimates, **options) for name, estimates in networks.items()}
+    return results, verdicts.combine_runs([r["passed"] for r in results.values()], every=True, min_runs=1)
+
+
+def phase_check(table: pd.DataFrame, *, margin: float = 0.1, min_share: float = 0.95,
+                max_beta: float = 0.0) -> dict[str, Any]:
+    """The simulator's library check (:func:`ncutils.theory.lesde.phase_diagram` rows).
+
+    Over the grid points with ``|alpha - beta| >= margin`` and ``beta < max_beta`` (where the
+    symmetric mode outgrows the others: :mod:`ncutils.theory.lesde`), the sign of
+    alpha - beta must predict ``separated`` in at least ``min_share`` of (point, trial) rows.
+    The share on the whole grid (beta of both signs) is returned too, not tested.
+    """
+    far = table[(table["alpha"] - table["beta"]).abs() >= margin]
+    predicted = far["alpha"] > far["beta"]
+    agree = predicted == far["separated"]
+    region = far["beta"] < max_beta
+    share = float(agree[region].mean()) if region.any() else float("nan")
+    return {"share": share, "points": int(region.sum()), "share_all": float(agree.mean()),
+            "points_all": int(len(far)), "passed": bool(share >= min_share)}

@@ -1,0 +1,143 @@
+"""Tests of ncutils.papers.kothapalli: configs, and the K1/K2 criteria fed their nulls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ncutils import verdicts
+from ncutils.papers import kothapalli
+from ncutils.theory import lesde
+
+
+def _history(onset=5, epochs=30, decay=True, mismatch=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    epoch = np.arange(1, epochs + 1)
+    train_acc = np.where(epoch >= onset, 1.0, 0.5 + 0.5 * epoch / onset)
+    frame = pd.DataFrame({"epoch": epoch, "train_acc": train_acc})
+    for name in kothapalli.K1_METRICS:
+        base = 1.0 * np.exp(-0.1 * epoch) if decay else np.ones(epochs)
+        frame[name] = base * (1 + 0.01 * rng.random(epochs))
+    frame["ll_ncc_mismatch"] = mismatch
+    return frame
+
+
+def test_k1_config_tracks_the_last_layer():
+    config = kothapalli.k1_config("mlp", epochs=10, device="cpu")
+    assert config.track_last_layer and config.save_at_train_acc == (1.0,) and 0 in config.sweep_epochs
+    with pytest.raises(KeyError):
+        kothapalli.k1_config("nope")
+
+
+def test_k1_passes_a_collapsing_run():
+    assert kothapalli.k1_run(_history())["passed"]
+
+
+def test_k1_null_untrained_network_fails():
+    # the network at initialisation: its metrics do not move over the epochs
+    null = _history(decay=False)
+    null["ll_ncc_mismatch"] = 0.3
+    result = kothapalli.k1_run(null)
+    assert result["eligible"] and not result["passed"]
+    table, outcome = kothapalli.k1_verdict({"a": null, "b": _history(decay=False, seed=1)})
+    assert outcome.state == verdicts.NOT_REPRODUCED
+
+
+def test_k1_each_condition_can_fail():
+    assert not kothapalli.k1_run(_history(onset=10, epochs=30))["passed"]   # TPT 21 < 3 x 9
+    assert not kothapalli.k1_run(_history(mismatch=0.02))["passed"]
+    never = _history()
+    never["train_acc"] = 0.9
+    result = kothapalli.k1_run(never)
+    assert not result["eligible"] and not result["passed"]
+    _, outcome = kothapalli.k1_verdict({"a": never, "b": _history()})
+    assert outcome.state == verdicts.INCONCLUSIVE
+
+
+def test_k2_passes_and_its_null_fails():
+    rng = np.random.default_rng(0)
+    good = {0.0: 1e-3 + 1e-4 * rng.standard_normal(20), 2 / 3: 1e-4 * rng.standard_normal(20)}
+    assert kothapalli.k2_network(good)["passed"]
+    # the null level behaving like clean labels: interval above 0 at p = 2/3 must fail
+    null = {0.0: good[0.0], 2 / 3: good[0.0]}
+    assert not kothapalli.k2_network(null)["passed"]
+    # clean labels without alpha > beta fail too
+    flat = {0.0: good[2 / 3], 2 / 3: good[2 / 3]}
+    assert not kothapalli.k2_network(flat)["passed"]
+    _, outcome = kothapalli.k2_verdict({"a": good, "b": null})
+    assert outcome.state == verdicts.NOT_REPRODUCED
+
+
+def test_k2_null_from_the_simulator_fails():
+    # LE-ODE with alpha = beta (no same-class advantage) at every level: alpha-hat - beta-hat = 0
+    per_trial = {}
+    for p, (a, b) in {0.0: (0.0, 0.0), 2 / 3: (0.0, 0.0)}.items():
+        X = lesde.simulate(a + 0.01, b + 0.01, steps=100, trials=20, seed=1)
+        est = lesde.estimate_alpha_beta(X.mean(axis=4), window=11)
+        per_trial[p] = est["alpha_minus_beta"][:, 0, 50:].mean(axis=1)
+    assert not kothapalli.k2_network(per_trial)["passed"]
+
+
+def test_phase_check_fails_on_a_wrong_diagram():
+    table = lesde.phase_diagram([-0.3, 0.3], [-0.2, 0.0], steps=100, trials=2, samples_per_class=4)
+    assert kothapalli.phase_check(table)["passed"]
+    wrong = table.assign(separated=~table["separated"])
+    assert not kothapalli.phase_check(wrong)["passed"]
+
+
+# --------------------------------------------------------------------------- train.py: track_last_layer
+
+from ncutils import metrics as _metrics  # noqa: E402
+from ncutils.probe import capture as _capture  # noqa: E402
+from ncutils.train import LAST_LAYER_COLUMNS, TrainConfig, config_key, load_data, train  # noqa: E402
+
+
+def _tiny(**overrides):
+    settings = dict(dataset="gaussian", dataset_kwargs={"num_classes": 4, "dim": 8, "n_per_class": 20,
+                                                        "n_test_per_class": 10},
+                    arch="mlp", arch_kwargs={"depth": 3, "width": 16}, epochs=4, batch_size=16, lr=0.05,
+                    device="cpu")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_tracking_is_keyed_only_when_on():
+    assert "track_last_layer" not in _tiny().training_fields()
+    assert config_key(_tiny()) != config_key(_tiny(track_last_layer=True))
+    with pytest.raises(ValueError):
+        _tiny(track_last_layer=1)
+
+
+def test_tracked_columns_equal_a_measurement_of_the_stored_weights(tmp_path):
+    result = train(_tiny(track_last_layer=True), runs_dir=tmp_path, progress=False)
+    assert set(LAST_LAYER_COLUMNS) <= set(result.history.columns)
+    model = result.model_at(4)
+    train_data, _ = load_data(result.config)
+    point = model.probe_points[-1].name
+    features = _capture(model, train_data.inputs, [point])[point]
+    weight = model.classifier.weight.detach()
+    last = result.history.iloc[-1]
+    assert last["ll_nc1"] == pytest.approx(_metrics.nc1(features, train_data.labels), rel=1e-9)
+    assert last["ll_self_duality"] == pytest.approx(
+        _metrics.self_duality(features, train_data.labels, weight), rel=1e-9)
+    untracked = train(_tiny(), runs_dir=tmp_path, progress=False)
+    pd.testing.assert_frame_equal(untracked.history, result.history[untracked.history.columns])
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_tracked_series_survive_a_resume(tmp_path):
+    config = _tiny(track_last_layer=True, epochs=5, checkpoint_every=2)
+    reference = train(config, runs_dir=tmp_path / "whole", progress=False)
+
+    def kill(epoch, row):
+        if epoch == 3:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(config, runs_dir=tmp_path / "killed", progress=False, callback=kill)
+    resumed = train(config, runs_dir=tmp_path / "killed", progress=False)
+    pd.testing.assert_frame_equal(resumed.history, reference.history, check_exact=True)
