@@ -67,6 +67,7 @@ Example
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import hashlib
 import importlib
@@ -147,9 +148,27 @@ _LOG = logging.getLogger(__name__)
 # Keys.
 
 
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
 def _module_bytes(module: str) -> bytes:
+    """The code of ``ncutils/<module>.py`` as keys see it: its syntax tree without docstrings.
+
+    Comments, docstrings (doctest examples included) and layout cannot change a number, so
+    editing them retrains and re-measures nothing; any change to the code itself does.
+    """
     path = _PACKAGE_DIR / f"{module}.py"
-    return path.read_bytes() if path.exists() else b"<missing>"
+    if not path.exists():
+        return b"<missing>"
+    tree = _without_docstrings(ast.parse(path.read_bytes(), filename=str(path)))
+    return ast.dump(tree, annotate_fields=True, include_attributes=False).encode()
 
 
 def _source_digests(modules: Sequence[str]) -> dict[str, str]:

@@ -415,3 +415,16 @@ def test_module_runs_as_a_command(tmp_path):
                                env={**os.environ, "PYTHONPATH": str(REPO)})
     assert completed.returncode == 0, completed.stderr
     assert "empty" in completed.stdout
+
+
+def test_module_digests_ignore_docstrings_and_comments_but_not_code(tmp_path, monkeypatch):
+    from ncutils import runs
+
+    source = '"""Module doc."""\n\ndef f(x):\n    """Doc."""\n    # a comment\n    return x + 1\n'
+    (tmp_path / "probe_demo.py").write_text(source)
+    monkeypatch.setattr(runs, "_PACKAGE_DIR", tmp_path)
+    before = runs._source_digests(["probe_demo"])
+    (tmp_path / "probe_demo.py").write_text(source.replace("Doc.", "Other words.").replace("# a comment", "# x"))
+    assert runs._source_digests(["probe_demo"]) == before
+    (tmp_path / "probe_demo.py").write_text(source.replace("x + 1", "x + 2"))
+    assert runs._source_digests(["probe_demo"]) != before

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -338,3 +339,23 @@ def test_resume_with_warmup_equals_an_uninterrupted_run(tmp_path):
     resumed = train(config, runs_dir=tmp_path / "killed", progress=False)
     pd.testing.assert_frame_equal(resumed.history, reference.history, check_exact=True)
     assert _same_weights(resumed.model, reference.model)
+
+
+def test_precision_is_checked_keyed_only_when_not_fp32_and_bf16_trains():
+    assert "precision" not in tiny().training_fields()
+    assert tiny(precision="bf16").training_fields()["precision"] == "bf16"
+    from ncutils import runs
+    assert runs.trained_key(tiny()) != runs.trained_key(tiny(precision="bf16"))
+    with pytest.raises(ValueError, match="precision"):
+        tiny(precision="fp16")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    inputs, labels = torch.randn(64, 8), torch.arange(64) % 4
+    loss = train_module.run_epoch(model, inputs, labels, loss_fn=train_module.make_loss("ce", 4),
+                                  optimizer=optimizer, batch_size=16,
+                                  generator=torch.Generator().manual_seed(0), precision="bf16")
+    assert math.isfinite(loss) and next(model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        train_module.run_epoch(model, inputs, labels, loss_fn=train_module.make_loss("ce", 4),
+                               optimizer=optimizer, batch_size=16, generator=torch.Generator(), precision="x")
