@@ -200,3 +200,68 @@ def test_select_g3_solutions_rejects_bad_input():
         garrod.select_g3_solutions(solutions().set_axis([0, 0, 1, 2]), max_grad_norm=1e-8)
     with pytest.raises(ValueError, match="max_grad_norm"):
         garrod.select_g3_solutions(solutions(), max_grad_norm=-1.0)
+
+
+# --------------------------------------------------------------------------- the amended G3
+def several_solutions() -> pd.DataFrame:
+    # a low-loss solution that did not converge, two converged ones (one deep NC), one rank-1 one
+    return pd.DataFrame({
+        "loss": [0.1508, 0.3883, 0.1648, 0.2766],
+        "grad_norm": [3e-2, 2e-16, 5e-9, 1e-4],
+        "is_deep_nc": [False, False, True, False],
+        "passed": [True, False, True, False],
+    }, index=["seed 0", "seed 1", "seed 2", "seed 3"])
+
+
+def test_g3_verdict_tests_the_lowest_loss_converged_solution_and_names_the_lower_unconverged_one():
+    result = garrod.g3_verdict(several_solutions(), max_grad_norm=garrod.G3_MAX_GRAD_NORM)
+    # seed 2 is both the lowest-loss converged and the deep-NC one; seed 0 is lower but unconverged
+    assert result["tested"] == ["seed 2"] and result["outcome"].state == "reproduced"
+    assert result["table"]["tested"].tolist() == ["", "", "lowest loss, deep NC", ""]
+    assert "seed 0 (loss 0.1508, gradient norm 3.0e-02)" in result["outcome"].reason
+    assert "seed 3" not in result["outcome"].reason  # above the tested loss
+
+
+def test_g3_verdict_is_mixed_when_the_lowest_loss_and_the_deep_nc_solutions_disagree():
+    table = several_solutions()
+    table.loc["seed 2", "is_deep_nc"] = False
+    table.loc["seed 1", "is_deep_nc"] = True
+    table.loc["seed 3", "grad_norm"] = 1e-10  # now the lowest-loss converged one besides seed 2
+    table.loc["seed 3", "passed"] = False
+    result = garrod.g3_verdict(table, max_grad_norm=1e-6)
+    assert result["tested"] == ["seed 2", "seed 1"]
+    assert result["outcome"].state == "inconclusive"
+    assert result["outcome"].reason.startswith("mixed: holds at seed 2, fails at seed 1")
+
+
+def test_g3_verdict_fails_on_a_converged_solution_with_equal_outliers():
+    table = several_solutions().assign(passed=False)
+    result = garrod.g3_verdict(table, max_grad_norm=1e-6)
+    assert result["outcome"].state == "not reproduced" and result["outcome"].passed is False
+
+
+def test_g3_verdict_is_inconclusive_with_the_norms_when_nothing_converged():
+    result = garrod.g3_verdict(several_solutions(), max_grad_norm=1e-20)
+    assert result["outcome"].state == "inconclusive" and result["tested"] == []
+    assert result["outcome"].reason == ("no ReLU solution converged: final gradient norms 2.0e-16 to 3.0e-02 "
+                                        "(bound 1e-20)")
+    with pytest.raises(ValueError, match="passed"):
+        garrod.g3_verdict(several_solutions().drop(columns="passed"), max_grad_norm=1e-6)
+
+
+def test_g3_verdict_on_trained_small_relu_seeds_reports_every_seed():
+    configs = [small("relu", width=9, seed=s) for s in (0, 1, 2)]
+    runs = ufm.train_many(configs, layer=LAYER, steps=200, lr=0.1, polish_iterations=100, progress=False)
+    rows = {}
+    for run in runs:
+        kind = garrod.deep_nc_check(ufm.layer_metrics(run.state, run.config), ufm.weight_gram_spectra(run.state, run.config),
+                                    num_classes=3, depth=3)
+        rows[f"seed {run.config.seed}"] = {"loss": run.final_loss, "grad_norm": run.final_grad_norm,
+                                           "is_deep_nc": kind["is_deep_nc"],
+                                           "passed": garrod.g3_unequal_outliers(run.final)["passed"]}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    result = garrod.g3_verdict(table, max_grad_norm=garrod.G3_MAX_GRAD_NORM)
+    assert list(result["table"].index) == ["seed 0", "seed 1", "seed 2"]
+    converged = [run.converged(garrod.G3_MAX_GRAD_NORM) for run in runs]
+    assert result["table"]["converged"].tolist() == converged
+    assert (result["outcome"].state == "inconclusive") if not any(converged) else bool(result["tested"])

@@ -267,3 +267,112 @@ def test_kink_fractions_count_the_zero_pre_activations_of_an_exact_relu_deep_nc_
     # each sample has one nonzero coordinate out of d = 5
     np.testing.assert_allclose(table["kink_fraction"], 0.8)
     assert (ufm.kink_fractions(random_state(config), config)["kink_fraction"] == 0).all()
+
+
+# --------------------------------------------------------------------------- hand-written step, checkpoints
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_hand_written_gradient_equals_autograd(activation):
+    config = tiny(activation, lambda_w=0.03, lambda_h=0.07)
+    state = random_state(config)
+    tensors = [t.clone().requires_grad_(True) for t in state.tensors()]
+    loss = ufm.ufm_loss(ufm.UFMState(tensors[0], tensors[1:]), config)
+    expected = torch.autograd.grad(loss, tensors)
+    y = ufm.targets(config.num_classes, config.per_class)[0]
+    value, grads = ufm.loss_and_gradient(state.tensors(), config, y)
+    assert float(value) == pytest.approx(float(loss.detach()), rel=1e-14)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+    assert ufm.loss_and_gradient(state.tensors(), config, y, with_loss=False)[0] is None
+
+
+def test_relu_gradient_at_the_kink_follows_torchs_zero_convention():
+    config = ufm.UFMConfig(num_classes=3, per_class=2, depth=3, width=5, activation="relu")
+    state = ufm.dnc_state(config, frames="coordinate")  # many pre-activations exactly 0
+    tensors = [t.clone().requires_grad_(True) for t in state.tensors()]
+    expected = torch.autograd.grad(ufm.ufm_loss(ufm.UFMState(tensors[0], tensors[1:]), config), tensors)
+    grads = ufm.loss_and_gradient(state.tensors(), config, ufm.targets(3, 2)[0])[1]
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+
+
+def _same_run(a: ufm.UFMRun, b: ufm.UFMRun) -> None:
+    for x, z in zip(a.state.tensors(), b.state.tensors()):
+        assert torch.equal(x, z)
+    assert a.final_loss == b.final_loss and a.final_grad_norm == b.final_grad_norm
+    assert a.history.equals(b.history)
+    assert a.snapshots.drop(columns=[]).equals(b.snapshots)
+    assert set(a.spectra) == set(b.spectra)
+    for step in a.spectra:
+        np.testing.assert_array_equal(a.spectra[step], b.spectra[step])
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path, monkeypatch):
+    from ncutils.theory.ufm import training
+
+    config = ufm.UFMConfig(num_classes=3, per_class=3, depth=3, width=6, activation="relu", seed=4)
+    options = dict(layer=2, steps=250, lr=0.1, momentum=0.9, polish_iterations=10,
+                   snapshot_steps=[0, 10, 120, 250], log_every=7, progress=False)
+    reference = ufm.train(config, **options)
+    assert reference.resumed_from is None and reference.checkpoint is None
+
+    saves, real_save = [], training._save_checkpoint
+
+    def save_then_die(path, payload):
+        real_save(path, payload)
+        saves.append(payload["step"])
+        if payload["step"] == 200:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(training, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ufm.train(config, **options, checkpoint_dir=tmp_path, checkpoint_every=100)
+    assert saves == [100, 200]
+    (path,) = tmp_path.glob("ufm-relu-seed4-*.pt")
+    monkeypatch.setattr(training, "_save_checkpoint", real_save)
+    resumed = ufm.train(config, **options, checkpoint_dir=tmp_path, checkpoint_every=100)
+    assert resumed.resumed_from == 200 and resumed.checkpoint == str(path)
+    _same_run(reference, resumed)
+    # the finished checkpoint (step 250) is not retrained: the same result again
+    again = ufm.train(config, **options, checkpoint_dir=tmp_path, checkpoint_every=100)
+    assert again.resumed_from == 250
+    _same_run(reference, again)
+    # another run's arguments get another file; a foreign file under this run's name is refused
+    other = ufm.train(config, **{**options, "lr": 0.05}, checkpoint_dir=tmp_path, checkpoint_every=100)
+    assert other.checkpoint != str(path) and len(list(tmp_path.glob("*.pt"))) == 2
+    payload = torch.load(path, weights_only=True)
+    payload["key"] = {**payload["key"], "lr": 1.0}
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="another run"):
+        ufm.train(config, **options, checkpoint_dir=tmp_path, checkpoint_every=100)
+
+
+def test_training_is_deterministic_and_restores_torchs_settings():
+    config = ufm.UFMConfig(num_classes=3, per_class=3, depth=3, width=6, activation="relu", seed=1)
+    before = torch.are_deterministic_algorithms_enabled()
+    runs = [ufm.train(config, layer=2, steps=60, lr=0.1, progress=False) for _ in range(2)]
+    _same_run(*runs)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    assert runs[0].threads == 1 and runs[0].cpu_capability
+
+
+def test_converged_flag_compares_the_final_gradient_norm_with_the_bound():
+    config = ufm.UFMConfig(num_classes=3, per_class=3, depth=3, width=6, seed=2)
+    run = ufm.train(config, layer=2, steps=300, lr=0.1, polish_iterations=200, progress=False)
+    assert run.converged(1e-6) and run.final_grad_norm < 1e-6
+    short = ufm.train(config, layer=2, steps=3, lr=0.1, progress=False)
+    assert not short.converged(1e-6) and short.converged(short.final_grad_norm)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        run.converged(-1.0)
+
+
+def test_train_many_gives_the_same_runs_in_worker_processes():
+    configs = [ufm.UFMConfig(num_classes=3, per_class=2, depth=3, width=5, activation="relu", seed=s)
+               for s in (0, 1)]
+    options = dict(layer=2, steps=40, lr=0.1, progress=False)
+    here = ufm.train_many(configs, **options)
+    apart = ufm.train_many(configs, workers=2, **options)
+    assert [run.config.seed for run in apart] == [0, 1]
+    for a, b in zip(here, apart):
+        _same_run(a, b)
+    with pytest.raises(ValueError, match="workers"):
+        ufm.train_many(configs, workers=0, **options)

@@ -15,7 +15,9 @@ chapter, with the analysed layers checked). *Judgements*: pure functions of what
 - :func:`deep_nc_check` and :func:`kink_check` -- which kind of solution a run reached, and
   whether its gradient norm can be read as a convergence measure;
 - :func:`select_g3_solutions` -- DESIGN 8.6's ruling for G3 over several seeds: which of the
-  solutions reached the claim is tested on.
+  solutions reached the claim is tested on;
+- :func:`g3_verdict` -- the amended G3 (2026-12-01): the criterion on the selected converged
+  solutions, ``inconclusive`` with the gradient norms when none converged.
 
 Every threshold is an argument whose default is the value the chapter states in its
 pre-registered criteria (the notebook passes them explicitly); nothing here is tuned to a
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ncutils import verdicts
 from ncutils.theory import ufm
 
 __all__ = [
@@ -48,7 +51,16 @@ __all__ = [
     "deep_nc_check",
     "kink_check",
     "select_g3_solutions",
+    "g3_verdict",
+    "G3_AMENDMENT_DATE",
+    "G3_MAX_GRAD_NORM",
 ]
+
+#: The day G3's criterion was amended (a convergence condition and several seeds, issue 12).
+G3_AMENDMENT_DATE = "2026-12-01"
+#: The amended G3's convergence condition, fixed before any amended result: the final gradient
+#: norm of the full loss over all parameters of a converged ReLU solution.
+G3_MAX_GRAD_NORM = 1e-6
 
 # ----------------------------------------------------------------------------- configurations
 #: The paper's deep UFM (Section 5): K, n, L, the decays, and the width and analysed layer of
@@ -385,3 +397,73 @@ def select_g3_solutions(
         else f"no solution converged ({converged!r} is False everywhere)")
     return {"table": table, "lowest_loss": lowest, "deep_nc": deep_nc, "reason": reason}
 
+
+
+def g3_verdict(solutions: pd.DataFrame, *, max_grad_norm: float) -> dict[str, Any]:
+    """The amended G3 (2026-12-01): the criterion on the solutions :func:`select_g3_solutions` picks.
+
+    A solution is converged when its final gradient norm is at most ``max_grad_norm``. The
+    criterion (:func:`g3_unequal_outliers`, its result in the bool column ``passed``) is judged
+    on the lowest-loss converged solution and, when one was reached, on the lowest-loss
+    converged deep-NC one: **reproduced** when it holds on every tested solution, **not
+    reproduced** when on none, **inconclusive** when they disagree ("mixed") or when no
+    solution converged (the reason gives the gradient norms). Lower-loss solutions that did
+    not converge are named in the reason: they are reported, not tested.
+
+    Parameters
+    ----------
+    solutions : DataFrame
+        One row per solution (seed), with ``loss``, ``grad_norm``, ``is_deep_nc`` and
+        ``passed``; the index labels the solutions.
+    max_grad_norm : float
+        The convergence bound (the chapter's :data:`G3_MAX_GRAD_NORM`).
+
+    Returns
+    -------
+    dict
+        ``outcome`` (:class:`ncutils.verdicts.Outcome`), ``tested`` (index labels judged),
+        ``table`` and ``lowest_loss`` / ``deep_nc`` as in :func:`select_g3_solutions`.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"loss": [0.15, 0.39], "grad_norm": [3e-2, 1e-16],
+    ...                       "is_deep_nc": [False, False], "passed": [True, False]},
+    ...                      index=["seed 0", "seed 1"])
+    >>> result = g3_verdict(table, max_grad_norm=1e-6)
+    >>> result["outcome"].state, result["tested"]
+    ('not reproduced', ['seed 1'])
+    >>> g3_verdict(table.iloc[:1], max_grad_norm=1e-6)["outcome"].reason
+    'no ReLU solution converged: final gradient norm 3.0e-02 (bound 1e-06)'
+    """
+    if "passed" not in solutions.columns:
+        raise ValueError(f"solutions lacks the column 'passed'; it has {list(solutions.columns)}")
+    choice = select_g3_solutions(solutions, max_grad_norm=max_grad_norm)
+    table = choice["table"]
+    if choice["lowest_loss"] is None:
+        norms = table["grad_norm"]
+        spread = (f"{norms.min():.1e}" if len(norms) == 1 or norms.min() == norms.max()
+                  else f"{norms.min():.1e} to {norms.max():.1e}")
+        plural = "s" if len(norms) > 1 else ""
+        reason = f"no ReLU solution converged: final gradient norm{plural} {spread} (bound {max_grad_norm:g})"
+        return {**choice, "outcome": verdicts.inconclusive(reason), "tested": []}
+    tested = list(dict.fromkeys(label for label in (choice["lowest_loss"], choice["deep_nc"]) if label is not None))
+    passes = {label: bool(table.loc[label, "passed"]) for label in tested}
+
+    def names(labels) -> str:
+        return " and ".join(str(label) for label in labels)
+
+    held = [label for label in tested if passes[label]]
+    failed = [label for label in tested if not passes[label]]
+    if not failed:
+        state, reason = verdicts.REPRODUCED, f"holds at {names(held)}"
+    elif not held:
+        state, reason = verdicts.NOT_REPRODUCED, f"fails at {names(failed)}"
+    else:
+        state, reason = verdicts.INCONCLUSIVE, f"mixed: holds at {names(held)}, fails at {names(failed)}"
+    lowest_loss = table.loc[choice["lowest_loss"], "loss"]
+    lower = table[(~table["converged"]) & (table["loss"] < lowest_loss)]
+    if len(lower):
+        reason += ("; lower-loss solutions that did not converge, not tested: "
+                   + ", ".join(f"{label} (loss {row.loss:.4g}, gradient norm {row.grad_norm:.1e})"
+                               for label, row in lower.sort_values("loss").iterrows()))
+    return {**choice, "outcome": verdicts.Outcome(state, reason), "tested": tested}

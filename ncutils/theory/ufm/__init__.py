@@ -33,8 +33,10 @@ One concern per module, every public name re-exported here (a chapter needs
   ``W_l^T W_l`` of rank ``K``, and the outlier value of Theorem 4.1 follow) and
   :func:`dnc_state` (that point, built).
 * :mod:`~ncutils.theory.ufm.training` -- :func:`train`: full-batch gradient descent
-  with momentum, then L-BFGS, in float64, with snapshots of the layer spectrum
-  along the way (:func:`snapshot_schedule`).
+  with momentum (a hand-written backward pass, :func:`loss_and_gradient`), then L-BFGS,
+  in float64, deterministic, with snapshots of the layer spectrum along the way
+  (:func:`snapshot_schedule`) and a checkpoint to resume a long run from
+  (:func:`checkpoint_path`).
 * :mod:`~ncutils.theory.ufm.spectra` -- :func:`layer_hessian` / :func:`layer_hvp`,
   the exact Hessian of the loss with respect to one ``W_l`` by autograd (Theorem
   4.1: ``K^2`` equal outliers with eigenvectors ``mu_c^(l+1) kron mu_c'^(l)``),
@@ -107,7 +109,7 @@ from ncutils.theory.ufm.spectra import (
     spectrum_frame,
     weight_gram_spectra,
 )
-from ncutils.theory.ufm.training import UFMRun, snapshot_schedule, train
+from ncutils.theory.ufm.training import UFMRun, checkpoint_path, loss_and_gradient, snapshot_schedule, train, train_many
 
 __all__ = [
     "UFMConfig",
@@ -140,6 +142,9 @@ __all__ = [
     "weight_gram_spectra",
     "kink_fractions",
     "train",
+    "train_many",
+    "loss_and_gradient",
+    "checkpoint_path",
     "snapshot_schedule",
     "spectrum_frame",
 ]
