@@ -25,13 +25,7 @@ SMALL = dict(num_classes=3, per_class=4, depth=3, width=8)
 LAYER = 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matrices: a single thread is faster and immune to a busy machine
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def small(activation: str = "linear", **overrides) -> ufm.UFMConfig:

@@ -24,16 +24,9 @@ from ncutils import runs
 from ncutils import train as train_module
 from ncutils.train import TrainConfig, train
 
-GAUSSIAN = {"num_classes": 4, "dim": 8, "n_per_class": 20, "n_test_per_class": 10}
+from conftest import tiny_config as tiny  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def tiny(**overrides) -> TrainConfig:
-    settings = dict(dataset="gaussian", dataset_kwargs=GAUSSIAN, arch="mlp",
-                    arch_kwargs={"depth": 3, "width": 16}, epochs=3, batch_size=16, lr=0.05,
-                    device="cpu")
-    settings.update(overrides)
-    return TrainConfig(**settings)
 
 
 def _edited(monkeypatch, module: str, suffix: bytes = b'\n"""An edited docstring."""\n') -> None:

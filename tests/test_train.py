@@ -20,16 +20,7 @@ from ncutils.data import load_dataset
 from ncutils.probe import layer_sweep
 from ncutils.train import DivergedError, TrainConfig, config_key, train
 
-GAUSSIAN = {"num_classes": 4, "dim": 8, "n_per_class": 20, "n_test_per_class": 10}
-
-
-def tiny(**overrides) -> TrainConfig:
-    """A config that trains in well under a second on CPU."""
-    settings = dict(dataset="gaussian", dataset_kwargs=GAUSSIAN, arch="mlp",
-                    arch_kwargs={"depth": 3, "width": 16}, epochs=3, batch_size=16, lr=0.05,
-                    device="cpu")
-    settings.update(overrides)
-    return TrainConfig(**settings)
+from conftest import GAUSSIAN, tiny_config as tiny  # noqa: E402,F401
 
 
 def _same_weights(first: torch.nn.Module, second: torch.nn.Module) -> bool:

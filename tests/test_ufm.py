@@ -22,13 +22,7 @@ def random_state(config: ufm.UFMConfig) -> ufm.UFMState:
     return ufm.init_state(ufm.UFMConfig(**{**config.__dict__, "init_gain": 2.0}))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny matrices: a single thread is faster and immune to a busy machine
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # --------------------------------------------------------------------------- loss and gradient
