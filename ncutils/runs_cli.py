@@ -2,8 +2,11 @@
 
 ``python -m ncutils.runs list`` prints what is stored; ``python -m ncutils.runs prune
 --unused-since ISO_TIME`` (or ``--older-than DAYS``) removes what was not loaded or
-written since. :func:`entries`, :func:`prune` and :func:`main` are re-exported by
-:mod:`ncutils.runs`; they live here to keep the store's own module short.
+written since; ``python -m ncutils.runs key --profile cpu`` prints the key of everything a
+profile trains (:func:`profile_key`: CI caches the store under it). :func:`entries`,
+:func:`prune` and :func:`main` are re-exported by :mod:`ncutils.runs`; they live here to
+keep the store's own module short. :func:`profile_configs` is the one place that lists the
+:class:`~ncutils.train.TrainConfig` runs a profile's chapters train.
 
 Example
 -------
@@ -16,18 +19,25 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ncutils import runs
 from ncutils.runs import CHECKPOINT, KINDS, LAST_USED, MANIFEST, default_runs_dir
 
-__all__ = ["entries", "main", "prune"]
+if TYPE_CHECKING:
+    from ncutils.train import TrainConfig
+
+__all__ = ["CHAPTER_RUNS", "NO_TRAINED_RUNS", "chapter_parameters", "entries", "main",
+           "other_trainings", "profile_configs", "profile_key", "prune"]
 
 
 def _size(folder: Path) -> int:
@@ -197,10 +207,294 @@ def _age(stamp: str | None, now: dt.datetime) -> str:
     return f"{seconds:.0f} s"
 
 
+# ---------------------------------------------------------------------------
+# What a profile trains: one enumeration, shared by `key` (and `train`).
+
+
+def chapter_parameters(profile: str, *, root: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """Every chapter's parameters under ``profile``, as papermill gives them to its notebook.
+
+    The notebook's defaults (:func:`ncutils.book.profiles.notebook_parameters`), updated
+    with the profile's values (:func:`~ncutils.book.profiles.load_profile`) and ``profile``.
+
+    Raises
+    ------
+    ValueError
+        Unknown profile or an unreadable profile or notebook.
+    """
+    from ncutils.book import profiles, provenance
+
+    root = provenance.project_root() if root is None else Path(root)
+    values = profiles.load_profile(root, profile)
+    return {stem: {**chapter.defaults, **values.get(stem, {}), "profile": profile}
+            for stem, chapter in profiles.chapters(root).items()}
+
+
+def _seeded(grids: Sequence[Any], seeds: Sequence[int] | None) -> list[TrainConfig]:
+    """The configs ``run_grid(grid, seeds=seeds)`` trains, grid after grid."""
+    entries = [entry for grid in grids for entry in grid.entries]
+    if seeds is None:
+        return [entry.config for entry in entries]
+    return [entry.with_seed(int(seed)).config for entry in entries for seed in seeds]
+
+
+def _parker_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
+    from ncutils.papers import parker
+
+    return _seeded([parker.architecture_grid(parameters)], parameters.get("seeds"))
+
+
+def _parker_p1_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
+    from ncutils.papers import parker
+
+    grids = [parker.architecture_grid(parameters), parker.activation_grid(parameters)]
+    return _seeded(grids, parameters.get("seeds"))
+
+
+def _rangamani_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
+    from ncutils.papers import rangamani
+
+    return _seeded([rangamani.chapter_grid(parameters)], parameters.get("seeds"))
+
+
+def _yang_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
+    from ncutils.papers import yang
+
+    return _seeded([yang.y1_grid(parameters), yang.y2_grid(parameters)], None)  # seeds per entry
+
+
+def _kothapalli_k1_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
+    from ncutils.papers import kothapalli
+
+    return [kothapalli.k1_config(network, parameters["dataset"], epochs=parameters["epochs"],
+                                 lr=parameters["lr"], seed=seed, batch_size=parameters["batch_size"],
+                                 limit_train=parameters.get("limit_train"),
+                                 limit_test=parameters.get("limit_test"),
+                                 device=parameters.get("device", "auto"),
+                                 data_dir=parameters.get("data_dir"),
+                                 download=bool(parameters.get("download", False)))
+            for network in parameters["networks"] for seed in parameters["seeds"]]
+
+
+#: Chapter stem -> the :class:`~ncutils.train.TrainConfig` runs its notebook trains, built
+#: from its parameters by the chapter's paper module as the notebook builds them (the seeds
+#: applied as ``run_grid(..., seeds=seeds)`` applies them).
+CHAPTER_RUNS: dict[str, Callable[[Mapping[str, Any]], list[TrainConfig]]] = {
+    "parker_p1_depth": _parker_p1_runs,
+    "parker_p2_variance": _parker_runs,
+    "parker_p3_angles": _parker_runs,
+    "parker_p4_difficulty": _parker_runs,
+    "rangamani_intermediate": _rangamani_runs,
+    "yang_fine_structure": _yang_runs,
+    "kothapalli_terminal_phase": _kothapalli_k1_runs,
+}
+#: Chapters that train no TrainConfig: K2 trains with :func:`ncutils.theory.lesde.train_trials`
+#: and the Garrod chapter its UFMs (:func:`other_trainings` fingerprints both).
+NO_TRAINED_RUNS = ("measuring_collapse", "kothapalli_lesde", "garrod_ufm")
+
+
+def _selected(parameters: Mapping[str, dict[str, Any]], only: Sequence[str] | None) -> list[str]:
+    unclassified = [stem for stem in parameters if stem not in CHAPTER_RUNS and stem not in NO_TRAINED_RUNS]
+    if unclassified:
+        raise ValueError(f"chapters {unclassified} are in neither ncutils.runs_cli.CHAPTER_RUNS nor "
+                         f"NO_TRAINED_RUNS: say what they train")
+    if only is None:
+        return list(parameters)
+    unknown = [stem for stem in only if stem not in parameters]
+    if unknown:
+        raise ValueError(f"unknown chapters {unknown}: expected some of {', '.join(parameters)}")
+    return [stem for stem in parameters if stem in only]
+
+
+def profile_configs(profile: str, *, root: str | os.PathLike | None = None,
+                    only: Sequence[str] | None = None) -> list[tuple[str, TrainConfig]]:
+    """Every trained run a profile's chapters need, as ``(chapter, TrainConfig)`` pairs.
+
+    Each chapter's parameters (:func:`chapter_parameters`) go to its builder in
+    :data:`CHAPTER_RUNS`; chapters are in stem order, each chapter's runs in the order its
+    notebook trains them, a run listed once per chapter (P1's ReLU run of the activation
+    grid is its architecture grid's) but once in every chapter that trains it (P1-P4 share
+    runs). Building a grid may read one sample of each dataset (to tell images from
+    vectors), downloading it where the chapter's ``download`` says so.
+
+    Parameters
+    ----------
+    profile : str
+    root : path, optional
+        Repository root (default: this checkout).
+    only : sequence of str, optional
+        Only these chapters.
+
+    Raises
+    ------
+    ValueError
+        Unknown profile or chapter, a chapter in neither :data:`CHAPTER_RUNS` nor
+        :data:`NO_TRAINED_RUNS`, or parameters the paper module refuses (as the notebook would).
+
+    Examples
+    --------
+    >>> pairs = profile_configs("smoke", only=["kothapalli_terminal_phase"])
+    >>> sorted({(stem, config.arch, config.epochs) for stem, config in pairs})
+    [('kothapalli_terminal_phase', 'mlp', 20), ('kothapalli_terminal_phase', 'vgg', 20)]
+    """
+    parameters = chapter_parameters(profile, root=root)
+    pairs: list[tuple[str, TrainConfig]] = []
+    for stem in _selected(parameters, only):
+        if stem not in CHAPTER_RUNS:
+            continue
+        seen: set[str] = set()
+        for config in CHAPTER_RUNS[stem](parameters[stem]):
+            if repr(config) not in seen:
+                seen.add(repr(config))
+                pairs.append((stem, config))
+    return pairs
+
+
+#: K2's settings that change what :func:`ncutils.theory.lesde.train_trials` computes, and
+#: the modules it (and the notebook's data loading) runs; its architectures count by version.
+_K2_SETTINGS = ("dataset", "classes", "networks", "label_noise", "trials", "iterations", "lr",
+                "log_every", "probe_per_class", "seed")
+_K2_MODULES = ("theory/lesde", "data", "_checks")
+#: Garrod parameters that do not change a checkpointed ReLU UFM run (the linear run is never
+#: checkpointed: the ``linear_`` parameters do not count either).
+_UFM_IGNORED = ("profile", "relu_workers", "dense_hessian")
+
+
+def _k2_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    from ncutils.models import architecture_version
+
+    networks = parameters.get("networks") or {}
+    supplier = runs.DATASET_PACKAGES.get(parameters.get("dataset"))
+    return {"settings": {name: parameters.get(name) for name in _K2_SETTINGS},
+            "architectures": {name: [spec.get("arch"), architecture_version(spec.get("arch"))]
+                              for name, spec in networks.items()},
+            "source": runs._source_digests(_K2_MODULES),
+            "packages": {name: runs.package_version(name) for name in ("torch", "numpy", supplier) if name}}
+
+
+def _ufm_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+    if not parameters.get("relu_checkpoint"):
+        return None  # nothing of this chapter is kept in the store
+    modules = sorted(f"theory/ufm/{path.stem}" for path in (runs._PACKAGE_DIR / "theory" / "ufm").glob("*.py"))
+    return {"settings": {name: value for name, value in parameters.items()
+                         if name not in _UFM_IGNORED and not name.startswith("linear_")},
+            "source": runs._source_digests(modules),
+            "packages": {name: runs.package_version(name) for name in ("torch", "numpy")}}
+
+
+_OTHER_TRAININGS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any] | None]] = {
+    "kothapalli_lesde": _k2_fingerprint,
+    "garrod_ufm": _ufm_fingerprint,
+}
+
+
+def other_trainings(profile: str, *, root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Fingerprints of what a profile trains without a TrainConfig, by chapter (sha256 hex).
+
+    K2's trials (:func:`ncutils.theory.lesde.train_trials`: its settings, the bytes of
+    ``theory/lesde.py``, ``data.py``, ``_checks.py``, its architectures' versions and the
+    package versions) and, where the profile checkpoints them in the store
+    (``relu_checkpoint``), the Garrod chapter's ReLU UFM runs (its settings and the bytes of
+    ``theory/ufm/*.py``).
+    """
+    parameters = chapter_parameters(profile, root=root)
+    found = {}
+    for stem, fingerprint in _OTHER_TRAININGS.items():
+        if stem in parameters:
+            content = fingerprint(parameters[stem])
+            if content is not None:
+                found[stem] = hashlib.sha256(json.dumps(content, sort_keys=True, default=list).encode()).hexdigest()
+    return found
+
+
+def profile_key(profile: str, *, root: str | os.PathLike | None = None) -> str:
+    """A key (sha256 hex) that changes exactly when a trained run the profile needs changes.
+
+    It hashes the sorted :func:`~ncutils.runs.trained_key` of every run of
+    :func:`profile_configs` (so what such a key covers: the training settings, ``train.py``,
+    ``data.py``, ``_checks.py``, the architecture versions, the package versions, the dataset
+    files; not ``metrics.py``, except through the runs that measure while training, whose
+    key covers the measuring code) and :func:`other_trainings`. CI caches the results store
+    under it: after an edit that changes no trained run, the cache is hit and nothing is
+    retrained. Missing torchvision files are downloaded first where the chapter downloads
+    (the key hashes them), as :func:`ncutils.train.train` does.
+
+    Raises
+    ------
+    ValueError
+        As :func:`profile_configs`.
+    ncutils.data.DatasetNotFoundError
+        Dataset files missing and the chapter does not download.
+    """
+    from ncutils.train import _ensure_data_files
+
+    keys = set()
+    for _, config in profile_configs(profile, root=root):
+        _ensure_data_files(config)
+        keys.add(runs.trained_key(config))
+    other = other_trainings(profile, root=root)
+    payload = {"kind": "profile", "store_format": runs.STORE_FORMAT, "trained": sorted(keys), "other": other}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _key_command(arguments: argparse.Namespace) -> int:
+    """``python -m ncutils.runs key --profile P``: the key on stdout, what it covers on stderr."""
+    try:
+        key = profile_key(arguments.profile)
+        if arguments.verbose:
+            for stem, config in profile_configs(arguments.profile):
+                print(f"{runs.trained_key(config)}  {stem}  {config.dataset}  {config.arch}  seed {config.seed}",
+                      file=sys.stderr)
+            for stem, fingerprint in other_trainings(arguments.profile).items():
+                print(f"{fingerprint[:16]}  {stem}  (not a TrainConfig)", file=sys.stderr)
+    except (ValueError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(key)
+    return 0
+
+
+def _add_train_parser(commands: Any) -> None:
+    """The ``train`` subcommand (issue 16): a profile's missing runs through a job engine."""
+    training = commands.add_parser(
+        "train", help="train every missing run of a profile through a job engine (submitit: local or slurm)")
+    training.add_argument("--profile", default="cpu", help="the profile (default cpu)")
+    training.add_argument("--executor", choices=("local", "slurm"), default="local",
+                          help="submitit's local executor (this machine) or Slurm (default local)")
+    training.add_argument("--workers", type=int, default=None,
+                          help="jobs at once (default: the CPU count for local, all for slurm)")
+    training.add_argument("--dry-run", action="store_true", help="only list the runs that would be trained")
+    training.add_argument("--no-wait", action="store_true", help="slurm: submit and return")
+    training.add_argument("--slurm-partition", default=None)
+    training.add_argument("--gpus-per-node", type=int, default=None)
+    training.add_argument("--cpus-per-task", type=int, default=None)
+    training.add_argument("--timeout-min", type=int, default=None, help="per job (default 24 h)")
+
+
+def _train_command(arguments: argparse.Namespace) -> int:
+    """``python -m ncutils.runs train``: see :mod:`ncutils.book.training`."""
+    from ncutils.book import provenance, training
+
+    root = provenance.project_root()
+    runs_dir = Path(arguments.runs_dir) if arguments.runs_dir else root / "runs"
+    slurm = {"slurm_partition": arguments.slurm_partition, "gpus_per_node": arguments.gpus_per_node,
+             "cpus_per_task": arguments.cpus_per_task, "timeout_min": arguments.timeout_min}
+    try:
+        summary = training.train_profile(root, arguments.profile, executor=arguments.executor,
+                                         runs_dir=runs_dir, workers=arguments.workers,
+                                         dry_run=arguments.dry_run, wait=not arguments.no_wait, slurm=slurm)
+    except (ValueError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{summary['runs']} runs: {summary['stored']} were stored, {summary['trained']} trained now, "
+          f"{len(summary['failed'])} failed")
+    return 1 if summary["failed"] else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ncutils.runs list|prune``: see the module docstring."""
+    """``python -m ncutils.runs list|prune|key``: see the module docstring."""
     parser = argparse.ArgumentParser(prog="python -m ncutils.runs",
-                                     description="List or prune the results store.")
+                                     description="List or prune the results store; print a profile's key.")
     parser.add_argument("--runs-dir", default=None,
                         help="the store (default $NCUTILS_RUNS_DIR or ./runs)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -213,7 +507,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cutoff.add_argument("--older-than", metavar="DAYS", type=float,
                         help="remove entries last used more than DAYS days ago")
     pruning.add_argument("--dry-run", action="store_true", help="only list what would go")
+    keying = commands.add_parser("key", help="print the key of every run a profile trains (a cache key)")
+    keying.add_argument("--profile", default="cpu", help="the profile (default cpu)")
+    keying.add_argument("--verbose", action="store_true", help="list each run's key on stderr")
+    _add_train_parser(commands)
     arguments = parser.parse_args(argv)
+    if arguments.command == "key":
+        return _key_command(arguments)
+    if arguments.command == "train":
+        return _train_command(arguments)
     root = Path(arguments.runs_dir) if arguments.runs_dir else default_runs_dir()
     if arguments.command == "list":
         table = entries(root)

@@ -167,7 +167,11 @@ def test_the_command_line_runs_as_a_module():
     assert completed.stdout.startswith("ok: ")
 
 
-def test_text_scoreboard_tells_unrun_findings_from_findings_without_a_chapter(tmp_path):
+def test_text_scoreboard_tells_unrun_findings_from_findings_without_a_chapter(tmp_path, monkeypatch):
+    import dataclasses
+
+    # every finding has a chapter now: take one away to see the other placeholder
+    monkeypatch.setitem(findings.FINDINGS, "R1", dataclasses.replace(findings.FINDINGS["R1"], chapter=None))
     lines = {line.split()[0]: line for line in cli.scoreboard_text(tmp_path).splitlines()[1:]}
     assert lines["R1"].count("no chapter yet") == len(profiles.PROFILES)
     assert lines["P1"].count("not yet run") == len(profiles.PROFILES)
@@ -252,6 +256,7 @@ def test_every_chapter_page_has_its_figures_and_verdicts(built_book):
         assert page.count("<img") >= figures, f"{stem}: figures missing from the page"
         assert re.search(r'class="nc-verdict nc-(pass|fail|inconclusive)"', page), f"{stem}: no verdict on the page"
         assert "notebooks/" + stem + ".ipynb" in page, f"{stem}: launch links do not point at the source notebook"
+        assert "Setup for Colab" not in page, f"{stem}: the setup cell is not hidden"
 
 
 @pytest.mark.slow
@@ -259,7 +264,8 @@ def test_scoreboard_lists_every_finding_and_the_manifest_every_chapter(built_boo
     root, _, _ = built_book
     scoreboard = (root / "_build" / "html" / "book" / "scoreboard.html").read_text()
     for finding_id in findings.FINDINGS:
-        assert re.search(rf"<td[^>]*><p>{finding_id}</p></td>", scoreboard), finding_id
+        assert re.search(rf'<tr data-id="{finding_id}">', scoreboard), finding_id
+        assert f'id="scoreboard-{finding_id.lower()}"' in scoreboard, finding_id  # its criteria below
     without_chapter = [f.id for f in findings.FINDINGS.values() if f.chapter is None]
     assert scoreboard.count("no chapter yet") >= len(without_chapter) * len(profiles.PROFILES)
     recorded = findings.load(root / "_build" / "findings.json")["profiles"]["smoke"]
@@ -267,3 +273,20 @@ def test_scoreboard_lists_every_finding_and_the_manifest_every_chapter(built_boo
     reproducibility = (root / "_build" / "html" / "book" / "reproducibility.html").read_text()
     for stem in profiles.toc_chapters(root):
         assert stem in reproducibility
+
+
+@pytest.mark.slow
+def test_scoreboard_and_a_chapter_render_at_desktop_and_phone_widths(built_book, tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import screenshots
+    finally:
+        sys.path.pop(0)
+    if screenshots.chromium() is None:
+        pytest.skip("no Chromium (Debian: apt-get install chromium)")
+    root, _, _ = built_book
+    written = screenshots.take_all(root / "_build" / "html", tmp_path)
+    assert len(written) == len(screenshots.PAGES) * len(screenshots.WIDTHS)
+    for path in written:
+        width, _ = screenshots.png_size(path)
+        assert width == int(path.stem.rsplit("-", 1)[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -168,7 +169,22 @@ def _entry(identifier, passed, value, notebook="chapter_x", profile="cpu", **fie
 
 
 def _row(markdown, finding_id):
-    return next(line for line in markdown.splitlines() if line.startswith(f"| {finding_id} |"))
+    """The matrix row of a finding: profile -> (badge word, tooltip, note)."""
+    row = re.search(rf'<tr data-id="{finding_id}">(.*?)</tr>', markdown).group(1)
+    cells = re.findall(r'<td data-profile="([^"]+)"><span class="nc-badge ([\w-]+)"(?: title="([^"]*)")?>([^<]+)</span>'
+                       r'(?:<span class="nc-badge-note">([^<]+)</span>)?</td>', row)
+    return {profile: (html.unescape(word), css, html.unescape(title) or None, note or None)
+            for profile, css, title, word, note in cells}
+
+
+def _details(markdown, finding_id):
+    """The lines under a finding's heading in "Criteria and tested claims"."""
+    block = markdown.split(f"### {finding_id} · ", 1)[1]
+    return block.split("\n(scoreboard-", 1)[0].split("\n## ", 1)[0]
+
+
+def _line(details, label):
+    return next(line for line in details.splitlines() if line.startswith(f"- *{label}*"))
 
 
 def test_scoreboard_shows_every_finding_and_never_passes_unrun_ones():
@@ -177,18 +193,20 @@ def test_scoreboard_shows_every_finding_and_never_passes_unrun_ones():
                                                  "checks": {"chapter_x.etf": {**_entry("chapter_x.etf", True, 0.0),
                                                                               "kind": "check", "verdict": "passed"}}}}}
     board = findings.scoreboard_markdown(content, ["smoke", "cpu"], outdated={"cpu": ["chapter_x"]})
+    matrix = board.split("## Criteria and tested claims")[0]
+    assert "✅" not in board and "❌" not in board and "❔" not in board  # no emoji font needed
     for finding_id in findings.FINDINGS:
-        assert f"| {finding_id} |" in board
-    assert _row(board, "G3").count("not yet run") == 2 and "reproduced" not in _row(board, "G3")
-    without_chapter = [f.id for f in findings.FINDINGS.values() if f.chapter is None and f.id != "R2"]
-    for finding_id in without_chapter:
-        row = _row(board, finding_id)
-        assert row.count("no chapter yet") == 2 and "not yet run" not in row and "reproduced" not in row
-    for finding_id in [f.id for f in findings.FINDINGS.values() if f.chapter is not None and f.id not in ("P1", "R2")]:
-        assert _row(board, finding_id).count("not yet run") == 2
-    p1 = _row(board, "P1").split(" | ")
-    assert p1[-2] == "not yet run" and "reproduced (0.5) — outdated" in p1[-1]
-    assert "not reproduced (0.25)" in _row(board, "R2")
+        assert set(_row(matrix, finding_id)) == {"smoke", "cpu"}
+        assert f"### {finding_id} · " in board
+    assert [cell[0] for cell in _row(matrix, "G3").values()] == ["not yet run"] * 2
+    for finding_id in [f.id for f in findings.FINDINGS.values() if f.id not in ("P1", "R2")]:
+        expected = findings.placeholder(finding_id)
+        assert [cell[0] for cell in _row(matrix, finding_id).values()] == [expected] * 2
+    p1 = _row(matrix, "P1")
+    assert p1["smoke"][:2] == ("not yet run", "nc-not-run")
+    assert p1["cpu"] == ("reproduced", "nc-pass", "reproduced (0.5) — outdated", "outdated")
+    assert _row(matrix, "R2")["cpu"][:3] == ("not reproduced", "nc-fail", "not reproduced (0.25) — outdated")
+    assert "cpu: **reproduced** (0.5) — outdated" in _line(_details(board, "P1"), "Verdicts")
     assert "chapter_x.etf" in board.split("## Checks of the library")[1]
     assert "chapter_x.etf" not in board.split("## Every recorded verdict")[0]
 
@@ -230,10 +248,18 @@ def test_scoreboard_says_no_chapter_yet_for_every_finding_without_a_chapter():
     board = findings.scoreboard_markdown({"schema": 1, "profiles": {}}, ["smoke", "cpu", "gpu", "paper"])
     without = [finding.id for finding in findings.FINDINGS.values() if finding.chapter is None]
     for finding_id in findings.FINDINGS:
-        row = _row(board, finding_id)
+        words = [cell[0] for cell in _row(board, finding_id).values()]
         expected = "no chapter yet" if finding_id in without else "not yet run"
-        assert row.count(expected) == 4 and row.count("| —") >= 2, row  # no tested claim, no criterion
-        assert "not yet run" not in row if finding_id in without else "no chapter yet" not in row
+        assert words == [expected] * 4
+        details = _details(board, finding_id)
+        assert _line(details, "Tested claim").endswith(": —") and _line(details, "Criterion").endswith(": —")
+
+
+def test_scoreboard_badges_have_a_style_for_every_state():
+    css = (REPO / "book" / "_static" / "companion.css").read_text()
+    for state, css_class in findings.BADGE_CLASSES.items():
+        assert f".nc-badge.{css_class} " in css, state
+    assert "@media (max-width: 700px)" in css
 
 
 def test_registry_chapters_are_the_notebooks_that_record_the_findings():
@@ -255,13 +281,14 @@ def test_scoreboard_shows_the_tested_claim_and_inconclusive_reasons():
         "cpu": {"findings": {"P4": inconclusive, "P1": runs}, "checks": {}},
     }}
     board = findings.scoreboard_markdown(content, ["smoke", "cpu"])
-    p4 = _row(board, "P4").split(" | ")
-    assert p4[3] == "MLP on digits and mnist1d"
-    assert p4[-1] == "❔ inconclusive: only 2 eligible datasets |"
-    p1 = _row(board, "P1").split(" | ")
-    assert p1[3] == "smoke: MLP, seed 0; cpu: MLP, seeds 0-2"
-    assert p1[-1] == "✅ reproduced (-0.9), 2 of 3 runs |"
-    assert _row(board, "P2").split(" | ")[3] == "—"
+    p4 = _details(board, "P4")
+    assert _line(p4, "Tested claim") == "- *Tested claim*: MLP on digits and mnist1d"
+    assert "cpu: **inconclusive**: only 2 eligible datasets" in _line(p4, "Verdicts")
+    assert _row(board, "P4")["cpu"][:3] == ("inconclusive", "nc-inconclusive", "inconclusive: only 2 eligible datasets")
+    p1 = _details(board, "P1")
+    assert _line(p1, "Tested claim") == "- *Tested claim*: smoke: MLP, seed 0; cpu: MLP, seeds 0-2"
+    assert "cpu: **reproduced** (-0.9), 2 of 3 runs" in _line(p1, "Verdicts")
+    assert _line(_details(board, "P2"), "Tested claim").endswith(": —")
     details = board.split("## Every recorded verdict")[1].split("## Checks of the library")[0]
     assert "| P4 | cpu | tested | MLP on digits and mnist1d | — | inconclusive: only 2 eligible datasets |" in details
 

@@ -8,14 +8,23 @@ Command line (``python -m ncutils.book ...``):
     key is unchanged since their last successful run), write the scoreboard
     and the manifest, then render ``_build/html`` with ``jupyter-book build``
     (execution off, warnings as errors, nitpicky).
-``run NOTEBOOK [--profile cpu] -p NAME VALUE ...``
-    Re-execute one chapter with other parameters into ``_build/custom/``.
+``run NOTEBOOK [--profile cpu] -p NAME VALUE ... [--dry-run]``
+    Re-execute one chapter with other parameters into
+    ``_build/custom/<chapter>.<profile>.<overrides>.ipynb``; the parameters are checked
+    (types, and the chapter's paper module) before the kernel starts, and the findings
+    record the profile as ``custom: <overrides> (from <profile>)``. ``--dry-run`` only
+    checks them (:func:`check_run`) and prints what would run.
 ``validate``
     Only check the profiles, the notebooks and ``_toc.yml``.
-``scoreboard``
-    Print the scoreboard of the last builds as text.
+``scoreboard [--markdown]``
+    Print the scoreboard of the last builds as text (``--markdown``: a Markdown table
+    and the last build's time per notebook, for a CI job summary).
 ``strip [NOTEBOOK ...]``
     Remove outputs from source notebooks (they are stored stripped).
+``setup-cells [--check] [NOTEBOOK ...]``
+    Write (or, with ``--check``, only check) each chapter's hidden setup cell, which
+    installs the package on Colab from the repository URL of ``_config.yml``
+    (:mod:`~ncutils.book.setup_cell`).
 
 The steps live in the other modules of :mod:`ncutils.book`: reading and
 checking chapters and profiles in :mod:`~ncutils.book.profiles`, running them
@@ -39,7 +48,7 @@ from ncutils.book.execute import BuildError, ensure_kernel, merge_findings, run_
 from ncutils.book.manifest import build_manifest, manifest_markdown
 from ncutils.book.profiles import PROFILES, BookLayout, read_notebook, validate
 
-__all__ = ["build", "main", "render_html", "scoreboard_text", "strip_outputs"]
+__all__ = ["build", "check_run", "main", "render_html", "scoreboard_markdown", "scoreboard_text", "strip_outputs"]
 
 def _jupyter_book_command() -> list[str]:
     script = Path(sys.executable).with_name("jupyter-book")
@@ -139,24 +148,94 @@ def build(
     return manifest
 
 
-def scoreboard_text(root: Path | None = None) -> str:
-    """Plain-text scoreboard of ``_build/findings.json`` (for CI logs)."""
+def _scoreboard(root: Path | None) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """Verdict per finding and profile of ``_build/findings.json``, and the library checks' lines."""
     root = provenance.project_root() if root is None else Path(root)
     content = findings.load(BookLayout(root).build / "findings.json")
-    width = 22
-    lines = ["finding  " + "".join(profile.ljust(width) for profile in PROFILES)]
+    rows = []
     for identifier in findings.FINDINGS:
         cells = []
         for profile in PROFILES:
             entry = content["profiles"].get(profile, {}).get("findings", {}).get(identifier)
             cells.append(findings.placeholder(identifier) if entry is None else entry["verdict"])
-        lines.append(identifier.ljust(9) + "".join(cell.ljust(width) for cell in cells))
+        rows.append((identifier, cells))
+    checks_lines = []
     for profile in PROFILES:
         checks = content["profiles"].get(profile, {}).get("checks", {})
         if checks:
             passed = sum(entry["passed"] for entry in checks.values())
-            lines.append(f"library checks ({profile}): {passed}/{len(checks)} passed")
-    return "\n".join(lines)
+            checks_lines.append(f"library checks ({profile}): {passed}/{len(checks)} passed")
+    return rows, checks_lines
+
+
+def scoreboard_text(root: Path | None = None) -> str:
+    """Plain-text scoreboard of ``_build/findings.json`` (for CI logs)."""
+    rows, checks_lines = _scoreboard(root)
+    width = 22
+    lines = ["finding  " + "".join(profile.ljust(width) for profile in PROFILES)]
+    lines += [identifier.ljust(9) + "".join(cell.ljust(width) for cell in cells) for identifier, cells in rows]
+    return "\n".join(lines + checks_lines)
+
+
+def scoreboard_markdown(root: Path | None = None) -> str:
+    """The scoreboard as a Markdown table, then the last build's time per notebook.
+
+    The times come from ``_build/manifest.json`` (:func:`~ncutils.book.manifest.build_manifest`);
+    without one, only the scoreboard is shown. Made for a CI job summary.
+    """
+    root = provenance.project_root() if root is None else Path(root)
+    rows, checks_lines = _scoreboard(root)
+    lines = ["## Scoreboard", "", "| finding | " + " | ".join(PROFILES) + " |", "|---" * (len(PROFILES) + 1) + "|"]
+    lines += [f"| {identifier} | " + " | ".join(cells) + " |" for identifier, cells in rows]
+    lines += [""] + [f"- {line}" for line in checks_lines]
+    manifest_path = BookLayout(root).build / "manifest.json"
+    if manifest_path.exists():
+        import json
+
+        manifest = json.loads(manifest_path.read_text())
+        lines += ["", f"## Build time per notebook (profile {manifest.get('profile')}, {manifest.get('built_at')})", "",
+                  "| notebook | status | seconds |", "|---|---|---|"]
+        lines += [f"| {record['notebook']} | {record['status']} | {record['seconds']:.1f} |"
+                  for record in manifest.get("notebooks", [])]
+        lines += ["", f"notebooks run in this build: {manifest.get('notebook_seconds_this_build', 0):.1f} s; "
+                      f"jupyter-book: {manifest.get('html_seconds', 0):.1f} s; "
+                      f"whole build: {manifest.get('build_seconds', 0):.1f} s"]
+    return "\n".join(lines) + "\n"
+
+
+def check_run(
+    notebook: str,
+    overrides: Sequence[tuple[str, str]] = (),
+    *,
+    profile: str = "cpu",
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """Check a ``run`` as :func:`~ncutils.book.execute.run_notebook` checks it, running nothing.
+
+    Returns
+    -------
+    dict
+        The chapter's values from the profile updated with the overrides (what the run injects).
+
+    Raises
+    ------
+    ValueError
+        Unknown notebook, profile or parameter, a value of the wrong type, or values the
+        chapter's paper module refuses: the errors ``run`` raises before its kernel starts.
+    """
+    from ncutils.book.profiles import chapter_problems, chapters, load_profile, parameter_problems, parse_value, resolve_chapter
+
+    root = provenance.project_root() if root is None else Path(root).resolve()
+    chapter = resolve_chapter(chapters(root), notebook)
+    values = load_profile(root, profile).get(chapter.stem, {})
+    parsed = {name: parse_value(text) for name, text in overrides}
+    problems = parameter_problems(chapter, parsed, "-p")
+    if not problems:
+        problems = chapter_problems(chapter, {**chapter.defaults, **values, **parsed, "profile": profile},
+                                    f"-p (on profile {profile})")
+    if problems:
+        raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
+    return {**values, **parsed}
 
 
 def strip_outputs(paths: Sequence[Path]) -> list[Path]:
@@ -201,10 +280,15 @@ def _parser() -> argparse.ArgumentParser:
         help="override one parameter (value parsed as YAML); repeatable",
     )
     run_parser.add_argument("-o", "--output", type=Path, help="executed notebook path")
+    run_parser.add_argument("--dry-run", action="store_true", help="only check the chapter and the parameters")
     commands.add_parser("validate", help="check profiles, notebooks and _toc.yml")
-    commands.add_parser("scoreboard", help="print the scoreboard of the builds so far")
+    scoreboard_parser = commands.add_parser("scoreboard", help="print the scoreboard of the builds so far")
+    scoreboard_parser.add_argument("--markdown", action="store_true", help="as Markdown, with the last build's times")
     strip_parser = commands.add_parser("strip", help="remove outputs from source notebooks")
     strip_parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
+    setup_parser = commands.add_parser("setup-cells", help="write the chapters' hidden Colab setup cells")
+    setup_parser.add_argument("--check", action="store_true", help="only report cells that are missing or stale")
+    setup_parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
     return parser
 
 
@@ -215,13 +299,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments.command == "build":
             build(arguments.profile, root=root, force=arguments.force, html=not arguments.no_html)
+        elif arguments.command == "run" and arguments.dry_run:
+            values = check_run(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root)
+            print(f"ok: {arguments.notebook} on profile {arguments.profile} with "
+                  + (", ".join(f"{name}={value!r}" for name, value in sorted(values.items())) or "its defaults"))
         elif arguments.command == "run":
             run_notebook(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root, output=arguments.output)
         elif arguments.command == "validate":
             jobs = validate(root)
             print(f"ok: {len(jobs['cpu'])} chapters, profiles {', '.join(jobs)}")
         elif arguments.command == "scoreboard":
-            print(scoreboard_text(root))
+            print(scoreboard_markdown(root) if arguments.markdown else scoreboard_text(root))
+        elif arguments.command == "setup-cells":
+            from ncutils.book import setup_cell
+
+            paths = arguments.notebooks or sorted(BookLayout(root).notebooks.glob("*.ipynb"))
+            if arguments.check:
+                problems = setup_cell.stale_setup_cells(root, paths)
+                for problem in problems:
+                    print(f"error: {problem}", file=sys.stderr)
+                return 1 if problems else 0
+            source = setup_cell.setup_source(root)
+            for path in paths:
+                if setup_cell.insert_setup_cell(path, source):
+                    print(f"wrote the setup cell of {path}")
         elif arguments.command == "strip":
             paths = arguments.notebooks or sorted(BookLayout(root).notebooks.glob("*.ipynb"))
             for path in strip_outputs(paths):

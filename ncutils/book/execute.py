@@ -12,9 +12,14 @@ other parameters outside the book (``python -m ncutils.book run``).
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
+import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -25,6 +30,7 @@ from ncutils.book.profiles import (
     BookLayout,
     Chapter,
     Job,
+    chapter_problems,
     chapters,
     load_profile,
     parameter_problems,
@@ -35,6 +41,9 @@ from ncutils.book.profiles import (
 __all__ = [
     "KERNEL_NAME",
     "BuildError",
+    "custom_label",
+    "custom_stem",
+    "kernel_manager_class",
     "ensure_kernel",
     "execute",
     "merge_findings",
@@ -71,6 +80,43 @@ def ensure_kernel() -> str:
     except OSError:  # read-only interpreter prefix: fall back to the user's Jupyter folder
         install(kernel_name=KERNEL_NAME, display_name="Python (nc-companion)", user=True)
     return KERNEL_NAME
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_manager_class() -> type:
+    """The kernel manager of the build: IPC transport (Unix sockets) where the OS has it.
+
+    Over TCP without CurveZMQ keys ipykernel logs "Kernel is running over TCP without
+    encryption" at every start, a warning about a channel that is local and short-lived
+    here. Over IPC the kernel talks through socket files beside its connection file
+    (readable by the user only), so the warning has no cause and is not printed; nothing is
+    filtered, so every other kernel message still reaches the build's stderr. Windows has no
+    IPC transport: there the build keeps TCP (and its warning).
+    """
+    from jupyter_client import AsyncKernelManager
+    from traitlets import CaselessStrEnum, default
+
+    if os.name == "nt":
+        return AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _private_ip(self) -> str:
+            # jupyter_client would put the sockets in the current folder ("kernel-ipc-1", ...);
+            # a private temporary folder keeps them out of the checkout and short (Unix socket
+            # paths are limited to about 100 bytes)
+            self._socket_folder = tempfile.mkdtemp(prefix="nc-kernel-")
+            return os.path.join(self._socket_folder, "kernel")
+
+        def cleanup_ipc_files(self) -> None:
+            super().cleanup_ipc_files()
+            folder = getattr(self, "_socket_folder", None)
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    return IPCKernelManager
 
 
 @contextlib.contextmanager
@@ -151,6 +197,7 @@ def execute(
                 str(output),
                 parameters=injected,
                 kernel_name=ensure_kernel(),
+                kernel_manager_class=kernel_manager_class(),
                 language="python",
                 cwd=str(root),
                 progress_bar=sys.stderr.isatty(),
@@ -257,6 +304,49 @@ def merge_findings(layout: BookLayout, all_jobs: dict[str, list[Job]]) -> tuple[
     return findings.merge(contents), outdated
 
 
+def custom_label(profile: str, overrides: dict[str, Any]) -> str:
+    """The profile a custom run records: ``"custom: epochs=10, lr=0.1 (from cpu)"``.
+
+    Without overrides it is the profile itself: the run is that profile's.
+
+    Example
+    -------
+    >>> custom_label("cpu", {"lr": 0.1, "epochs": 10}), custom_label("smoke", {})
+    ('custom: epochs=10, lr=0.1 (from cpu)', 'smoke')
+    """
+    if not overrides:
+        return profile
+    text = ", ".join(f"{name}={provenance.format_value(value)}" for name, value in sorted(overrides.items()))
+    return f"custom: {text} (from {profile})"
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9.=+-]+")
+
+
+def custom_stem(stem: str, profile: str, overrides: dict[str, Any], *, limit: int = 80) -> str:
+    """File stem of a custom run under ``_build/custom/``: the chapter, the profile, the overrides.
+
+    Overrides are spelled out (``name=value``, sorted, unsafe characters as ``_``) while the
+    name stays under ``limit`` characters, else replaced by a 10-digit hash of them, so
+    two runs with different overrides never overwrite each other's notebook.
+
+    Examples
+    --------
+    >>> custom_stem("parker_p1_depth", "cpu", {"epochs": 10, "datasets": ["digits", "mnist1d"]})
+    'parker_p1_depth.cpu.datasets=_digits_mnist1d_.epochs=10'
+    >>> custom_stem("parker_p1_depth", "cpu", {}), len(custom_stem("x", "cpu", {"a": list(range(50))}))
+    ('parker_p1_depth.cpu', 17)
+    """
+    base = f"{stem}.{profile}"
+    if not overrides:
+        return base
+    spelled = ".".join(_SAFE.sub("_", f"{name}={provenance.format_value(value)}") for name, value in sorted(overrides.items()))
+    if len(base) + 1 + len(spelled) <= limit:
+        return f"{base}.{spelled}"
+    digest = hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{base}.h{digest}"
+
+
 def run_notebook(
     notebook: str,
     overrides: Sequence[tuple[str, str]] = (),
@@ -278,9 +368,11 @@ def run_notebook(
     root : pathlib.Path, optional
         Repository root.
     output : pathlib.Path, optional
-        Executed notebook; defaults to ``_build/custom/<chapter>.ipynb``. Its
-        findings go next to it (``<chapter>.findings.json``), never into the
-        book's scoreboard.
+        Executed notebook; defaults to ``_build/custom/<chapter>.<profile>.<overrides>.ipynb``
+        (:func:`custom_stem`), so runs with other overrides keep their own files. Its
+        findings go next to it (``<stem>.findings.json``), never into the book's
+        scoreboard, and record the profile as :func:`custom_label`
+        (``"custom: epochs=10 (from cpu)"``).
 
     Returns
     -------
@@ -290,7 +382,9 @@ def run_notebook(
     Raises
     ------
     ValueError
-        Unknown notebook, profile or parameter, or a value of the wrong type.
+        Unknown notebook, profile or parameter, a value of the wrong type, or values the
+        chapter's paper module refuses (:func:`~ncutils.book.profiles.chapter_problems`),
+        all before the kernel starts.
     BuildError
         The notebook failed.
     """
@@ -300,11 +394,17 @@ def run_notebook(
     values = load_profile(root, profile).get(chapter.stem, {})
     parsed = {name: parse_value(text) for name, text in overrides}
     problems = parameter_problems(chapter, parsed, "-p")
+    if not problems:
+        problems = chapter_problems(chapter, {**chapter.defaults, **values, **parsed, "profile": profile},
+                                    f"-p (on profile {profile})")
     if problems:
         raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
-    injected = {**values, **parsed, "profile": profile}
+    injected = {**values, **parsed, "profile": custom_label(profile, parsed)}
     parameters = {**chapter.defaults, **injected}
-    output = layout.custom / f"{chapter.stem}.ipynb" if output is None else Path(output).resolve()
+    if output is None:
+        output = layout.custom / f"{custom_stem(chapter.stem, profile, parsed)}.ipynb"
+    else:
+        output = Path(output).resolve()
     findings_path = output.with_name(f"{output.stem}.findings.json")
     git = provenance.git_state(root)
     print(f"running {chapter.stem} with " + ", ".join(f"{k}={v!r}" for k, v in sorted(injected.items())), flush=True)

@@ -45,13 +45,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ncutils import verdicts
 from ncutils._io import write_json_atomic
 from ncutils.book import provenance
 
 __all__ = [
+    "BADGE_CLASSES",
     "FINDINGS",
     "NOT_RUN",
     "PAPERS",
@@ -724,42 +725,103 @@ def placeholder(finding_id: str) -> str:
 
     Example
     -------
-    >>> placeholder("R1"), placeholder("P1")
-    ('no chapter yet', 'not yet run')
+    >>> placeholder("P1")  # every finding has a chapter by now
+    'not yet run'
     """
     return verdicts.NO_CHAPTER if FINDINGS[finding_id].chapter is None else NOT_RUN
 
 
-_MARKS = {verdicts.REPRODUCED: "✅", verdicts.NOT_REPRODUCED: "❌", verdicts.INCONCLUSIVE: "❔"}
+#: CSS class of the scoreboard badge of each state (``book/_static/companion.css``). The badge
+#: shows the state as a word on a colour, so it reads without colour and without an emoji font.
+BADGE_CLASSES: dict[str, str] = {
+    verdicts.REPRODUCED: "nc-pass",
+    verdicts.NOT_REPRODUCED: "nc-fail",
+    verdicts.INCONCLUSIVE: "nc-inconclusive",
+    NOT_RUN: "nc-not-run",
+    verdicts.NO_CHAPTER: "nc-no-chapter",
+}
 
 
-def _verdict_cell(entry: Mapping[str, Any], outdated: bool) -> str:
+def _verdict_text(entry: Mapping[str, Any], outdated: bool) -> str:
+    """A verdict with what it rests on: ``reproduced (-0.93), 2 of 3 runs`` or the inconclusive reason."""
     state = entry["verdict"]
-    mark = _MARKS.get(state, "❔")
     if state == verdicts.INCONCLUSIVE:
         # the reason says what the counts are, when there are any ("mixed: 1 of 2")
-        cell = f"{mark} {state}: {entry.get('reason') or 'no reason recorded'}"
+        text = f"{state}: {entry.get('reason') or 'no reason recorded'}"
     else:
-        cell = f"{mark} {state} ({_format_value(entry['value'])})"
+        text = f"{state} ({_format_value(entry['value'])})"
         if entry.get("runs"):
-            cell += f", {entry['runs']['passed']} of {entry['runs']['eligible']} runs"
+            text += f", {entry['runs']['passed']} of {entry['runs']['eligible']} runs"
     if outdated:
-        cell += " — outdated"
-    return cell
+        text += " — outdated"
+    return text
 
 
-def _tested_cell(entries: Mapping[str, Mapping[str, Any] | None]) -> str:
-    tested = {profile: entry["tested"] for profile, entry in entries.items() if entry is not None and entry.get("tested")}
-    if not tested:
-        return "—"
-    if len(set(tested.values())) == 1:
-        return _cell(next(iter(tested.values())))
-    return _cell("; ".join(f"{profile}: {text}" for profile, text in tested.items()))
+def _badge(state: str, *, title: str | None = None, note: str | None = None) -> str:
+    escape = html.escape
+    attributes = f' title="{escape(title)}"' if title else ""
+    badge = f'<span class="nc-badge {BADGE_CLASSES.get(state, "nc-inconclusive")}"{attributes}>{escape(state)}</span>'
+    if note:
+        badge += f'<span class="nc-badge-note">{escape(note)}</span>'
+    return badge
+
+
+def _anchor(finding_id: str) -> str:
+    return f"scoreboard-{finding_id.lower()}"
+
+
+def _matrix_html(recorded: Mapping[str, Any], profiles: Sequence[str],
+                 is_outdated: Callable[[str, Mapping[str, Any]], bool]) -> str:
+    """The finding x profile matrix: one badge per cell, papers as row groups."""
+    escape = html.escape
+    head = "".join(f'<th scope="col">{escape(profile)}</th>' for profile in profiles)
+    rows = []
+    paper = None
+    for finding in FINDINGS.values():
+        if finding.paper != paper:
+            paper = finding.paper
+            rows.append(f'<tr class="nc-paper"><th colspan="{len(profiles) + 2}" scope="rowgroup">'
+                        f'{escape(PAPERS.get(paper, paper))}</th></tr>')
+        cells = []
+        for profile in profiles:
+            entry = recorded.get(profile, {}).get("findings", {}).get(finding.id)
+            if entry is None:
+                badge = _badge(placeholder(finding.id))
+            else:
+                outdated = is_outdated(profile, entry)
+                badge = _badge(entry["verdict"], title=_verdict_text(entry, outdated),
+                               note="outdated" if outdated else None)
+            cells.append(f'<td data-profile="{escape(profile)}">{badge}</td>')
+        rows.append(f'<tr data-id="{escape(finding.id)}"><th scope="row" title="{escape(finding.claim)}">'
+                    f'<a href="#{_anchor(finding.id)}">{escape(finding.id)}</a></th>'
+                    f'<td class="nc-claim">{escape(finding.claim)}</td>{"".join(cells)}</tr>')
+    legend = " ".join(_badge(state) for state in BADGE_CLASSES)
+    return (
+        '<div class="nc-scoreboard">\n'
+        f'<p class="nc-legend">{legend}</p>\n'
+        '<div class="nc-matrix-scroll"><table class="nc-matrix">'
+        f'<thead><tr><th scope="col">Finding</th><th scope="col" class="nc-claim">Paper\'s claim</th>{head}</tr></thead>'
+        f'<tbody>{"".join(rows)}</tbody></table></div>\n'
+        "</div>\n"
+    )
 
 
 def _chapter_link(entry: Mapping[str, Any]) -> str:
     notebook = entry["provenance"].get("notebook")
     return f"{{doc}}`{notebook} </book/generated/{notebook}>`" if notebook else "—"
+
+
+def _registry_chapter_link(finding: Finding) -> str:
+    return f"{{doc}}`{finding.chapter} </book/generated/{finding.chapter}>`" if finding.chapter else "no chapter yet"
+
+
+def _by_profile(values: Mapping[str, str]) -> str:
+    """One text when every profile agrees, else ``profile: text`` for each."""
+    if not values:
+        return "—"
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return "; ".join(f"{profile}: {text}" for profile, text in values.items())
 
 
 def findings_markdown() -> str:
@@ -781,7 +843,7 @@ def scoreboard_markdown(
     *,
     outdated: Mapping[str, Iterable[str]] | None = None,
 ) -> str:
-    """Render the scoreboard tables (MyST Markdown) from a findings content.
+    """Render the scoreboard (MyST Markdown with one raw HTML block) from a findings content.
 
     Parameters
     ----------
@@ -789,18 +851,20 @@ def scoreboard_markdown(
         Merged findings content (:func:`load`, :func:`merge`).
     profiles : iterable of str
         Profiles to show, in column order. Every finding gets a cell for every
-        profile: its verdict and value (an inconclusive one its reason), or
-        :func:`placeholder` (``no chapter yet`` / ``not yet run``).
+        profile: the badge of its verdict (the word on a colour, :data:`BADGE_CLASSES`;
+        the value in the badge's tooltip), or of :func:`placeholder`
+        (``no chapter yet`` / ``not yet run``).
     outdated : mapping, optional
         Profile -> notebook stems whose stored results predate a change of the
-        notebook, its parameters or ``ncutils``; their cells say so.
+        notebook, its parameters or ``ncutils``; their badges say so.
 
     Returns
     -------
     str
-        Markdown with three tables: findings x profiles (paper's claim, tested
-        claim, criterion, verdicts), every record with its provenance and
-        amendments, and the library checks.
+        The compact finding x profile matrix (HTML: a badge per cell, one row group per
+        paper), then per finding its paper's claim, tested claim, criterion and the verdict
+        of each profile with the number it rests on, then every record with its provenance
+        and amendments, and the library checks.
     """
     profiles = list(profiles)
     outdated = {profile: set(stems) for profile, stems in (outdated or {}).items()}
@@ -809,26 +873,27 @@ def scoreboard_markdown(
     def is_outdated(profile: str, entry: Mapping[str, Any]) -> bool:
         return entry["provenance"].get("notebook") in outdated.get(profile, set())
 
-    lines = [
-        "| Finding | Paper | Paper's claim | Tested claim | Criterion | " + " | ".join(profiles) + " |",
-        "|---|---|---|---|---|" + "---|" * len(profiles),
-    ]
+    lines = [_matrix_html(recorded, profiles, is_outdated), "## Criteria and tested claims", ""]
     for finding in FINDINGS.values():
         entries = {profile: recorded.get(profile, {}).get("findings", {}).get(finding.id) for profile in profiles}
-        criteria = sorted({entry["criterion"] for entry in entries.values() if entry is not None})
-        cells = [
-            finding.id,
-            f"{{cite:t}}`{finding.paper}`",
-            _cell(finding.claim),
-            _tested_cell(entries),
-            _cell("; ".join(criteria)) if criteria else "—",
-        ]
-        # A record always shows, even for a finding the registry gives no chapter: the data win.
-        cells += [
-            placeholder(finding.id) if entry is None else _verdict_cell(entry, is_outdated(profile, entry))
+        present = {profile: entry for profile, entry in entries.items() if entry is not None}
+        verdict_items = [
+            f"{profile}: **{placeholder(finding.id)}**" if entry is None
+            else f"{profile}: **{entry['verdict']}**" + _verdict_text(entry, is_outdated(profile, entry))[len(entry["verdict"]):]
             for profile, entry in entries.items()
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        # A record always shows, even for a finding the registry gives no chapter: the data win.
+        lines += [
+            f"({_anchor(finding.id)})=",
+            f"### {finding.id} · {PAPERS.get(finding.paper, finding.paper)}",
+            "",
+            f"- *Paper's claim* ({{cite:t}}`{finding.paper}`): {finding.claim}",
+            f"- *Tested claim*: {_by_profile({p: e['tested'] for p, e in present.items() if e.get('tested')})}",
+            f"- *Criterion*: {_by_profile({p: e['criterion'] for p, e in present.items()})}",
+            f"- *Chapter*: {_registry_chapter_link(finding)}",
+            "- *Verdicts*: " + "; ".join(verdict_items),
+            "",
+        ]
 
     detail_rows = []
     check_rows = []
@@ -867,7 +932,7 @@ def scoreboard_markdown(
         "| Id | Profile | Chapter's claim | Tested | Value | Verdict | Chapter | Provenance |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += ["", "## Every recorded verdict", ""]
+    lines += ["## Every recorded verdict", ""]
     lines += header + detail_rows if detail_rows else ["No finding has been recorded yet."]
     lines += [
         "",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,9 +27,11 @@ import yaml
 __all__ = [
     "GENERATED",
     "PROFILES",
+    "PARAMETER_VALIDATORS",
     "BookLayout",
     "Chapter",
     "Job",
+    "chapter_problems",
     "available_profiles",
     "chapters",
     "load_profile",
@@ -45,6 +48,61 @@ __all__ = [
 
 #: The profiles, in the order the scoreboard shows them.
 PROFILES = ("smoke", "cpu", "gpu", "paper")
+
+
+#: Chapter stem -> ``"module:function"`` of the paper module that checks its resolved
+#: parameters before papermill starts (``function(parameters) -> list[str]``, the messages the
+#: notebook would raise). The module may also list ``PER_DATASET_PARAMETERS``: parameters whose
+#: default is a mapping dataset -> value that also take one value for every dataset
+#: (``-p epochs 10``). A function not (yet) defined is skipped.
+PARAMETER_VALIDATORS: dict[str, str] = {
+    "parker_p1_depth": "ncutils.papers.parker.configs:validate_parameters",
+    "parker_p2_variance": "ncutils.papers.parker.configs:validate_parameters",
+    "parker_p3_angles": "ncutils.papers.parker.configs:validate_parameters",
+    "parker_p4_difficulty": "ncutils.papers.parker.configs:validate_parameters",
+    "rangamani_intermediate": "ncutils.papers.rangamani:validate_parameters",
+    "yang_fine_structure": "ncutils.papers.yang:validate_parameters",
+    "kothapalli_terminal_phase": "ncutils.papers.kothapalli:validate_k1_parameters",
+    "kothapalli_lesde": "ncutils.papers.kothapalli:validate_k2_parameters",
+    "garrod_ufm": "ncutils.papers.garrod:validate_parameters",
+}
+
+
+def _validator_module(stem: str) -> tuple[Any, str] | None:
+    target = PARAMETER_VALIDATORS.get(stem)
+    if target is None:
+        return None
+    module_name, function = target.split(":")
+    return importlib.import_module(module_name), function
+
+
+def _per_dataset_parameters(stem: str) -> frozenset[str]:
+    found = _validator_module(stem)
+    return frozenset(getattr(found[0], "PER_DATASET_PARAMETERS", ())) if found else frozenset()
+
+
+def chapter_problems(chapter: "Chapter", parameters: dict[str, Any], origin: str) -> list[str]:
+    """Ask the chapter's paper module what is wrong with its resolved parameters.
+
+    Parameters
+    ----------
+    chapter : Chapter
+        The chapter (its stem picks the function of :data:`PARAMETER_VALIDATORS`).
+    parameters : dict
+        Its resolved parameters (defaults updated with the profile's and the overrides).
+    origin : str
+        Prefixed to every message, with the chapter's stem.
+
+    Returns
+    -------
+    list of str
+        Empty when the chapter has no validator or nothing is wrong.
+    """
+    found = _validator_module(chapter.stem)
+    if found is None or not hasattr(found[0], found[1]):
+        return []
+    messages = getattr(found[0], found[1])(dict(parameters))
+    return [f"{origin}: {chapter.stem}: {message}" for message in messages]
 
 
 # Where executed chapters live for the book; _toc.yml entries under this prefix are chapters.
@@ -296,10 +354,16 @@ def load_profile(root: Path, profile: str) -> dict[str, dict[str, Any]]:
     return profile_values
 
 
-def _compatible(default: Any, value: Any) -> bool:
-    """Whether a profile value has the type of the notebook's default."""
+def _compatible(default: Any, value: Any, per_dataset: bool = False) -> bool:
+    """Whether a profile value has the type of the notebook's default.
+
+    ``per_dataset``: the paper module takes one number for every dataset where the default
+    is a mapping dataset -> number (``epochs``), so such a number is compatible too.
+    """
     if default is None or value is None:
         return True
+    if per_dataset and isinstance(default, dict) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in default.values())
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, float):
@@ -329,6 +393,7 @@ def parameter_problems(chapter: Chapter, values: dict[str, Any], origin: str) ->
         attempt to set ``profile`` (the build injects it).
     """
     problems = []
+    per_dataset = _per_dataset_parameters(chapter.stem)
     for name, value in values.items():
         if name == "profile":
             problems.append(f"{origin}: `profile` is injected by the build; do not set it")
@@ -337,7 +402,7 @@ def parameter_problems(chapter: Chapter, values: dict[str, Any], origin: str) ->
                 f"{origin}: unknown parameter {name!r} for notebook {chapter.stem!r} "
                 f"(its parameters: {', '.join(sorted(chapter.defaults))})"
             )
-        elif not _compatible(chapter.defaults[name], value):
+        elif not _compatible(chapter.defaults[name], value, name in per_dataset):
             problems.append(
                 f"{origin}: parameter {name!r} of {chapter.stem!r} should be like "
                 f"{chapter.defaults[name]!r} ({type(chapter.defaults[name]).__name__}), got {value!r}"
@@ -442,7 +507,11 @@ def plan(root: Path, profile: str, chapter_index: dict[str, Chapter] | None = No
             problems.append(f"_toc.yml: {GENERATED}/{stem} has no notebook notebooks/{stem}.ipynb")
     for stem, overrides in values.items():
         if stem in chapter_index:
-            problems += parameter_problems(chapter_index[stem], overrides, origin)
+            found = parameter_problems(chapter_index[stem], overrides, origin)
+            problems += found
+            if not found:
+                chapter = chapter_index[stem]
+                problems += chapter_problems(chapter, {**chapter.defaults, **overrides, "profile": profile}, origin)
     if problems:
         raise ValueError("invalid book configuration:\n  " + "\n  ".join(problems))
     code = _ncutils_digest(root)

@@ -402,7 +402,9 @@ def describe(record: dict[str, Any]) -> str:
         for name, value in sorted(record.get("parameters", {}).items())
         if name not in _HEADLINE_PARAMETERS
     )
-    parts = [f"profile {record.get('profile')}"]
+    profile = str(record.get("profile"))
+    # a custom run (python -m ncutils.book run ... -p) records "custom: <overrides> (from cpu)"
+    parts = [profile if profile.startswith("custom:") else f"profile {profile}"]
     if record.get("seed") is not None:
         parts.append(f"seed {record['seed']}")
     parts += [str(record.get("device")), f"commit {commit}"]

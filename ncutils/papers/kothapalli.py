@@ -36,6 +36,8 @@ __all__ = [
     "k2_verdict",
     "phase_check",
     "tpt_onset",
+    "validate_k1_parameters",
+    "validate_k2_parameters",
 ]
 
 #: The metrics K1's criterion halves and ranks over the terminal phase (history columns).
@@ -73,6 +75,120 @@ def k1_config(network: str, dataset: str = "mnist5k", *, epochs: int = 60, lr: f
                     save_at_train_acc=(1.0,), track_last_layer=True)
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+def _k1_configs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
+    """The K1 chapter's runs (one per network x seed), as its notebook builds them."""
+    return [k1_config(network, parameters["dataset"], epochs=parameters["epochs"], lr=parameters["lr"],
+                      seed=seed, batch_size=parameters["batch_size"],
+                      limit_train=parameters.get("limit_train"), limit_test=parameters.get("limit_test"),
+                      device=parameters.get("device", "auto"), data_dir=parameters.get("data_dir"),
+                      download=bool(parameters.get("download", False)))
+            for network in parameters["networks"] for seed in parameters["seeds"]]
+
+
+def validate_k1_parameters(parameters: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the K1 chapter's parameters, before anything is trained or loaded.
+
+    Builds every run's :class:`~ncutils.train.TrainConfig` (known networks and dataset,
+    ``lr > 0``, integer epochs, ...) and checks the seeds; the messages are those the
+    notebook would raise.
+
+    Examples
+    --------
+    >>> base = {"networks": ["mlp"], "dataset": "digits", "epochs": 3, "lr": 0.1, "batch_size": 16,
+    ...         "seeds": [0]}
+    >>> validate_k1_parameters(base)
+    []
+    >>> validate_k1_parameters({**base, "lr": 0})
+    ['lr must be > 0, got 0']
+    """
+    from ncutils.papers.parker.configs import _message, _seed_problems
+
+    missing = [key for key in ("networks", "dataset", "epochs", "lr", "batch_size", "seeds")
+               if key not in parameters]
+    if missing:
+        return [f"parameters lack {missing}"]
+    networks = parameters["networks"]
+    if not isinstance(networks, (list, tuple)) or not networks:
+        return [f"networks must list at least one of {sorted(_ARCHS)}, got {networks!r}"]
+    problems = _seed_problems(parameters["seeds"])
+    if problems:
+        return problems
+    for network in networks:
+        try:
+            _k1_configs({**parameters, "networks": [network]})
+        except (KeyError, ValueError, TypeError) as error:
+            problems.append(_message(error))
+    return list(dict.fromkeys(problems))
+
+
+def validate_k2_parameters(parameters: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the K2 chapter's parameters, before the kernel starts.
+
+    K2 trains no :class:`~ncutils.train.TrainConfig` grid (its networks are trained by
+    :func:`ncutils.theory.lesde.train_trials`, per-sample SGD on many trials at once, and
+    not stored), so this checks the parameters themselves: the dataset and its classes, each
+    network's architecture and options, label-noise levels in [0, 1) including the clean
+    level 0 and the null (K-1)/K the criterion compares, positive counts and ``lr > 0``.
+
+    Examples
+    --------
+    >>> base = {"dataset": "digits", "classes": [0, 1, 2], "label_noise": [0.0, 2 / 3],
+    ...         "networks": {"mlp": {"arch": "mlp", "depth": 3}}, "trials": 2, "iterations": 10,
+    ...         "lr": 0.01, "log_every": 5, "probe_per_class": 3, "sg_window": 3}
+    >>> validate_k2_parameters(base)
+    []
+    >>> validate_k2_parameters({**base, "lr": -0.01, "label_noise": [0.0]})
+    ['lr must be > 0, got -0.01', 'label_noise must contain 0.0 and (K-1)/K = 0.6667 (the null), got [0.0]']
+    """
+    from ncutils.data import available_datasets
+    from ncutils.models import check_arch_kwargs
+    from ncutils.papers.parker.configs import _message
+
+    problems: list[str] = []
+    if "dataset" in parameters and parameters["dataset"] not in available_datasets():
+        problems.append(f"unknown dataset {parameters['dataset']!r}; available: {available_datasets()}")
+    classes = parameters.get("classes", [0, 1, 2])
+    if (not isinstance(classes, (list, tuple)) or len(classes) < 2
+            or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in classes)
+            or len(set(classes)) != len(classes)):
+        problems.append(f"classes must list at least two distinct labels >= 0, got {classes!r}")
+        classes = [0, 1, 2]
+    for name in ("lr",):
+        value = parameters.get(name, 1.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            problems.append(f"{name} must be > 0, got {value!r}")
+    for name in ("trials", "iterations", "log_every", "probe_per_class", "sg_window",
+                 "sim_steps", "sim_trials", "sim_samples"):
+        value = parameters.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"{name} must be an integer >= 1, got {value!r}")
+    noise = parameters.get("label_noise", [0.0, 2 / 3])
+    if not isinstance(noise, (list, tuple)) or any(
+            isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1 for p in noise):
+        problems.append(f"label_noise must list levels in [0, 1), got {noise!r}")
+    else:
+        null = (len(classes) - 1) / len(classes)
+        if not (any(np.isclose(p, 0.0) for p in noise) and any(np.isclose(p, null) for p in noise)):
+            problems.append(f"label_noise must contain 0.0 and (K-1)/K = {null:.4g} (the null), got {list(noise)}")
+    networks = parameters.get("networks", {})
+    if not isinstance(networks, Mapping) or not networks:
+        problems.append(f"networks must map names to {{'arch': ..., options}}, got {networks!r}")
+    else:
+        for name, spec in networks.items():
+            if not isinstance(spec, Mapping) or "arch" not in spec:
+                problems.append(f"network {name!r}: needs an 'arch' and its options, got {spec!r}")
+                continue
+            try:
+                check_arch_kwargs(spec["arch"], {key: value for key, value in spec.items() if key != "arch"})
+            except (KeyError, ValueError, TypeError) as error:
+                problems.append(f"network {name!r}: {_message(error)}")
+    for name in ("grid_alphas", "grid_betas"):
+        values = parameters.get(name, [0.0])
+        if not isinstance(values, (list, tuple)) or not values:
+            problems.append(f"{name} must list at least one number, got {values!r}")
+    return problems
 
 
 def tpt_onset(history: pd.DataFrame) -> int | None:

@@ -51,6 +51,7 @@ __all__ = [
     "random_subspace_alignment",
     "rangamani_config",
     "training_drop",
+    "validate_parameters",
     "verdict",
 ]
 
@@ -142,6 +143,70 @@ def chapter_grid(parameters: Mapping[str, Any]) -> Grid:
                 data_dir=parameters.get("data_dir"), download=bool(parameters.get("download", False)))
             entries.append(GridEntry({"architecture": name, "dataset": dataset}, config))
     return Grid(tuple(entries))
+
+
+def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the chapter's parameters, before anything is trained or loaded.
+
+    Builds the :class:`~ncutils.train.TrainConfig` of every run of :func:`chapter_grid`
+    (known architectures and datasets, ``lr > 0``, integer epochs and batch sizes, ...) and
+    checks the seeds, reporting each problem with the message the notebook would raise.
+
+    Examples
+    --------
+    >>> net = {"arch": "rangamani_mlp", "arch_kwargs": {"depth": 3, "width": 8}, "datasets": ["digits"],
+    ...        "lr": 0.1, "weight_decay": 5e-4, "lr_decay": 0.1, "decay_steps": 3}
+    >>> base = {"architectures": {"mlp": net}, "epochs": 3, "batch_size": 32, "warmup_epochs": 1,
+    ...         "seeds": [0], "device": "cpu"}
+    >>> validate_parameters(base)
+    []
+    >>> validate_parameters({**base, "architectures": {"mlp": {**net, "lr": {"mnist": 0.1}}}})
+    ["mlp: lr has no entry for dataset 'digits'; it has ['mnist']"]
+    """
+    from ncutils.papers.parker.configs import _grouped, _message, _seed_problems
+
+    problems: list[str] = []
+    failures: list[tuple[str, str]] = []
+    architectures = parameters.get("architectures")
+    if not isinstance(architectures, Mapping) or not architectures:
+        return ["parameters['architectures'] must map at least one network to its settings"]
+    problems += _seed_problems(parameters.get("seeds"))
+    for key in ("epochs", "batch_size", "warmup_epochs", "device"):
+        if key not in parameters:
+            problems.append(f"parameters lack [{key!r}]")
+    if problems:
+        return problems
+    for name, settings in architectures.items():
+        if not isinstance(settings, Mapping):
+            problems.append(f"{name}: settings must be a mapping, got {settings!r}")
+            continue
+        datasets = settings.get("datasets")
+        if not isinstance(datasets, (list, tuple)) or not datasets:
+            problems.append(f"{name}: datasets must list at least one dataset, got {datasets!r}")
+            continue
+        for dataset in datasets:
+            lr = settings.get("lr")
+            if isinstance(lr, Mapping):
+                if dataset not in lr:
+                    problems.append(f"{name}: lr has no entry for dataset {dataset!r}; it has {sorted(lr)}")
+                    continue
+                lr = lr[dataset]
+            try:
+                epochs, batch_size = settings.get("epochs", parameters["epochs"]), settings.get(
+                    "batch_size", parameters["batch_size"])
+                for label, value in (("epochs", epochs), ("batch_size", batch_size),
+                                     ("warmup_epochs", parameters["warmup_epochs"]),
+                                     ("decay_steps", settings.get("decay_steps", 1))):
+                    if isinstance(value, bool) or not isinstance(value, int):
+                        raise ValueError(f"{label} must be an integer, got {value!r}")
+                rangamani_config(
+                    {**settings, "lr": lr}, dataset, epochs=epochs, batch_size=batch_size,
+                    warmup_epochs=parameters["warmup_epochs"], device=parameters["device"],
+                    limit_train=parameters.get("limit_train"), limit_test=parameters.get("limit_test"),
+                    data_dir=parameters.get("data_dir"), download=bool(parameters.get("download", False)))
+            except (KeyError, ValueError, TypeError) as error:
+                failures.append((f"{name} on {dataset}", _message(error)))
+    return list(dict.fromkeys(problems + _grouped(failures)))
 
 
 # --------------------------------------------------------------------------- helpers

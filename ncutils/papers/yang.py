@@ -42,6 +42,7 @@ from ncutils.train import TrainConfig
 __all__ = [
     "ASSUMPTIONS",
     "PAIRINGS",
+    "PER_DATASET_PARAMETERS",
     "YANG_TRAINING",
     "initial_model",
     "load_run_data",
@@ -54,6 +55,7 @@ __all__ = [
     "y2_grid",
     "y2_outcome",
     "y2_table",
+    "validate_parameters",
     "yang_config",
 ]
 
@@ -157,6 +159,10 @@ def yang_config(
         device=device, limit_train=limit_train, limit_test=limit_test, data_dir=data_dir,
         download=download,
     )
+
+
+#: Parameters that take one value for every dataset or a mapping dataset -> value.
+PER_DATASET_PARAMETERS: frozenset[str] = frozenset({"epochs"})
 
 
 def _require(parameters: Mapping[str, Any], keys: Sequence[str]) -> None:
@@ -293,6 +299,57 @@ def y2_grid(parameters: Mapping[str, Any]) -> Grid:
                     device=parameters.get("device", "auto"))
                 entries.append(GridEntry({"fine_separation": separation, "epochs": epochs}, config))
     return Grid(tuple(entries))
+
+
+def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the chapter's parameters, before anything is trained or loaded.
+
+    Runs the checks of :func:`y1_grid` and :func:`y2_grid` (which build every
+    :class:`~ncutils.train.TrainConfig` without reading data: known datasets and
+    pairings, an ``epochs`` entry for every dataset, ``lr > 0``, the seeds, ...), each
+    problem with the message the notebook would raise, plus the clustering options.
+
+    Examples
+    --------
+    >>> base = {"datasets": ["digits"], "pairings": ["mod5"], "architecture": "mlp",
+    ...         "arch_kwargs": {"depth": 3}, "epochs": {"digits": 2}, "lrs": [0.05],
+    ...         "weight_decays": [5e-4], "batch_size": 64, "seeds": [0], "reference_seeds": [0]}
+    >>> validate_parameters(base)
+    []
+    >>> validate_parameters({**base, "datasets": ["digits", "mnist5k"]})
+    ["Y1: epochs has no entry for dataset 'mnist5k'; it has ['digits']"]
+    """
+    from ncutils.papers.parker.configs import _message
+
+    problems: list[str] = []
+    y1_keys = ("datasets", "pairings", "lrs", "weight_decays")
+    for key in y1_keys:
+        if key in parameters and not isinstance(parameters[key], (list, tuple)):
+            problems.append(f"parameters[{key!r}] must be a list, got {parameters[key]!r}")
+    if not problems:
+        try:
+            y1_grid(parameters)
+        except (KeyError, ValueError, TypeError) as error:
+            problems.append(f"Y1: {_message(error)}")
+    if any(key.startswith("y2_") for key in parameters):
+        for key in ("y2_separations", "y2_epochs", "y2_separated", "y2_unseparated"):
+            if key in parameters and not isinstance(parameters[key], (list, tuple)):
+                problems.append(f"parameters[{key!r}] must be a list, got {parameters[key]!r}")
+        if not problems:
+            try:
+                y2_grid(parameters)
+            except (KeyError, ValueError, TypeError) as error:
+                problems.append(f"Y2: {_message(error)}")
+            separations = [float(s) for s in parameters.get("y2_separations", [])]
+            for key in ("y2_separated", "y2_unseparated"):
+                missing = [s for s in parameters.get(key, []) if float(s) not in separations]
+                if missing:
+                    problems.append(f"{key} {missing} are not in y2_separations {separations}")
+    for key in ("kmeans_restarts", "permutations"):
+        value = parameters.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"{key} must be an integer >= 1, got {value!r}")
+    return problems
 
 
 # ----------------------------------------------------------------------------- measurement

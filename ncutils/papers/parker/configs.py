@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_ACTIVATION",
     "GRID_PARAMETERS",
     "PAPER_ACCURACY_EPOCHS",
+    "PER_DATASET_PARAMETERS",
     "PARKER_TRAINING",
     "activation_grid",
     "architecture_grid",
@@ -38,6 +39,7 @@ __all__ = [
     "training_report",
     "training_summary",
     "TrainingReport",
+    "validate_parameters",
 ]
 
 #: Architectures that read images (C, H, W); they are skipped on vector datasets.
@@ -64,6 +66,11 @@ _TRAINING_KEYS = ("loss", "epochs", "lr", "batch_size", "weight_decay", "sweep_c
 #: The parameters that decide the chapters' runs: chapters that share runs must agree on them
 #: (``seeds`` goes to :func:`ncutils.grid.run_grid`).
 GRID_PARAMETERS: tuple[str, ...] = ("datasets", "architectures", "seeds", *_TRAINING_KEYS)
+
+
+#: Parameters that take one value for every dataset or a mapping dataset -> value
+#: (:func:`_epochs_for`): ``-p epochs 10`` is as valid as ``epochs: {digits: 10, ...}``.
+PER_DATASET_PARAMETERS: frozenset[str] = frozenset({"epochs"})
 
 
 #: The activation of every architecture of :mod:`ncutils.models` unless told otherwise.
@@ -290,6 +297,133 @@ def activation_grid(parameters: Mapping[str, Any], *, architecture: str = "mlp")
         for activation in activations
     )
     return Grid(entries)
+
+
+def _message(error: Exception) -> str:
+    """The text of an error as the notebook would show it (a KeyError without its quotes)."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+
+
+def _grouped(failures: Sequence[tuple[str, str]]) -> list[str]:
+    """``(run, message)`` pairs as one line per message: ``"message (mlp on digits, vgg on digits)"``."""
+    runs: dict[str, list[str]] = {}
+    for run, message in failures:
+        runs.setdefault(message, []).append(run)
+    return [f"{message} ({', '.join(names)})" for message, names in runs.items()]
+
+
+def _name_list(parameters: Mapping[str, Any], name: str, known: Sequence[str] | None,
+               problems: list[str]) -> list[str]:
+    values = parameters.get(name)
+    if not isinstance(values, (list, tuple)) or not values:
+        problems.append(f"parameters[{name!r}] must list at least one name, got {values!r}")
+        return []
+    bad = [value for value in values if not isinstance(value, str)]
+    if bad:
+        problems.append(f"parameters[{name!r}] must list names (strings), got {bad}")
+        return []
+    if len(set(values)) != len(values):
+        problems.append(f"parameters[{name!r}] has duplicates: {list(values)}")
+    if known is not None:
+        unknown = [value for value in values if value not in known]
+        if unknown:
+            problems.append(f"parameters[{name!r}]: unknown {unknown}; available: {sorted(known)}")
+    return list(dict.fromkeys(values))
+
+
+def _seed_problems(values: Any, name: str = "seeds") -> list[str]:
+    seeds = values if isinstance(values, (list, tuple)) else None
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        return [f"{name} must list integers >= 0, got {values!r}"]
+    if len(set(seeds)) != len(seeds):
+        return [f"{name} repeat: {list(seeds)}"]
+    return []
+
+
+def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a Parker chapter's parameters, before anything is trained or loaded.
+
+    Checks what :func:`architecture_grid` (and, when ``activations`` is given,
+    :func:`activation_grid`) would refuse, with the same messages, but without reading any
+    dataset: the lists of datasets, architectures and seeds, an ``epochs`` entry for every
+    dataset when ``epochs`` is a mapping (one int serves all: :data:`PER_DATASET_PARAMETERS`),
+    and the :class:`~ncutils.train.TrainConfig` of every architecture x dataset (known names,
+    ``lr > 0``, integer epochs, ...).
+
+    Parameters
+    ----------
+    parameters : mapping
+        The chapter's resolved parameters (defaults, profile values, overrides).
+
+    Returns
+    -------
+    list of str
+        One message per problem; empty when the grids can be built.
+
+    Examples
+    --------
+    >>> good = {"datasets": ["digits"], "architectures": {"mlp": {"depth": 3}}, "epochs": 2,
+    ...         "seeds": [0]}
+    >>> validate_parameters(good)
+    []
+    >>> validate_parameters({**good, "datasets": ["digits", "mnist5k"], "epochs": {"digits": 2}})
+    ["epochs has no entry for dataset 'mnist5k'; it has ['digits']"]
+    >>> validate_parameters({**good, "lr": -1.0})
+    ['lr must be > 0, got -1.0 (mlp on digits)']
+    """
+    problems: list[str] = []
+    datasets = _name_list(parameters, "datasets", available_datasets(), problems)
+    architectures = parameters.get("architectures")
+    if not isinstance(architectures, Mapping) or not architectures:
+        problems.append("parameters['architectures'] must map at least one architecture to its options")
+        architectures = {}
+    if "seeds" in parameters:
+        problems += _seed_problems(parameters["seeds"])
+    if "epochs" not in parameters:
+        return problems + ["parameters lack ['epochs']"]
+    epochs = parameters["epochs"]
+    options = _training_options(parameters)
+    known = set(available_datasets())
+    activation_dataset = parameters.get("activation_dataset") if "activations" in parameters else None
+
+    def epochs_of(dataset: str) -> int | None:
+        try:
+            return _epochs_for(epochs, dataset)
+        except KeyError as error:
+            problems.append(_message(error))
+            return None
+
+    counts = {dataset: epochs_of(dataset) for dataset in datasets if dataset in known}
+    failures: list[tuple[str, str]] = []
+    for architecture, arch_kwargs in architectures.items():
+        if not isinstance(arch_kwargs, Mapping):
+            problems.append(f"options of architecture {architecture!r} must be a mapping, got {arch_kwargs!r}")
+            continue
+        for dataset, count in counts.items():
+            if count is None:
+                continue
+            try:
+                parker_config(architecture, dataset, arch_kwargs=arch_kwargs, **{**options, "epochs": count})
+            except (KeyError, ValueError, TypeError) as error:
+                failures.append((f"{architecture} on {dataset}", _message(error)))
+    if "activations" in parameters:
+        activations = _name_list(parameters, "activations", sorted(ACTIVATIONS), problems)
+        if not isinstance(activation_dataset, str):
+            problems.append(f"parameters['activation_dataset'] must name a dataset, got {activation_dataset!r}")
+        elif activation_dataset not in known:
+            problems.append(f"unknown dataset {activation_dataset!r}; available: {available_datasets()}")
+        elif "mlp" not in architectures:
+            problems.append("parameters['architectures'] has no options for 'mlp'")
+        elif activations and isinstance(architectures["mlp"], Mapping):
+            count = counts[activation_dataset] if activation_dataset in counts else epochs_of(activation_dataset)
+            if count is not None:
+                for activation in activations:
+                    try:
+                        parker_config("mlp", activation_dataset, arch_kwargs=architectures["mlp"],
+                                      activation=activation, **{**options, "epochs": count})
+                    except (KeyError, ValueError, TypeError) as error:
+                        failures.append((f"mlp ({activation}) on {activation_dataset}", _message(error)))
+    return list(dict.fromkeys(problems + _grouped(failures)))
 
 
 def training_summary(result: GridResult, *, min_train_acc: float) -> pd.DataFrame:
