@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["atomic_write", "read_json", "write_if_changed", "write_json_atomic"]
+__all__ = ["atomic_write", "project_path", "read_json", "write_if_changed", "write_json_atomic"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -168,3 +168,21 @@ def write_if_changed(path: str | os.PathLike, data: bytes) -> bool:
         return False
     atomic_write(path, lambda temporary: temporary.write_bytes(data))
     return True
+
+
+def project_path(name: str) -> Path:
+    """``<project root>/<name>`` when ``ncutils`` runs from its checkout, else ``./<name>``.
+
+    The results store (``runs``) and the data folder (``data``) belong to the project, not
+    to wherever a kernel happens to start: a notebook opened in Jupyter from ``notebooks/``
+    must find the networks ``make book`` trained, not train them again into
+    ``notebooks/runs``. An installed package (no ``pyproject.toml`` beside it) keeps the
+    current folder.
+
+    Example
+    -------
+    >>> project_path("runs").name
+    'runs'
+    """
+    root = Path(__file__).resolve().parents[1]
+    return root / name if (root / "pyproject.toml").is_file() else Path(name)

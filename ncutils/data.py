@@ -30,7 +30,7 @@ standard deviation of the *full training split* (float64), so train and test sha
 one affine map and ``limit`` does not change it. Images keep ``(C, H, W)``; for
 vector data (``mnist1d``, ``gaussian``) the whole vector is one channel.
 
-``data_dir`` defaults to ``$NCUTILS_DATA_DIR`` and, when unset, ``./data``.
+``data_dir`` defaults to ``$NCUTILS_DATA_DIR`` and, when unset, the project's ``data/`` (see :func:`ncutils._io.project_path`).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ncutils._io import project_path
 
 __all__ = [
     "LABEL_MAPS",
@@ -474,7 +476,9 @@ _TORCHVISION: dict[str, Callable[[], _TorchvisionSpec]] = {
 
 
 def _default_data_dir() -> Path:
-    return Path(os.environ.get("NCUTILS_DATA_DIR", "data"))
+    # the project's data/ wherever the kernel starts (a notebook opened from notebooks/)
+    configured = os.environ.get("NCUTILS_DATA_DIR")
+    return Path(configured) if configured else project_path("data")
 
 
 def _load_torchvision(name: str, split: str, *, root: Path, download: bool, **_: Any) -> _RawSplit:
@@ -668,7 +672,7 @@ def load_dataset(
     data_dir : path, optional
         Root of the torchvision datasets (torchvision's layout: ``<root>/MNIST/raw/``,
         ``<root>/cifar-10-batches-py/``, ``<root>/train_32x32.mat``, ...). Defaults to
-        ``$NCUTILS_DATA_DIR`` or ``./data``. Ignored by offline datasets.
+        ``$NCUTILS_DATA_DIR`` or the project's ``data/``. Ignored by offline datasets.
     download : bool
         Let torchvision download missing files into ``data_dir``.
     label_map : str, mapping or None

@@ -1,6 +1,6 @@
 """The results store: trained runs (weights per epoch) and measurements, keyed apart.
 
-Two kinds of entry live under ``<runs_dir>`` (``$NCUTILS_RUNS_DIR`` or ``./runs``), each
+Two kinds of entry live under ``<runs_dir>`` (``$NCUTILS_RUNS_DIR`` or the project's ``runs/``), each
 in a folder named by its key (sha256 of a JSON payload, 16 hex digits):
 
 ``trained/<key>/``: a **trained run**
@@ -91,7 +91,7 @@ import torch
 import ncutils
 from ncutils import data as data_module
 from ncutils._checks import resolve_device
-from ncutils._io import atomic_write
+from ncutils._io import atomic_write, project_path
 from ncutils.models import architecture_version
 
 if TYPE_CHECKING:
@@ -341,8 +341,9 @@ def measurement_key(key: str, epoch: int, weights_sha256: str, options: Mapping[
 
 
 def default_runs_dir() -> Path:
-    """``$NCUTILS_RUNS_DIR``, or ``./runs``."""
-    return Path(os.environ.get("NCUTILS_RUNS_DIR", "runs"))
+    """``$NCUTILS_RUNS_DIR``, or ``runs/`` of the project (:func:`ncutils._io.project_path`)."""
+    configured = os.environ.get("NCUTILS_RUNS_DIR")
+    return Path(configured) if configured else project_path("runs")
 
 
 def entry_dir(kind: str, key: str, runs_dir: str | os.PathLike | None = None) -> Path:

@@ -499,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ncutils.runs",
                                      description="List or prune the results store; print a profile's key.")
     parser.add_argument("--runs-dir", default=None,
-                        help="the store (default $NCUTILS_RUNS_DIR or ./runs)")
+                        help="the store (default $NCUTILS_RUNS_DIR or the project's runs/)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="print the stored entries")
     pruning = commands.add_parser("prune", help="remove entries not used since a time")

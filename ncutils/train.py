@@ -708,7 +708,7 @@ def train(
     ----------
     config : TrainConfig
     runs_dir : path, optional
-        Root of the results store (default ``$NCUTILS_RUNS_DIR`` or ``./runs``).
+        Root of the results store (default ``$NCUTILS_RUNS_DIR`` or the project's ``runs/``).
     force : bool
         Discard the stored run, its checkpoint and its measurements; train from scratch.
     progress : bool

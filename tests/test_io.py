@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,17 @@ def test_write_if_changed_keeps_unchanged_files(tmp_path):
     assert write_if_changed(target, b"one") is False
     assert target.stat().st_mtime_ns == before
     assert write_if_changed(target, b"two") is True and target.read_bytes() == b"two"
+
+
+def test_project_paths_resolve_against_the_checkout_wherever_the_kernel_starts(monkeypatch, tmp_path):
+    from ncutils import data, runs
+    from ncutils._io import project_path
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)  # as a kernel started in notebooks/ would be elsewhere
+    monkeypatch.delenv("NCUTILS_RUNS_DIR", raising=False)
+    monkeypatch.delenv("NCUTILS_DATA_DIR", raising=False)
+    assert project_path("runs") == repo / "runs"
+    assert runs.default_runs_dir() == repo / "runs" and data._default_data_dir() == repo / "data"
+    monkeypatch.setenv("NCUTILS_RUNS_DIR", str(tmp_path / "elsewhere"))
+    assert runs.default_runs_dir() == tmp_path / "elsewhere"
