@@ -124,6 +124,7 @@ def test_training_setting_in_a_profile_file_changes_the_key(tmp_path, base_key):
     ("yang_fine_structure", {"y2_lr": 0.02}),
     ("kothapalli_terminal_phase", {"seeds": [0, 1]}),
     ("kothapalli_lesde", {"iterations": 1400}),
+    ("garrod_ufm", {"relu_steps": 100}),  # the cpu profile keeps its ReLU UFM runs in the store
 ])
 def test_training_settings_change_the_key(monkeypatch, base_key, chapter, values):
     _with_profile_values(monkeypatch, chapter, **values)
@@ -134,19 +135,19 @@ def test_training_settings_change_the_key(monkeypatch, base_key, chapter, values
     ("measuring_collapse", {"timing_repeats": 5}),  # trains nothing
     ("parker_p4_difficulty", {"min_datasets": 2}),  # a criterion's setting
     ("kothapalli_lesde", {"sg_window": 13}),  # the estimator's smoothing, not the training
-    ("garrod_ufm", {"relu_steps": 100}),  # the cpu profile keeps no UFM checkpoint in the store
+    ("garrod_ufm", {"relu_workers": 1}),  # how many processes train them changes no number
 ])
 def test_settings_that_train_nothing_keep_the_key(monkeypatch, base_key, chapter, values):
     _with_profile_values(monkeypatch, chapter, **values)
     assert runs_cli.profile_key(PROFILE) == base_key
 
 
-def test_checkpointed_ufm_runs_count(monkeypatch, base_key):
-    _with_profile_values(monkeypatch, "garrod_ufm", relu_checkpoint=True)
-    checkpointed = runs_cli.profile_key(PROFILE)
-    assert checkpointed != base_key
-    _with_profile_values(monkeypatch, "garrod_ufm", relu_checkpoint=True, relu_workers=1)
-    assert runs_cli.profile_key(PROFILE) == checkpointed  # workers change no number
+def test_only_checkpointed_ufm_runs_count(monkeypatch, base_key):
+    _with_profile_values(monkeypatch, "garrod_ufm", relu_checkpoint=False)
+    unstored = runs_cli.profile_key(PROFILE)
+    assert unstored != base_key
+    _with_profile_values(monkeypatch, "garrod_ufm", relu_checkpoint=False, relu_steps=100)
+    assert runs_cli.profile_key(PROFILE) == unstored  # runs kept nowhere do not key the store
 
 
 # --------------------------------------------------------------------------- the enumeration
