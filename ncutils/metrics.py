@@ -783,15 +783,9 @@ def subspace_alignment(weight: ArrayLike, class_means: ArrayLike, k: int | None 
             raise ValueError(f"{name} is empty")
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
-    weight_matrix = _weight_input_major(weight).to(torch.float64)
-    in_dim = weight_matrix.shape[0]
-    means_matrix = _means_input_major(class_means, in_dim, conv=weight.ndim == 4)
-    means_matrix = means_matrix.to(device=weight_matrix.device, dtype=torch.float64)
-    largest_k = min(in_dim, weight_matrix.shape[1], means_matrix.shape[1])
-    if k is None:
-        k = min(class_means.shape[0], largest_k)
-    elif not 1 <= k <= largest_k:
-        raise ValueError(f"k must be between 1 and {largest_k} for these shapes, got {k}")
+    from ncutils._alignment import alignment_request  # it reads this module's layout helpers
+
+    weight_matrix, means_matrix, k = alignment_request(weight, class_means, k)
     weight_basis = _top_left_singular(weight_matrix, k)
     means_basis = _top_left_singular(means_matrix, k)
     cosines = torch.linalg.svdvals(weight_basis.T @ means_basis).clamp_(max=1.0)

@@ -223,18 +223,9 @@ def check_run(
         Unknown notebook, profile or parameter, a value of the wrong type, or values the
         chapter's paper module refuses: the errors ``run`` raises before its kernel starts.
     """
-    from ncutils.book.profiles import chapter_problems, chapters, load_profile, parameter_problems, parse_value, resolve_chapter
+    from ncutils.book.execute import check_run as checked
 
-    root = provenance.project_root() if root is None else Path(root).resolve()
-    chapter = resolve_chapter(chapters(root), notebook)
-    values = load_profile(root, profile).get(chapter.stem, {})
-    parsed = {name: parse_value(text) for name, text in overrides}
-    problems = parameter_problems(chapter, parsed, "-p")
-    if not problems:
-        problems = chapter_problems(chapter, {**chapter.defaults, **values, **parsed, "profile": profile},
-                                    f"-p (on profile {profile})")
-    if problems:
-        raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
+    _, values, parsed = checked(notebook, overrides, profile=profile, root=root)
     return {**values, **parsed}
 
 

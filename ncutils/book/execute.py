@@ -41,6 +41,7 @@ from ncutils.book.profiles import (
 __all__ = [
     "KERNEL_NAME",
     "BuildError",
+    "check_run",
     "custom_label",
     "custom_stem",
     "kernel_manager_class",
@@ -347,6 +348,39 @@ def custom_stem(stem: str, profile: str, overrides: dict[str, Any], *, limit: in
     return f"{base}.h{digest}"
 
 
+def check_run(
+    notebook: str,
+    overrides: Sequence[tuple[str, str]] = (),
+    *,
+    profile: str = "cpu",
+    root: Path | None = None,
+) -> tuple[Chapter, dict[str, Any], dict[str, Any]]:
+    """Check a run as :func:`run_notebook` does before its kernel starts, running nothing.
+
+    Returns
+    -------
+    (Chapter, dict, dict)
+        The chapter, its values in the profile, and the parsed overrides.
+
+    Raises
+    ------
+    ValueError
+        Unknown notebook, profile or parameter, a value of the wrong type, or values the
+        chapter's paper module refuses (:func:`~ncutils.book.profiles.chapter_problems`).
+    """
+    root = provenance.project_root() if root is None else Path(root).resolve()
+    chapter = resolve_chapter(chapters(root), notebook)
+    values = load_profile(root, profile).get(chapter.stem, {})
+    parsed = {name: parse_value(text) for name, text in overrides}
+    problems = parameter_problems(chapter, parsed, "-p")
+    if not problems:
+        problems = chapter_problems(chapter, {**chapter.defaults, **values, **parsed, "profile": profile},
+                                    f"-p (on profile {profile})")
+    if problems:
+        raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
+    return chapter, values, parsed
+
+
 def run_notebook(
     notebook: str,
     overrides: Sequence[tuple[str, str]] = (),
@@ -390,15 +424,7 @@ def run_notebook(
     """
     root = provenance.project_root() if root is None else Path(root).resolve()
     layout = BookLayout(root)
-    chapter = resolve_chapter(chapters(root), notebook)
-    values = load_profile(root, profile).get(chapter.stem, {})
-    parsed = {name: parse_value(text) for name, text in overrides}
-    problems = parameter_problems(chapter, parsed, "-p")
-    if not problems:
-        problems = chapter_problems(chapter, {**chapter.defaults, **values, **parsed, "profile": profile},
-                                    f"-p (on profile {profile})")
-    if problems:
-        raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
+    chapter, values, parsed = check_run(notebook, overrides, profile=profile, root=root)
     injected = {**values, **parsed, "profile": custom_label(profile, parsed)}
     parameters = {**chapter.defaults, **injected}
     if output is None:
