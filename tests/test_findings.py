@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ncutils import verdicts
-from ncutils.book import findings, provenance
+from ncutils.book import findings, provenance, scoreboard
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -192,7 +192,7 @@ def test_scoreboard_shows_every_finding_and_never_passes_unrun_ones():
                                                               "R2": _entry("R2", False, 0.25)},
                                                  "checks": {"chapter_x.etf": {**_entry("chapter_x.etf", True, 0.0),
                                                                               "kind": "check", "verdict": "passed"}}}}}
-    board = findings.scoreboard_markdown(content, ["smoke", "cpu"], outdated={"cpu": ["chapter_x"]})
+    board = scoreboard.scoreboard_markdown(content, ["smoke", "cpu"], outdated={"cpu": ["chapter_x"]})
     matrix = board.split("## Criteria and tested claims")[0]
     assert "✅" not in board and "❌" not in board and "❔" not in board  # no emoji font needed
     for finding_id in findings.FINDINGS:
@@ -200,7 +200,7 @@ def test_scoreboard_shows_every_finding_and_never_passes_unrun_ones():
         assert f"### {finding_id} · " in board
     assert [cell[0] for cell in _row(matrix, "G3").values()] == ["not yet run"] * 2
     for finding_id in [f.id for f in findings.FINDINGS.values() if f.id not in ("P1", "R2")]:
-        expected = findings.placeholder(finding_id)
+        expected = scoreboard.placeholder(finding_id)
         assert [cell[0] for cell in _row(matrix, finding_id).values()] == [expected] * 2
     p1 = _row(matrix, "P1")
     assert p1["smoke"][:2] == ("not yet run", "nc-not-run")
@@ -245,7 +245,7 @@ def test_environment_lists_package_versions():
 
 
 def test_scoreboard_says_no_chapter_yet_for_every_finding_without_a_chapter():
-    board = findings.scoreboard_markdown({"schema": 1, "profiles": {}}, ["smoke", "cpu", "gpu", "paper"])
+    board = scoreboard.scoreboard_markdown({"schema": 1, "profiles": {}}, ["smoke", "cpu", "gpu", "paper"])
     without = [finding.id for finding in findings.FINDINGS.values() if finding.chapter is None]
     for finding_id in findings.FINDINGS:
         words = [cell[0] for cell in _row(board, finding_id).values()]
@@ -257,7 +257,7 @@ def test_scoreboard_says_no_chapter_yet_for_every_finding_without_a_chapter():
 
 def test_scoreboard_badges_have_a_style_for_every_state():
     css = (REPO / "book" / "_static" / "companion.css").read_text()
-    for state, css_class in findings.BADGE_CLASSES.items():
+    for state, css_class in scoreboard.BADGE_CLASSES.items():
         assert f".nc-badge.{css_class} " in css, state
     assert "@media (max-width: 700px)" in css
 
@@ -280,7 +280,7 @@ def test_scoreboard_shows_the_tested_claim_and_inconclusive_reasons():
         "smoke": {"findings": {"P1": _entry("P1", True, -0.8, profile="smoke", tested="MLP, seed 0")}, "checks": {}},
         "cpu": {"findings": {"P4": inconclusive, "P1": runs}, "checks": {}},
     }}
-    board = findings.scoreboard_markdown(content, ["smoke", "cpu"])
+    board = scoreboard.scoreboard_markdown(content, ["smoke", "cpu"])
     p4 = _details(board, "P4")
     assert _line(p4, "Tested claim") == "- *Tested claim*: MLP on digits and mnist1d"
     assert "cpu: **inconclusive**: only 2 eligible datasets" in _line(p4, "Verdicts")
@@ -313,7 +313,7 @@ def test_an_amendment_is_dated_shown_and_listed_on_the_scoreboard(findings_path)
     assert listed[0]["original_result"] is None and listed[0]["provenance"]["notebook"] == "chapter_x"
     assert "<em>Criterion amended:</em> 2026-12-01, 2026-12-03" in findings._Card(recorded, ["2026-12-01",
                                                                                        "2026-12-03"])._repr_html_()
-    board = findings.scoreboard_markdown(findings.merge([content]), ["smoke"])
+    board = scoreboard.scoreboard_markdown(findings.merge([content]), ["smoke"])
     assert "| reproduced; amended 2026-12-01, 2026-12-03 |" in board
 
 

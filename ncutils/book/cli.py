@@ -29,7 +29,7 @@ Command line (``python -m ncutils.book ...``):
 The steps live in the other modules of :mod:`ncutils.book`: reading and
 checking chapters and profiles in :mod:`~ncutils.book.profiles`, running them
 in :mod:`~ncutils.book.execute`, the manifest in :mod:`~ncutils.book.manifest`,
-verdicts and the scoreboard in :mod:`~ncutils.book.findings`. This module
+verdicts in :mod:`~ncutils.book.findings`, the scoreboard in :mod:`~ncutils.book.scoreboard`. This module
 orders them (:func:`build`) and holds the command line (:func:`main`).
 """
 
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ncutils._io import write_if_changed, write_json_atomic
-from ncutils.book import findings, provenance
+from ncutils.book import findings, provenance, scoreboard
 from ncutils.book.execute import BuildError, ensure_kernel, merge_findings, run_jobs, run_notebook, sync_generated
 from ncutils.book.manifest import build_manifest, manifest_markdown
 from ncutils.book.profiles import PROFILES, BookLayout, read_notebook, validate
@@ -126,8 +126,8 @@ def build(
 
     merged, outdated = merge_findings(layout, all_jobs)
     write_json_atomic(layout.build / "findings.json", merged, default=str)
-    write_if_changed(layout.generated / "findings_list.md", findings.findings_markdown().encode())
-    board = findings.scoreboard_markdown(merged, PROFILES, outdated=outdated)
+    write_if_changed(layout.generated / "findings_list.md", scoreboard.findings_markdown().encode())
+    board = scoreboard.scoreboard_markdown(merged, PROFILES, outdated=outdated)
     write_if_changed(layout.generated / "scoreboard_table.md", board.encode())
 
     manifest = build_manifest(root, profile, records, git)
@@ -157,7 +157,7 @@ def _scoreboard(root: Path | None) -> tuple[list[tuple[str, list[str]]], list[st
         cells = []
         for profile in PROFILES:
             entry = content["profiles"].get(profile, {}).get("findings", {}).get(identifier)
-            cells.append(findings.placeholder(identifier) if entry is None else entry["verdict"])
+            cells.append(scoreboard.placeholder(identifier) if entry is None else entry["verdict"])
         rows.append((identifier, cells))
     checks_lines = []
     for profile in PROFILES:
