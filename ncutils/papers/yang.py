@@ -301,6 +301,11 @@ def y2_grid(parameters: Mapping[str, Any]) -> Grid:
     return Grid(tuple(entries))
 
 
+def _not_lists(parameters: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+    return [f"parameters[{key!r}] must be a list, got {parameters[key]!r}"
+            for key in keys if key in parameters and not isinstance(parameters[key], (list, tuple))]
+
+
 def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
     """What is wrong with the chapter's parameters, before anything is trained or loaded.
 
@@ -321,20 +326,14 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
     """
     from ncutils.papers.parker.configs import _message
 
-    problems: list[str] = []
-    y1_keys = ("datasets", "pairings", "lrs", "weight_decays")
-    for key in y1_keys:
-        if key in parameters and not isinstance(parameters[key], (list, tuple)):
-            problems.append(f"parameters[{key!r}] must be a list, got {parameters[key]!r}")
+    problems = _not_lists(parameters, ("datasets", "pairings", "lrs", "weight_decays"))
     if not problems:
         try:
             y1_grid(parameters)
         except (KeyError, ValueError, TypeError) as error:
             problems.append(f"Y1: {_message(error)}")
     if any(key.startswith("y2_") for key in parameters):
-        for key in ("y2_separations", "y2_epochs", "y2_separated", "y2_unseparated"):
-            if key in parameters and not isinstance(parameters[key], (list, tuple)):
-                problems.append(f"parameters[{key!r}] must be a list, got {parameters[key]!r}")
+        problems += _not_lists(parameters, ("y2_separations", "y2_epochs", "y2_separated", "y2_unseparated"))
         if not problems:
             try:
                 y2_grid(parameters)

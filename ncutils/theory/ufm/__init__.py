@@ -73,78 +73,12 @@ Examples
 
 from __future__ import annotations
 
-from ncutils.theory.ufm.model import (
-    DTYPE,
-    Activation,
-    UFMConfig,
-    UFMState,
-    data_loss,
-    dnc_optimum,
-    dnc_state,
-    forward,
-    gradient_norm,
-    init_state,
-    regularisation_condition,
-    targets,
-    ufm_loss,
-)
-from ncutils.theory.ufm.spectra import (
-    DEFAULT_RANK_RTOL,
-    LayerAnalysis,
-    analyse_layer,
-    class_means,
-    data_gradient,
-    eigenvector_alignment,
-    gauss_newton_factor,
-    gauss_newton_split,
-    gradient_coefficients,
-    hessian_spectrum_from_jacobian,
-    kink_fractions,
-    kron_basis,
-    layer_hessian,
-    layer_hvp,
-    layer_jacobian,
-    layer_loss_function,
-    layer_metrics,
-    spectrum_frame,
-    weight_gram_spectra,
-)
-from ncutils.theory.ufm.training import UFMRun, checkpoint_path, loss_and_gradient, snapshot_schedule, train, train_many
+from ncutils.theory.ufm import model, spectra, training
+from ncutils.theory.ufm.model import *  # noqa: F401,F403
+from ncutils.theory.ufm.model import DTYPE, Activation  # noqa: F401 - constants, not in __all__
+from ncutils.theory.ufm.spectra import DEFAULT_RANK_RTOL  # noqa: F401
+from ncutils.theory.ufm.spectra import *  # noqa: F401,F403
+from ncutils.theory.ufm.training import *  # noqa: F401,F403
 
-__all__ = [
-    "UFMConfig",
-    "UFMState",
-    "LayerAnalysis",
-    "UFMRun",
-    "regularisation_condition",
-    "dnc_optimum",
-    "targets",
-    "init_state",
-    "dnc_state",
-    "forward",
-    "data_loss",
-    "ufm_loss",
-    "gradient_norm",
-    "layer_loss_function",
-    "layer_hvp",
-    "layer_hessian",
-    "layer_jacobian",
-    "gauss_newton_factor",
-    "hessian_spectrum_from_jacobian",
-    "class_means",
-    "kron_basis",
-    "eigenvector_alignment",
-    "gauss_newton_split",
-    "gradient_coefficients",
-    "data_gradient",
-    "analyse_layer",
-    "layer_metrics",
-    "weight_gram_spectra",
-    "kink_fractions",
-    "train",
-    "train_many",
-    "loss_and_gradient",
-    "checkpoint_path",
-    "snapshot_schedule",
-    "spectrum_frame",
-]
+# the public face of the three modules, in one namespace (a notebook needs one import)
+__all__ = [*model.__all__, *spectra.__all__, *training.__all__]
