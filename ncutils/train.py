@@ -144,6 +144,12 @@ class TrainConfig:
     label_map : str, mapping or None
         Coarse labels to train on (:data:`ncutils.data.LABEL_MAPS` name or a mapping,
         stored as sorted pairs).
+    shuffle_labels : bool
+        Train on the training labels (after ``label_map``) permuted at random across
+        samples, seeded by ``data_seed`` (:func:`ncutils.data.shuffled_labels`): the
+        shuffled-label network of DESIGN 8.2 (a baseline, e.g. Yang's Y1). The sweeps measure
+        the labels trained on; test labels and ``fine_labels`` stay true. Part of the key
+        only when True.
     dataset_kwargs : mapping or pairs
         Options of the dataset (``gaussian`` only), stored as sorted pairs.
     arch : str
@@ -222,6 +228,7 @@ class TrainConfig:
 
     dataset: str = "mnist5k"
     label_map: Any = None
+    shuffle_labels: bool = False
     dataset_kwargs: Any = ()
     arch: str = "mlp"
     arch_kwargs: Any = ()
@@ -300,6 +307,8 @@ class TrainConfig:
             _check(value is None or (_is_int(value) and value >= 1),
                    f"{name} must be a positive integer or None, got {value!r}")
         _check(isinstance(self.download, bool), f"download must be a bool, got {self.download!r}")
+        _check(isinstance(self.shuffle_labels, bool),
+               f"shuffle_labels must be a bool, got {self.shuffle_labels!r}")
         _check(isinstance(self.track_last_layer, bool),
                f"track_last_layer must be a bool, got {self.track_last_layer!r}")
         resolve_device(self.device)
@@ -344,6 +353,8 @@ class TrainConfig:
                   if name not in _SWEEP_FIELDS}
         if not fields["save_at_train_acc"]:
             del fields["save_at_train_acc"]
+        if not fields["shuffle_labels"]:
+            del fields["shuffle_labels"]
         if not fields["warmup_epochs"]:
             del fields["warmup_epochs"]
         if fields["precision"] == "fp32":
@@ -678,8 +689,10 @@ def load_data(config: TrainConfig, device: str | torch.device | None = None) -> 
     label_map = dict(config.label_map) if isinstance(config.label_map, tuple) else config.label_map
     loading = dict(data_dir=config.data_dir, download=config.download, label_map=label_map,
                    seed=config.data_seed, device=device, **dict(config.dataset_kwargs))
-    return (load_dataset(config.dataset, "train", limit=config.limit_train, **loading),
-            load_dataset(config.dataset, "test", limit=config.limit_test, **loading))
+    train_data = load_dataset(config.dataset, "train", limit=config.limit_train, **loading)
+    if config.shuffle_labels:
+        train_data = data_module.shuffled_labels(train_data, seed=config.data_seed)
+    return train_data, load_dataset(config.dataset, "test", limit=config.limit_test, **loading)
 
 
 def _ensure_data_files(config: TrainConfig) -> None:

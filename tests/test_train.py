@@ -350,3 +350,24 @@ def test_precision_is_checked_keyed_only_when_not_fp32_and_bf16_trains():
     with pytest.raises(ValueError, match="precision"):
         train_module.run_epoch(model, inputs, labels, loss_fn=train_module.make_loss("ce", 4),
                                optimizer=optimizer, batch_size=16, generator=torch.Generator(), precision="x")
+
+
+def test_shuffle_labels_permutes_training_labels_only_and_keys_only_when_set():
+    plain = TrainConfig(dataset="digits", device="cpu")
+    shuffled = dataclasses.replace(plain, shuffle_labels=True)
+    assert "shuffle_labels" not in plain.training_fields()
+    assert config_key(plain) != config_key(shuffled)
+    with pytest.raises(ValueError, match="shuffle_labels"):
+        TrainConfig(shuffle_labels="yes")
+    (train_true, test_true), (train_shuffled, test_shuffled) = (
+        train_module.load_data(plain), train_module.load_data(shuffled))
+    # the same class counts, but the labels no longer follow the inputs
+    assert torch.equal(train_true.labels.bincount(), train_shuffled.labels.bincount())
+    assert (train_true.labels == train_shuffled.labels).float().mean() < 0.3
+    assert torch.equal(train_true.inputs, train_shuffled.inputs)
+    assert torch.equal(train_true.fine_labels, train_shuffled.fine_labels)
+    assert torch.equal(test_true.labels, test_shuffled.labels)
+    # seeded by data_seed: the same permutation for every training seed
+    again = train_module.load_data(dataclasses.replace(shuffled, seed=3))[0]
+    assert torch.equal(again.labels, train_shuffled.labels)
+    assert "shuffled" in train_shuffled.source
