@@ -103,7 +103,7 @@ def validate_k1_parameters(parameters: Mapping[str, Any]) -> list[str]:
     >>> validate_k1_parameters({**base, "lr": 0})
     ['lr must be > 0, got 0']
     """
-    from ncutils.papers.parker.configs import _message, _seed_problems
+    from ncutils.papers._validation import error_text, seed_problems
 
     missing = [key for key in ("networks", "dataset", "epochs", "lr", "batch_size", "seeds")
                if key not in parameters]
@@ -112,14 +112,14 @@ def validate_k1_parameters(parameters: Mapping[str, Any]) -> list[str]:
     networks = parameters["networks"]
     if not isinstance(networks, (list, tuple)) or not networks:
         return [f"networks must list at least one of {sorted(_ARCHS)}, got {networks!r}"]
-    problems = _seed_problems(parameters["seeds"])
+    problems = seed_problems(parameters["seeds"])
     if problems:
         return problems
     for network in networks:
         try:
             _k1_configs({**parameters, "networks": [network]})
         except (KeyError, ValueError, TypeError) as error:
-            problems.append(_message(error))
+            problems.append(error_text(error))
     return list(dict.fromkeys(problems))
 
 
@@ -144,7 +144,7 @@ def validate_k2_parameters(parameters: Mapping[str, Any]) -> list[str]:
     """
     from ncutils.data import available_datasets
     from ncutils.models import check_arch_kwargs
-    from ncutils.papers.parker.configs import _message
+    from ncutils.papers._validation import error_text
 
     problems: list[str] = []
     if "dataset" in parameters and parameters["dataset"] not in available_datasets():
@@ -183,7 +183,7 @@ def validate_k2_parameters(parameters: Mapping[str, Any]) -> list[str]:
             try:
                 check_arch_kwargs(spec["arch"], {key: value for key, value in spec.items() if key != "arch"})
             except (KeyError, ValueError, TypeError) as error:
-                problems.append(f"network {name!r}: {_message(error)}")
+                problems.append(f"network {name!r}: {error_text(error)}")
     for name in ("grid_alphas", "grid_betas"):
         values = parameters.get(name, [0.0])
         if not isinstance(values, (list, tuple)) or not values:

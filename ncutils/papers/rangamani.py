@@ -163,14 +163,14 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
     >>> validate_parameters({**base, "architectures": {"mlp": {**net, "lr": {"mnist": 0.1}}}})
     ["mlp: lr has no entry for dataset 'digits'; it has ['mnist']"]
     """
-    from ncutils.papers.parker.configs import _grouped, _message, _seed_problems
+    from ncutils.papers._validation import error_text, grouped_failures, seed_problems
 
     problems: list[str] = []
     failures: list[tuple[str, str]] = []
     architectures = parameters.get("architectures")
     if not isinstance(architectures, Mapping) or not architectures:
         return ["parameters['architectures'] must map at least one network to its settings"]
-    problems += _seed_problems(parameters.get("seeds"))
+    problems += seed_problems(parameters.get("seeds"))
     for key in ("epochs", "batch_size", "warmup_epochs", "device"):
         if key not in parameters:
             problems.append(f"parameters lack [{key!r}]")
@@ -205,8 +205,8 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
                     limit_train=parameters.get("limit_train"), limit_test=parameters.get("limit_test"),
                     data_dir=parameters.get("data_dir"), download=bool(parameters.get("download", False)))
             except (KeyError, ValueError, TypeError) as error:
-                failures.append((f"{name} on {dataset}", _message(error)))
-    return list(dict.fromkeys(problems + _grouped(failures)))
+                failures.append((f"{name} on {dataset}", error_text(error)))
+    return list(dict.fromkeys(problems + grouped_failures(failures)))
 
 
 # --------------------------------------------------------------------------- helpers

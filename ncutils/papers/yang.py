@@ -324,21 +324,21 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
     >>> validate_parameters({**base, "datasets": ["digits", "mnist5k"]})
     ["Y1: epochs has no entry for dataset 'mnist5k'; it has ['digits']"]
     """
-    from ncutils.papers.parker.configs import _message
+    from ncutils.papers._validation import error_text
 
     problems = _not_lists(parameters, ("datasets", "pairings", "lrs", "weight_decays"))
     if not problems:
         try:
             y1_grid(parameters)
         except (KeyError, ValueError, TypeError) as error:
-            problems.append(f"Y1: {_message(error)}")
+            problems.append(f"Y1: {error_text(error)}")
     if any(key.startswith("y2_") for key in parameters):
         problems += _not_lists(parameters, ("y2_separations", "y2_epochs", "y2_separated", "y2_unseparated"))
         if not problems:
             try:
                 y2_grid(parameters)
             except (KeyError, ValueError, TypeError) as error:
-                problems.append(f"Y2: {_message(error)}")
+                problems.append(f"Y2: {error_text(error)}")
             separations = [float(s) for s in parameters.get("y2_separations", [])]
             for key in ("y2_separated", "y2_unseparated"):
                 missing = [s for s in parameters.get(key, []) if float(s) not in separations]

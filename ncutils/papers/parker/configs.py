@@ -22,6 +22,7 @@ import pandas as pd
 from ncutils.data import available_datasets, load_dataset
 from ncutils.grid import Grid, GridEntry, GridResult, sweep_schedule
 from ncutils.models import ACTIVATIONS, check_arch_kwargs
+from ncutils.papers._validation import error_text, grouped_failures, seed_problems
 from ncutils.papers.parker.criteria import eligible_runs
 from ncutils.train import TrainConfig
 
@@ -299,19 +300,6 @@ def activation_grid(parameters: Mapping[str, Any], *, architecture: str = "mlp")
     return Grid(entries)
 
 
-def _message(error: Exception) -> str:
-    """The text of an error as the notebook would show it (a KeyError without its quotes)."""
-    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-
-
-def _grouped(failures: Sequence[tuple[str, str]]) -> list[str]:
-    """``(run, message)`` pairs as one line per message: ``"message (mlp on digits, vgg on digits)"``."""
-    runs: dict[str, list[str]] = {}
-    for run, message in failures:
-        runs.setdefault(message, []).append(run)
-    return [f"{message} ({', '.join(names)})" for message, names in runs.items()]
-
-
 def _name_list(parameters: Mapping[str, Any], name: str, known: Sequence[str] | None,
                problems: list[str]) -> list[str]:
     values = parameters.get(name)
@@ -329,15 +317,6 @@ def _name_list(parameters: Mapping[str, Any], name: str, known: Sequence[str] | 
         if unknown:
             problems.append(f"parameters[{name!r}]: unknown {unknown}; available: {sorted(known)}")
     return list(dict.fromkeys(values))
-
-
-def _seed_problems(values: Any, name: str = "seeds") -> list[str]:
-    seeds = values if isinstance(values, (list, tuple)) else None
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        return [f"{name} must list integers >= 0, got {values!r}"]
-    if len(set(seeds)) != len(seeds):
-        return [f"{name} repeat: {list(seeds)}"]
-    return []
 
 
 def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
@@ -378,7 +357,7 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
         problems.append("parameters['architectures'] must map at least one architecture to its options")
         architectures = {}
     if "seeds" in parameters:
-        problems += _seed_problems(parameters["seeds"])
+        problems += seed_problems(parameters["seeds"])
     if "epochs" not in parameters:
         return problems + ["parameters lack ['epochs']"]
     epochs = parameters["epochs"]
@@ -390,7 +369,7 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
         try:
             return _epochs_for(epochs, dataset)
         except KeyError as error:
-            problems.append(_message(error))
+            problems.append(error_text(error))
             return None
 
     counts = {dataset: epochs_of(dataset) for dataset in datasets if dataset in known}
@@ -405,7 +384,7 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
             try:
                 parker_config(architecture, dataset, arch_kwargs=arch_kwargs, **{**options, "epochs": count})
             except (KeyError, ValueError, TypeError) as error:
-                failures.append((f"{architecture} on {dataset}", _message(error)))
+                failures.append((f"{architecture} on {dataset}", error_text(error)))
     if "activations" in parameters:
         activations = _name_list(parameters, "activations", sorted(ACTIVATIONS), problems)
         if not isinstance(activation_dataset, str):
@@ -422,8 +401,8 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
                         parker_config("mlp", activation_dataset, arch_kwargs=architectures["mlp"],
                                       activation=activation, **{**options, "epochs": count})
                     except (KeyError, ValueError, TypeError) as error:
-                        failures.append((f"mlp ({activation}) on {activation_dataset}", _message(error)))
-    return list(dict.fromkeys(problems + _grouped(failures)))
+                        failures.append((f"mlp ({activation}) on {activation_dataset}", error_text(error)))
+    return list(dict.fromkeys(problems + grouped_failures(failures)))
 
 
 def training_summary(result: GridResult, *, min_train_acc: float) -> pd.DataFrame:
