@@ -16,10 +16,10 @@ each time is the best of ``--repeats`` rounds, with the device synchronised arou
    per batch) and the dense float64 route of public code (``Sigma_W``, ``Sigma_B`` as D x D
    matrices, ``torch.linalg.pinv``), with the relative difference of the values.
    Target (DESIGN.md section 7): at D = 4,096, N = 10,000 at least 50x.
-2. **Layer sweep / one forward pass**: ``ncutils.probe.layer_sweep(..., num_classes=C)`` with
+2. **Layer sweep / one forward pass**: ``ncutils.sweep.layer_sweep(..., num_classes=C)`` with
    the device's default memory budget (keep on a CPU, recompute on a GPU), against one plain
    eval-mode forward pass over the same N inputs at the same batch size. The consumer layers'
-   alignment SVDs (``probe.batched_alignments``, a per-layer cost independent of N) are timed
+   alignment SVDs (``sweep.batched_alignments``, a per-layer cost independent of N) are timed
    inside the same calls and reported beside the ratio, not inside it (DESIGN.md section 8.5).
    Target: at most 3x on a GPU, for ResNet-18 (N = 10,000, 32 px) and MLP 7 x 1,024
    (N = 20,000, 28 px).
@@ -47,7 +47,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ncutils import metrics, probe, train  # noqa: E402
+from ncutils import metrics, sweep, train  # noqa: E402
 from ncutils.models import build_model  # noqa: E402
 from ncutils.stats import ClassStats, ProjectedScatter  # noqa: E402
 
@@ -143,10 +143,10 @@ def bench_nc1(sizes: dict, device: torch.device, repeats: int) -> None:
 
 # ----------------------------------------------------------------------------- layer sweep
 class AlignmentTimer:
-    """Times ``probe.batched_alignments`` (the consumer layers' SVDs) inside a sweep."""
+    """Times ``sweep.batched_alignments`` (the consumer layers' SVDs) inside a sweep."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self.seconds, self._original = device, 0.0, probe.batched_alignments
+        self.device, self.seconds, self._original = device, 0.0, sweep.batched_alignments
 
     def __enter__(self) -> "AlignmentTimer":
         def timed(*args, **kwargs):
@@ -158,11 +158,11 @@ class AlignmentTimer:
                 synchronize(self.device)
                 self.seconds += time.perf_counter() - started
 
-        probe.batched_alignments = timed
+        sweep.batched_alignments = timed
         return self
 
     def __exit__(self, *exc_info) -> None:
-        probe.batched_alignments = self._original
+        sweep.batched_alignments = self._original
 
 
 def plain_forward(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> None:
@@ -193,15 +193,15 @@ def bench_sweep(sizes: dict, device: torch.device, repeats: int, batch_size: int
         model.register_forward_hook(lambda *_: forward_calls.__setitem__(0, forward_calls[0] + 1))
         alignment_seconds: list[float] = []
 
-        def sweep() -> None:
+        def run_sweep() -> None:
             with AlignmentTimer(device) as timer:
-                probe.layer_sweep(model, inputs, labels, batch_size=batch_size, num_classes=NUM_CLASSES)
+                sweep.layer_sweep(model, inputs, labels, batch_size=batch_size, num_classes=NUM_CLASSES)
             alignment_seconds.append(timer.seconds)
 
-        times = interleaved({"forward": lambda: plain_forward(model, inputs, batch_size), "sweep": sweep},
+        times = interleaved({"forward": lambda: plain_forward(model, inputs, batch_size), "sweep": run_sweep},
                             repeats, device)
         forward_calls[0] = 0
-        sweep()
+        run_sweep()
         passes = forward_calls[0] / -(-n // batch_size)
         alignment = min(alignment_seconds)
         statistics = times["sweep"] - alignment

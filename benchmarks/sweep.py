@@ -11,7 +11,7 @@ class centres; the cost does not depend on the values) and the same batch size:
 
 * ``forward``: one plain forward pass over the N inputs, batch by batch, in eval mode under
   ``torch.no_grad`` (the logits are discarded);
-* ``sweep (keep)``: ``ncutils.probe.layer_sweep`` with a budget large enough to keep every
+* ``sweep (keep)``: ``ncutils.sweep.layer_sweep`` with a budget large enough to keep every
   probe point's features from pass 1: one forward pass, pass 2 without one;
 * ``sweep (recompute)``: the same with ``memory_budget=0``: two forward passes.
 
@@ -21,7 +21,7 @@ DESIGN.md section 7 is a ratio of at most 2 plus the O(N D C) statistics (class 
 within-class sums, the C x C projected scatter and the NCC predictions of every probe point,
 summed over the probe points' dimensions D). The forward passes a sweep makes are counted
 with a forward hook and printed, so the ratio can be split into forward passes and statistics.
-``ratio w/o alignment`` leaves out the time spent in ``probe.batched_alignments`` (the SVDs
+``ratio w/o alignment`` leaves out the time spent in ``sweep.batched_alignments`` (the SVDs
 of each consumer layer's weight: a cost per layer that does not grow with N), measured inside
 the same runs.
 
@@ -44,9 +44,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ncutils import probe  # noqa: E402
+from ncutils import sweep  # noqa: E402
 from ncutils.models import build_model  # noqa: E402
-from ncutils.probe import layer_sweep  # noqa: E402
+from ncutils.sweep import layer_sweep  # noqa: E402
 
 INPUT_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10
@@ -68,7 +68,7 @@ def make_inputs(n_samples: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
 
 
 class AlignmentTimer:
-    """Times ``probe.batched_alignments`` inside a sweep (SVDs of the consumer weights).
+    """Times ``sweep.batched_alignments`` inside a sweep (SVDs of the consumer weights).
 
     Those SVDs cost O(in * out * min(in, out)) per consumer layer whatever N is, so they are
     reported apart from the per-sample work the target is about.
@@ -76,7 +76,7 @@ class AlignmentTimer:
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self._original = probe.batched_alignments
+        self._original = sweep.batched_alignments
 
     def __enter__(self) -> "AlignmentTimer":
         def timed(*args, **kwargs):
@@ -86,11 +86,11 @@ class AlignmentTimer:
             finally:
                 self.seconds += time.perf_counter() - started
 
-        probe.batched_alignments = timed
+        sweep.batched_alignments = timed
         return self
 
     def __exit__(self, *exc_info) -> None:
-        probe.batched_alignments = self._original
+        sweep.batched_alignments = self._original
 
 
 def _synchronize() -> None:

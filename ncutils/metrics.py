@@ -46,15 +46,13 @@ import torch
 
 from ncutils._checks import (
     as_tensor,
-    block_budget,
     check_features_labels,
     check_finite,
     check_labels,
     check_min_classes,
     flatten_features,
-    row_chunks,
 )
-from ncutils.stats import ClassStats, ProjectedScatter
+from ncutils.stats import ClassStats, ProjectedScatter, nearest_centre_labels
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -612,24 +610,7 @@ def ncc_predict(features: ArrayLike, class_means: ArrayLike, classes: ArrayLike)
         raise ValueError("features are empty: need at least one sample")
     check_finite(features, "features")
     check_finite(means, "class_means")
-    return _nearest_centre(features, means, classes)
-
-
-def _nearest_centre(features: torch.Tensor, means: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """NCC labels of validated 2-D features, by row blocks in float64."""
-    device = features.device
-    means = means.to(device=device, dtype=torch.float64)
-    classes = classes.to(device)
-    squared_norms = means.pow(2).sum(dim=1)
-    predicted = torch.empty(features.shape[0], dtype=torch.long, device=device)
-    blocks = row_chunks(features.shape[0], row_bytes=8 * (features.shape[1] + means.shape[0]),
-                        budget_bytes=block_budget(device))
-    for start in blocks:
-        stop = min(start + blocks.step, features.shape[0])
-        block = features[start:stop].to(torch.float64)
-        scores = squared_norms - 2.0 * (block @ means.T)
-        predicted[start:stop] = classes[scores.argmin(dim=1)]
-    return predicted
+    return nearest_centre_labels(features, means, classes)
 
 
 def _ncc_agreement(class_stats: ClassStats, features: Any, targets: Any, name: str) -> float:
@@ -641,7 +622,7 @@ def _ncc_agreement(class_stats: ClassStats, features: Any, targets: Any, name: s
             f"features have dimension {features.shape[1]} but the class statistics have "
             f"dimension {class_stats.dim}"
         )
-    predicted = _nearest_centre(features, class_stats.means, class_stats.classes)
+    predicted = nearest_centre_labels(features, class_stats.means, class_stats.classes)
     return float((predicted == targets).to(torch.float64).mean())
 
 

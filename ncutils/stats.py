@@ -49,7 +49,7 @@ import torch
 
 from ncutils._checks import block_budget, check_features_labels, check_finite, check_labels, row_chunks
 
-__all__ = ["ClassStats", "ProjectedScatter"]
+__all__ = ["ClassStats", "ProjectedScatter", "nearest_centre_labels"]
 
 
 class _Moments(NamedTuple):
@@ -360,6 +360,41 @@ class ClassStats:
         """Statistics of one ``(features, labels)`` set (a convenience for ``ClassStats().update``)."""
         return cls(device=device, classes=classes, num_classes=num_classes).update(features, labels)
 
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], device: torch.device | str | None = None) -> "ClassStats":
+        """Finished statistics rebuilt from :meth:`state` (e.g. read back from the results store).
+
+        The result covers the classes of ``state`` (discovered-classes route: later
+        updates may add classes) and gives the same numbers as the statistics it came from.
+
+        Examples
+        --------
+        >>> import torch
+        >>> stats = ClassStats().update(torch.randn(6, 4), torch.tensor([3, 3, 7, 7, 9, 9]))
+        >>> torch.equal(ClassStats.from_state(stats.state()).means, stats.means)
+        True
+        """
+        names = ("classes", "counts", "means", "within_ss")
+        missing = [name for name in names if name not in state]
+        if missing:
+            raise ValueError(f"a ClassStats state needs {list(names)}; missing {missing}")
+        target = torch.device(device) if device is not None else state["means"].device
+        rebuilt = cls(device=target)
+        rebuilt._moments = _Moments(state["classes"].to(target, torch.long), state["counts"].to(target, torch.long),
+                                    state["means"].to(target, torch.float64),
+                                    state["within_ss"].to(target, torch.float64))
+        return rebuilt
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The finished results as plain tensors on the CPU: ``classes``, ``counts``, ``means``, ``within_ss``.
+
+        What the results store keeps of a probe point (DESIGN 8.4's statistics level);
+        :meth:`from_state` rebuilds the statistics. Reading it finalises (raises on bad batches).
+        """
+        moments = self._require_data()
+        return {"classes": moments.classes.cpu(), "counts": moments.counts.cpu(),
+                "means": moments.means.cpu(), "within_ss": moments.within_ss.cpu()}
+
     @property
     def fixed_classes(self) -> torch.Tensor | None:
         """The classes given up front (sorted), or ``None`` when classes are discovered."""
@@ -658,6 +693,41 @@ class ProjectedScatter:
         self._n = 0
         self._checks = _DeferredChecks(self._device) if class_stats.fixed_classes is not None else None
 
+    @classmethod
+    def from_state(cls, class_stats: ClassStats, state: dict[str, Any]) -> "ProjectedScatter":
+        """A finished scatter rebuilt from :meth:`state` and the pass-1 statistics it was built on.
+
+        Raises
+        ------
+        ValueError
+            ``state`` belongs to other classes, or lacks ``sum`` or ``n``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> features, labels = torch.randn(20, 8), torch.arange(20) % 4
+        >>> stats = ClassStats().update(features, labels)
+        >>> scatter = ProjectedScatter(stats).update(features, labels)
+        >>> torch.equal(ProjectedScatter.from_state(stats, scatter.state()).scatter, scatter.scatter)
+        True
+        """
+        if "sum" not in state or "n" not in state:
+            raise ValueError(f"a ProjectedScatter state needs 'sum' and 'n'; got {sorted(state)}")
+        rebuilt = cls(class_stats)
+        total = state["sum"].to(rebuilt._device, torch.float64)
+        if total.shape != rebuilt._sum.shape:
+            raise ValueError(f"scatter state of shape {tuple(total.shape)} does not fit "
+                             f"{rebuilt._classes.numel()} classes")
+        rebuilt._sum, rebuilt._n = total, int(state["n"])
+        rebuilt._checks = None
+        return rebuilt
+
+    def state(self) -> dict[str, Any]:
+        """``{"sum": (C, C) float64 on the CPU, "n": int}``: with the pass-1 statistics, all
+        :meth:`from_state` needs. Reading it raises on bad batches, as ``scatter`` does."""
+        self._raise_if_flagged()
+        return {"sum": self._sum.cpu(), "n": self._n}
+
     def update(self, features: Any, labels: Any) -> "ProjectedScatter":
         """Add ``sum_i z_i z_i^T`` of a batch, in place.
 
@@ -769,3 +839,33 @@ class ProjectedScatter:
 
     def __repr__(self) -> str:
         return f"ProjectedScatter(n={self._n}, classes={self._classes.tolist()})"
+
+
+def nearest_centre_labels(features: torch.Tensor, means: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Nearest-class-centre labels of 2-D features (already validated), in float64 by row blocks.
+
+    ``classes[argmin_c ||h_i - mu_c||^2]``, computed as ``argmin_c (||mu_c||^2 - 2 h_i . mu_c)``
+    on the features' device; ties go to the first class in ``classes`` order. The layer
+    sweep counts these labels against the true labels and the network's predictions (NCC
+    accuracy, NC4), and :func:`ncutils.metrics.ncc_predict` is its checked public face.
+
+    Examples
+    --------
+    >>> import torch
+    >>> nearest_centre_labels(torch.tensor([[0.2], [4.0]]), torch.tensor([[0.0], [5.0]]),
+    ...                       torch.tensor([3, 7])).tolist()
+    [3, 7]
+    """
+    device = features.device
+    means = means.to(device=device, dtype=torch.float64)
+    classes = classes.to(device)
+    squared_norms = means.pow(2).sum(dim=1)
+    predicted = torch.empty(features.shape[0], dtype=torch.long, device=device)
+    blocks = row_chunks(features.shape[0], row_bytes=8 * (features.shape[1] + means.shape[0]),
+                        budget_bytes=block_budget(device))
+    for start in blocks:
+        stop = min(start + blocks.step, features.shape[0])
+        block = features[start:stop].to(torch.float64)
+        scores = squared_norms - 2.0 * (block @ means.T)
+        predicted[start:stop] = classes[scores.argmin(dim=1)]
+    return predicted

@@ -38,7 +38,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -47,14 +47,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ncutils import data as data_module
-from ncutils import metrics as metrics_module
 from ncutils import probe
 from ncutils import runs
+from ncutils import series as series_module
 from ncutils._io import atomic_write
 from ncutils.data import Dataset, iterate_minibatches, load_dataset
 from ncutils.models import build_model, check_arch_kwargs
-from ncutils.stats import ClassStats
 from ncutils._checks import resolve_device
+
+if TYPE_CHECKING:
+    from ncutils.sweep import SweepStatistics
 
 __all__ = [
     "LOSSES",
@@ -71,9 +73,10 @@ __all__ = [
     "resolve_device",
     "run_epoch",
     "train",
-    "LAST_LAYER_COLUMNS",
-    "last_layer_metrics",
 ]
+# K1's notebook and tests read these here until they import ncutils.series
+LAST_LAYER_COLUMNS = series_module.LAST_LAYER_COLUMNS
+last_layer_metrics = series_module.last_layer_metrics
 
 LOSSES = ("ce", "mse")
 OPTIMIZERS = ("sgd", "adam")
@@ -194,8 +197,9 @@ class TrainConfig:
         How the sweeps reduce conv maps (keys the measurements, not the training).
     track_last_layer : bool
         After every epoch, measure the last hidden layer (the penultimate probe point)
-        online and add its series to the history (:func:`last_layer_metrics`, columns
-        :data:`LAST_LAYER_COLUMNS`): the cheap every-epoch series of DESIGN 8.4 (K1's
+        online and add its series to the history (:mod:`ncutils.series`: the statistics
+        are stored, the columns :data:`~ncutils.series.LAST_LAYER_COLUMNS` computed from
+        them when the run is loaded): the cheap every-epoch series of DESIGN 8.4 (K1's
         terminal phase). Part of the key only when True.
     precision : {"fp32", "bf16"}
         ``"bf16"`` trains with the forward pass and the loss under ``torch.autocast`` in
@@ -362,14 +366,15 @@ class TrainConfig:
         if not fields["track_last_layer"]:
             del fields["track_last_layer"]
         else:
-            # the online series are measurements made while training: the measuring code
-            # keys them (an edit to metrics/probe/stats retrains these runs, and only these)
+            # the online series keep statistics made while training: the statistics code keys
+            # them (an edit to stats/probe/sweep/series retrains these runs, and only these;
+            # an edit to metrics recomputes the columns from the stored statistics)
             fields["track_last_layer"] = {
-                "measuring_code": runs._source_digests(runs.MEASUREMENT_MODULES)}
+                "statistics_code": runs._source_digests((*runs.STATISTICS_MODULES, "series"))}
         return fields
 
     def sweep_options(self) -> dict[str, Any]:
-        """The options of the sweeps (:func:`ncutils.probe.layer_sweep` keywords).
+        """The options of the sweeps (:func:`ncutils.sweep.layer_sweep` keywords).
 
         Examples
         --------
@@ -390,9 +395,10 @@ class RunResult:
         One row per epoch: ``epoch``, ``loss`` (mean training loss over the epoch's
         batches, in train mode), ``train_acc`` and ``test_acc`` (eval mode, after the
         epoch, whole splits), ``lr`` (learning rate of the epoch's first batch); with
-        ``track_last_layer`` also :data:`LAST_LAYER_COLUMNS` (measured after the epoch).
+        ``track_last_layer`` also :data:`~ncutils.series.LAST_LAYER_COLUMNS` (statistics
+        measured after the epoch, metrics computed from them at load).
     sweeps : DataFrame
-        ``epoch`` plus the columns of :func:`ncutils.probe.layer_sweep`, one row per
+        ``epoch`` plus the columns of :func:`ncutils.sweep.layer_sweep`, one row per
         (sweep epoch, probe point): measurements of the stored weights, at the sweep
         epochs and at the first epoch reaching each threshold of ``save_at_train_acc``.
     model : nn.Module
@@ -425,6 +431,25 @@ class RunResult:
     stored_epochs: list[int] = field(default_factory=list)
     train_acc_epochs: dict[float, int | None] = field(default_factory=dict)
     _stored: runs.StoredRun | None = field(default=None, repr=False)
+    _runs_dir: Path | None = field(default=None, repr=False)
+
+    def statistics_at(self, epoch: int) -> SweepStatistics:
+        """The sweep statistics of a stored epoch (:class:`ncutils.sweep.SweepStatistics`).
+
+        Loaded from the results store (the sweeps of :attr:`sweeps` stored them), else
+        measured from the epoch's weights. Per-layer class statistics for a metric the
+        sweep table lacks come from ``.class_stats()``, with no forward pass.
+
+        Raises
+        ------
+        KeyError
+            The epoch is not stored.
+        """
+        if self._stored is None:
+            raise RuntimeError("this RunResult has no stored run to read statistics from")
+        return runs.stored_statistics(self._stored, epoch, model_at=self.model_at,
+                                      data=lambda: load_data(self.config),
+                                      options=self.config.sweep_options(), runs_dir=self._runs_dir)
 
     def model_at(self, epoch: int, device: str | torch.device | None = None) -> nn.Module:
         """The model with the weights stored for ``epoch``, eval mode.
@@ -547,77 +572,6 @@ def evaluate_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tens
                                      device=inputs.device):
         correct += (model(inputs[batch]).argmax(dim=1) == labels[batch]).sum()
     return int(correct) / labels.shape[0]
-
-
-#: History columns added by ``TrainConfig(track_last_layer=True)``: the last hidden layer
-#: (penultimate probe point) on the training set (``ll_*``, training class means) and on
-#: the test set (``ll_test_*``: NC1, NC2 and NC3 with the test class means; NCC accuracy
-#: and mismatch with the *training* class means).
-LAST_LAYER_COLUMNS: tuple[str, ...] = (
-    "ll_nc1", "ll_equinorm", "ll_equiangularity", "ll_etf_error", "ll_self_duality",
-    "ll_ncc_mismatch", "ll_ncc_train_acc",
-    "ll_test_nc1", "ll_test_equinorm", "ll_test_equiangularity", "ll_test_etf_error",
-    "ll_test_self_duality", "ll_test_ncc_mismatch", "ll_ncc_test_acc",
-)
-
-
-def _penultimate(model: nn.Module, inputs: torch.Tensor, point: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features at ``point`` and the network's predictions, via :func:`ncutils.probe.iter_features`."""
-    features, predictions = [], []
-    for batch in probe.iter_features(model, inputs, [point], batch_size=EVAL_BATCH_SIZE,
-                                     conv_policy="flatten"):
-        features.append(batch.features[point])
-        predictions.append(batch.predictions)
-    return torch.cat(features), torch.cat(predictions)
-
-
-def last_layer_metrics(model: nn.Module, train_data: Dataset, test_data: Dataset) -> dict[str, float]:
-    """NC1-NC4 of the last hidden layer on the training and the test set (one row of the history).
-
-    The features are those of the model's last probe point (the penultimate layer, read
-    by the classifier; conv maps flattened), captured with
-    :func:`ncutils.probe.iter_features`; the numbers are :func:`ncutils.metrics.summary`
-    (NC1, equinorm, equiangularity, ETF error, self-duality with the classifier weight,
-    NCC mismatch against the network's predictions) and
-    :func:`ncutils.metrics.ncc_accuracy_from_stats` /
-    :func:`~ncutils.metrics.ncc_mismatch_from_stats` with the training class means on
-    the test features. Conventions are those of :mod:`ncutils.metrics` (DESIGN.md 4).
-
-    Returns
-    -------
-    dict
-        The keys of :data:`LAST_LAYER_COLUMNS`.
-
-    Examples
-    --------
-    >>> train_data, test_data = load_data(TrainConfig(dataset="digits", device="cpu"))  # doctest: +SKIP
-    >>> model = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, depth=3, width=32)  # doctest: +SKIP
-    >>> sorted(last_layer_metrics(model, train_data, test_data)) == sorted(LAST_LAYER_COLUMNS)  # doctest: +SKIP
-    True
-    """
-    point = model.probe_points[-1].name
-    weight = dict(model.named_modules())[model.classifier_name].weight.detach()
-    row: dict[str, float] = {}
-    train_features, train_predictions = _penultimate(model, train_data.inputs, point)
-    test_features, test_predictions = _penultimate(model, test_data.inputs, point)
-    train_stats = ClassStats.from_features(train_features, train_data.labels)
-    for prefix, features, labels, predictions in (
-            ("ll_", train_features, train_data.labels, train_predictions),
-            ("ll_test_", test_features, test_data.labels, test_predictions)):
-        values = metrics_module.summary(features, labels, classifier_weight=weight.to(features.device),
-                                        predictions=predictions)
-        for name in ("nc1", "equinorm", "equiangularity", "etf_error", "self_duality"):
-            row[prefix + name] = float(values[name])
-        if prefix == "ll_":
-            row["ll_ncc_mismatch"] = float(values["ncc_mismatch"])
-            row["ll_ncc_train_acc"] = float(values["ncc_accuracy"])
-    row["ll_test_ncc_mismatch"] = metrics_module.ncc_mismatch_from_stats(
-        train_stats, test_features, test_predictions)
-    row["ll_ncc_test_acc"] = metrics_module.ncc_accuracy_from_stats(
-        train_stats, test_features, test_data.labels)
-    return {name: row[name] for name in LAST_LAYER_COLUMNS}
-
-
 
 
 def _rng_states(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
@@ -785,12 +739,16 @@ def train(
         data=lambda: data if data is not None else load_data(config, device),
         options=config.sweep_options(), runs_dir=runs_root, force=force)
     manifest = stored.manifest
+    history = stored.history
+    if config.track_last_layer:
+        table = series_module.series_table(manifest["series_epochs"], stored.series())
+        history = history.merge(table, on="epoch", how="left", validate="one_to_one")
     return RunResult(
-        config, stored.history, sweeps, model_at(manifest["last_epoch"]), key, run_dir,
+        config, history, sweeps, model_at(manifest["last_epoch"]), key, run_dir,
         from_cache=from_cache, train_seconds=float(manifest.get("train_seconds", float("nan"))),
         measured_from_cache=measured == 0, stored_epochs=stored.epochs,
         train_acc_epochs={float(t): e for t, e in manifest.get("train_acc_epochs", {}).items()},
-        _stored=stored)
+        _stored=stored, _runs_dir=runs_root)
 
 
 def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
@@ -814,6 +772,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
         epoch_scheduler, batch_scheduler = _make_scheduler(config, optimizer, steps_per_epoch)
         generator = torch.Generator().manual_seed(config.seed)
         history: list[dict[str, float]] = []
+        series: list[dict[str, Any]] = []  # track_last_layer: one statistics state per epoch
         saved: dict[int, dict[str, Any]] = {}
         reached: dict[float, int | None] = {threshold: None for threshold in config.save_at_train_acc}
         start_epoch, elapsed = 1, 0.0
@@ -828,6 +787,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
                     scheduler.load_state_dict(checkpoint[name])
             _set_rng_states(checkpoint["rng"], generator)
             history, saved, reached = checkpoint["history"], checkpoint["saved"], checkpoint["reached"]
+            series = checkpoint.get("series", [])
             start_epoch, elapsed = checkpoint["epoch"] + 1, checkpoint["elapsed"]
         elif 0 in config.sweep_epochs:
             saved[0] = runs.save_weights(run_dir, 0, model.state_dict(), ["sweep"])
@@ -853,7 +813,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
                 "lr": learning_rate,
             }
             if config.track_last_layer:
-                row.update(last_layer_metrics(model, train_data, test_data))
+                series.append(series_module.last_layer_statistics(model, train_data, test_data))
             if epoch_scheduler is not None:
                 epoch_scheduler.step()
             history.append(row)
@@ -880,6 +840,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
                     "batch_scheduler": batch_scheduler.state_dict() if batch_scheduler else None,
                     "rng": _rng_states(generator, device),
                     "history": history,
+                    "series": series,
                     "saved": saved,
                     "reached": reached,
                 })
@@ -889,6 +850,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
         train_seconds = time.perf_counter() - started
 
     runs.store_trained(run_dir, key, runs.trained_payload(config), pd.DataFrame(history), saved, {
+        "series_epochs": [row["epoch"] for row in history] if config.track_last_layer else None,
         "input_shape": list(train_data.input_shape),
         "num_classes": train_data.num_classes,
         "classes": train_data.classes,
@@ -898,7 +860,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
         "train_seconds": train_seconds,
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-    }, device)
+    }, device, series=series if config.track_last_layer else None)
     checkpoint_path.unlink(missing_ok=True)
     stored = runs.load_trained(key, run_dir.parent.parent)
     if stored is None:

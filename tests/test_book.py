@@ -135,6 +135,21 @@ def test_a_failing_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, c
     assert not (root / "_build" / "notebooks" / "smoke" / "state.json").read_text().strip("{} \n")
 
 
+@pytest.mark.parametrize("configured", [True, False])
+def test_the_kernel_uses_the_callers_results_store_else_the_projects(tmp_path, monkeypatch, configured):
+    root = make_book(tmp_path / "book")
+    seen = tmp_path / "seen.txt"
+    make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"\nepochs = 3\nlr = 0.1\ndataset = "digits"',
+                  body=f"import os, pathlib\npathlib.Path({str(seen)!r}).write_text(os.environ['NCUTILS_RUNS_DIR'])")
+    if configured:
+        monkeypatch.setenv("NCUTILS_RUNS_DIR", str(tmp_path / "scratch-store"))
+    else:
+        monkeypatch.delenv("NCUTILS_RUNS_DIR", raising=False)
+    cli.build("smoke", root=root, html=False)
+    expected = tmp_path / "scratch-store" if configured else root / "runs"
+    assert seen.read_text() == str(expected)
+
+
 def test_strip_removes_outputs_and_injected_parameters(tmp_path):
     path = tmp_path / "nb.ipynb"
     make_notebook(path, 'profile = "cpu"')

@@ -1,4 +1,4 @@
-"""Tests of ncutils.probe.layer_sweep against per-layer computations done naively here."""
+"""Tests of ncutils.sweep.layer_sweep against per-layer computations done naively here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from ncutils import metrics
 from ncutils.models import ProbePoint, build_model
-from ncutils.probe import layer_sweep
+from ncutils.sweep import layer_sweep
 from ncutils.stats import ClassStats, ProjectedScatter
 
 CLASSES = (2, 5, 9)  # non-contiguous on purpose
@@ -114,7 +114,8 @@ def naive_ncc(features: torch.Tensor, class_means: torch.Tensor) -> torch.Tensor
     return torch.tensor(CLASSES)[distances.argmin(dim=1)]
 
 
-def naive_row(model, features, shape, labels, predictions, test_features, test_labels, point):
+def naive_row(model, features, shape, labels, predictions, test_features, test_labels, point,
+              test_predictions):
     """One sweep row computed from the raw features with the raw-feature metric functions."""
     modules = dict(model.named_modules())
     weight = None if point.consumer is None else modules[point.consumer].weight.detach()
@@ -124,6 +125,7 @@ def naive_row(model, features, shape, labels, predictions, test_features, test_l
     row["ncc_train_acc"] = row.pop("ncc_accuracy")
     class_means = naive_class_means(features, labels)
     row["ncc_test_acc"] = float((naive_ncc(test_features, class_means) == test_labels).double().mean())
+    row["ncc_test_mismatch"] = float((naive_ncc(test_features, class_means) != test_predictions).double().mean())
     if weight is None or (weight.ndim == 2 and not reads_flat):
         row["alignment"] = math.nan
     elif weight.ndim == 2:
@@ -154,7 +156,7 @@ def test_sweep_equals_each_layer_computed_separately(kind: str, conv_policy: str
     )
 
     features, shapes, predictions = naive_features(model, inputs, conv_policy)
-    test_features, _, _ = naive_features(model, test_inputs, conv_policy)
+    test_features, _, test_predictions = naive_features(model, test_inputs, conv_policy)
     n_points = len(model.probe_points)
     assert list(table["layer"]) == list(range(n_points))
     assert list(table["name"]) == [point.name for point in model.probe_points]
@@ -169,7 +171,7 @@ def test_sweep_equals_each_layer_computed_separately(kind: str, conv_policy: str
     for index, point in enumerate(model.probe_points):
         expected = naive_row(
             model, features[index], shapes[index], labels, predictions,
-            test_features[index], test_labels, point,
+            test_features[index], test_labels, point, test_predictions,
         )
         for key, value in expected.items():
             assert key in table.columns, key
@@ -327,8 +329,49 @@ def test_resnet18_sweeps_every_probe_point_at_32px() -> None:
     assert list(np.isfinite(table["alignment"])) == has_consumer
 
 
+# ----------------------------------------------------------------------------- the two levels
+from ncutils.sweep import SweepStatistics, sweep_statistics, sweep_table  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_table_from_stored_statistics_equals_the_sweep(kind: str, tmp_path) -> None:
+    """The statistics level round-trips through torch.save/load(weights_only) to the same table."""
+    model = make_model(kind)
+    inputs, labels = make_data(input_shape_of(kind), 90, seed=1)
+    test_inputs, test_labels = make_data(input_shape_of(kind), 40, seed=2)
+    table = layer_sweep(model, inputs, labels, test_inputs=test_inputs, test_labels=test_labels,
+                        batch_size=16, alignment_rank=2)
+    statistics = sweep_statistics(model, inputs, labels, test_inputs=test_inputs, test_labels=test_labels,
+                                  batch_size=16)
+    torch.save(statistics.state(), tmp_path / "statistics.pt")
+    loaded = SweepStatistics.from_state(torch.load(tmp_path / "statistics.pt", weights_only=True))
+    pd.testing.assert_frame_equal(sweep_table(loaded, model, alignment_rank=2), table)
+    assert sorted(loaded.class_stats()) == sorted(point.name for point in model.probe_points)
+
+
+def test_statistics_of_chosen_points_keep_their_depth_and_need_no_model_without_alignment() -> None:
+    model = make_model("mlp")
+    inputs, labels = make_data(input_shape_of("mlp"), 90, seed=1)
+    full = layer_sweep(model, inputs, labels)
+    last = model.probe_points[-1].name
+    statistics = sweep_statistics(model, inputs, labels, points=[last], metrics=["nc1", "ncc"])
+    table = sweep_table(statistics)  # no alignment asked for: the model is not needed
+    assert list(table["name"]) == [last]
+    expected = full[full["name"] == last].reset_index(drop=True)
+    for column in ("layer", "depth", "nc1", "self_duality", "ncc_mismatch", "etf_error"):
+        assert table[column].iloc[0] == pytest.approx(expected[column].iloc[0], rel=1e-12), column
+    assert math.isnan(table["alignment"].iloc[0])
+    with pytest.raises(ValueError, match="needs the model"):
+        sweep_table(sweep_statistics(model, inputs, labels, points=[last]))
+    with pytest.raises(KeyError, match="unknown probe points"):
+        sweep_statistics(model, inputs, labels, points=["nowhere"])
+    with pytest.raises(ValueError, match="format"):
+        SweepStatistics.from_state({**statistics.state(), "format": 99})
+
+
 # ----------------------------------------------------------------------------- public capture
-from ncutils.probe import SWEEP_METRICS, capture, iter_features  # noqa: E402
+from ncutils.probe import capture, iter_features  # noqa: E402
+from ncutils.sweep import SWEEP_METRICS  # noqa: E402
 
 
 def test_capture_returns_every_probe_point_and_equals_manual_forward():

@@ -14,7 +14,7 @@ from ncutils import metrics
 from ncutils.data import load_dataset
 from ncutils.models import build_model
 from ncutils.papers import rangamani
-from ncutils.probe import layer_sweep
+from ncutils.sweep import layer_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -173,19 +173,39 @@ def test_bad_keys_and_kinds_raise():
 # --------------------------------------------------------------------------- measurements
 
 
-def test_metrics_edit_remeasures_from_stored_weights_without_training(tmp_path, monkeypatch):
+def _no_forward_pass(monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("statistics were measured again from the weights")
+    monkeypatch.setattr(runs, "measure_statistics", refuse)
+
+
+def test_metrics_edit_recomputes_tables_from_stored_statistics_without_a_forward_pass(tmp_path, monkeypatch):
     config = tiny(sweep_epochs=(0, 2, 3))
     first = train(config, runs_dir=tmp_path, progress=False)
     _no_training(monkeypatch)
-    _edited(monkeypatch, "metrics")
-    again = train(config, runs_dir=tmp_path, progress=False)
-    assert again.key == first.key and again.from_cache and not again.measured_from_cache
-    pd.testing.assert_frame_equal(again.sweeps, first.sweeps, check_exact=True)
-    third = train(config, runs_dir=tmp_path, progress=False)
-    assert third.from_cache and third.measured_from_cache
+    with monkeypatch.context() as patch:
+        _no_forward_pass(patch)
+        _edited(patch, "metrics")
+        again = train(config, runs_dir=tmp_path, progress=False)
+        assert again.key == first.key and again.from_cache and not again.measured_from_cache
+        pd.testing.assert_frame_equal(again.sweeps, first.sweeps, check_exact=True)
+        third = train(config, runs_dir=tmp_path, progress=False)
+        assert third.from_cache and third.measured_from_cache
     events = (tmp_path / "events.log").read_text()
     assert events.count(f"loaded trained run {first.key}") == 2
-    assert events.count("from stored weights") == 6  # 3 epochs, measured twice
+    assert events.count("from stored weights") == 3  # the statistics: measured once
+    assert events.count("computed metrics") == 6  # the tables: 3 epochs, twice
+
+
+def test_statistics_edit_remeasures_from_stored_weights_without_training(tmp_path, monkeypatch):
+    config = tiny(sweep_epochs=(0, 3))
+    first = train(config, runs_dir=tmp_path, progress=False)
+    _no_training(monkeypatch)
+    _edited(monkeypatch, "stats", b"\nrecompute = True\n")
+    again = train(config, runs_dir=tmp_path, progress=False)
+    assert again.from_cache and not again.measured_from_cache
+    pd.testing.assert_frame_equal(again.sweeps, first.sweeps, check_exact=True)
+    assert (tmp_path / "events.log").read_text().count("from stored weights") == 4
 
 
 def test_conv_policy_change_remeasures_without_training(tmp_path, monkeypatch):
@@ -350,24 +370,27 @@ def test_list_and_prune(tmp_path):
     listing = _cli("--runs-dir", str(tmp_path), "list")
     assert "trained" in listing and "measured" in listing and old.key in listing
     assert "gaussian" in listing and "mlp" in listing and "total: 2 measured" in listing
+    assert "2 statistics" in listing
     table = runs.entries(tmp_path)
-    assert (table.status == "complete").all() and len(table) == 4
+    assert (table.status == "complete").all() and len(table) == 6
+    assert set(table.kind) == {"trained", "statistics", "measured"}
     assert table[table.key == old.key].epochs.iloc[0] == [3] and (table.bytes > 0).all()
 
     # The old run and its measurement were last used 10 days ago.
-    measured_old = runs.measurement_key(old.key, 3, json.loads(
-        (old.run_dir / "manifest.json").read_text())["weights"]["3"]["sha256"], {"conv_policy": "flatten"})
+    weights_sha256 = json.loads((old.run_dir / "manifest.json").read_text())["weights"]["3"]["sha256"]
+    measured_old = runs.measurement_key(old.key, 3, weights_sha256, {"conv_policy": "flatten"})
+    statistics_old = runs.statistics_key(old.key, 3, weights_sha256, {"conv_policy": "flatten"})
     stamp = time.time() - 10 * 86400
-    for folder in (old.run_dir, tmp_path / "measured" / measured_old):
+    for folder in (old.run_dir, tmp_path / "measured" / measured_old, tmp_path / "statistics" / statistics_old):
         os.utime(folder / "last-used", (stamp, stamp))
     dry = _cli("--runs-dir", str(tmp_path), "prune", "--older-than", "5", "--dry-run")
-    assert "would remove 2" in dry and old.run_dir.exists()
-    assert "removed 2" in _cli("--runs-dir", str(tmp_path), "prune", "--older-than", "5")
+    assert "would remove 3" in dry and old.run_dir.exists()
+    assert "removed 3" in _cli("--runs-dir", str(tmp_path), "prune", "--older-than", "5")
     assert not old.run_dir.exists() and new.run_dir.exists()
     assert train(tiny(sweep_epochs=(3,), seed=1), runs_dir=tmp_path, progress=False).from_cache
     # Unused since a time after everything: all goes.
     later = "2999-01-01T00:00:00+00:00"
-    assert len(runs.prune(tmp_path, unused_since=later)) == 2
+    assert len(runs.prune(tmp_path, unused_since=later)) == 3
     assert _cli("--runs-dir", str(tmp_path), "list").endswith("empty\n")
 
 

@@ -19,9 +19,9 @@ import pytest
 import torch
 from torch import nn
 
-from ncutils import probe
+from ncutils import sweep
 from ncutils.models import ProbePoint, build_model
-from ncutils.probe import layer_sweep
+from ncutils.sweep import layer_sweep
 from ncutils.stats import ClassStats, ProjectedScatter
 
 # every way the code under test could read a device value on the host
@@ -149,7 +149,7 @@ def test_cuda_fixed_class_updates_under_sync_debug_error():
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_cuda_sweep_batch_loops_under_sync_debug_error(monkeypatch, kind):
     """Every batch of every pass (forward and statistics) runs with synchronisation forbidden."""
-    original = probe._forward_batches
+    original = sweep._forward_batches
 
     def strict(*args, **kwargs):
         inner = original(*args, **kwargs)
@@ -158,7 +158,7 @@ def test_cuda_sweep_batch_loops_under_sync_debug_error(monkeypatch, kind):
 
     model, inputs, labels = make_case(kind, 256, device="cuda")
     reference = layer_sweep(model, inputs, labels, batch_size=32, classes=CLASSES.cuda())
-    monkeypatch.setattr(probe, "_forward_batches", strict)
+    monkeypatch.setattr(sweep, "_forward_batches", strict)
     table = layer_sweep(model, inputs, labels, test_inputs=inputs[:64], test_labels=labels[:64],
                         batch_size=32, classes=CLASSES.cuda())
     columns = ["nc1", "cdnv", "ncc_train_acc", "alignment"]

@@ -17,7 +17,7 @@ import torch
 from ncutils import runs as runs_module
 from ncutils import train as train_module
 from ncutils.data import load_dataset
-from ncutils.probe import layer_sweep
+from ncutils.sweep import layer_sweep
 from ncutils.train import DivergedError, TrainConfig, config_key, train
 
 from conftest import GAUSSIAN, tiny_config as tiny  # noqa: E402,F401

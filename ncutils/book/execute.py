@@ -186,7 +186,8 @@ def execute(
         NC_PARAMETERS=json.dumps(parameters),
         NC_GIT_COMMIT=git["commit"] or "",
         NC_GIT_DIRTY={True: "1", False: "0"}.get(git["dirty"], ""),
-        NCUTILS_RUNS_DIR=str(BookLayout(root).runs),
+        # the caller's store when set (a shared or scratch one), else the project's runs/
+        NCUTILS_RUNS_DIR=os.environ.get("NCUTILS_RUNS_DIR") or str(BookLayout(root).runs),
         PYTHONPATH=python_path,
         # Busy-waiting OpenMP threads collapse torch's speed by 100x or more when other
         # processes share the cores (as on a CI runner); passive waiting costs little when idle.

@@ -8,7 +8,7 @@ branch ICML2023; ``papers/NOTES.md`` section 2): MSE on one-hot targets, SGD wit
 0.01 and weight decay 5e-4 / 2e-3, lr decay 0.1 in 3 steps; ResNet-18 with the "papyan"
 grid's rates (decay 0.1 in 2 steps).
 
-The criteria are pure functions of layer-sweep tables (:func:`ncutils.probe.layer_sweep`
+The criteria are pure functions of layer-sweep tables (:func:`ncutils.sweep.layer_sweep`
 columns, one run) and return a dict with ``passed``; :func:`verdict` combines runs by
 DESIGN.md 8.3 (:func:`ncutils.verdicts.combine_runs`).
 

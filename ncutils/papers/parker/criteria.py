@@ -4,7 +4,7 @@ Pure functions of sweep tables. A review (2026-12-01) found that two of them can
 (see :mod:`ncutils.papers.parker.amended`); they stay here unchanged, because each chapter
 shows the original criterion and its result beside the amended one.
 
-Each function turns layer-sweep tables (the DataFrames of :func:`ncutils.probe.layer_sweep`,
+Each function turns layer-sweep tables (the DataFrames of :func:`ncutils.sweep.layer_sweep`,
 one row per probe point, ``depth`` 0 = input and 1 = penultimate features) into the numbers a
 chapter's verdict rests on, plus pass/fail against thresholds that are *arguments*: the
 chapter writes its thresholds in the prose, then passes the same values here. Nothing in this

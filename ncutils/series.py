@@ -1,0 +1,123 @@
+"""The last hidden layer measured after every epoch of training: statistics online, metrics later.
+
+K1's terminal phase needs NC1-NC4 of the last hidden layer at every epoch (DESIGN 8.4:
+cheap series over every epoch are measured online and stored with the history), but
+weights are stored only at a few epochs. So :func:`last_layer_statistics` runs during
+training (``TrainConfig(track_last_layer=True)``) and keeps the *statistics* of the
+penultimate probe point (:func:`ncutils.sweep.sweep_statistics` on the training set with
+the test set's NCC counts, and on the test set with its own class means); the results
+store keeps them beside the history, and :func:`series_table` computes the metrics from
+them with the current code of :mod:`ncutils.metrics`. An edit to a metric recomputes the
+series (milliseconds an epoch) and retrains nothing; an edit to the statistics code
+(``stats``, ``probe``, ``sweep``) or to this module retrains the runs that track it.
+
+References
+----------
+Papyan, Han, Donoho (2020), "Prevalence of neural collapse during the terminal phase of
+deep learning training", PNAS: NC1-NC4 over the epochs of training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from ncutils.data import Dataset
+from ncutils.sweep import SweepStatistics, sweep_statistics, sweep_table
+
+__all__ = ["LAST_LAYER_COLUMNS", "last_layer_metrics", "last_layer_statistics", "series_table"]
+
+#: History columns added by ``TrainConfig(track_last_layer=True)``: the last hidden layer
+#: (penultimate probe point) on the training set (``ll_*``, training class means) and on
+#: the test set (``ll_test_*``: NC1, NC2 and NC3 with the test class means; NCC accuracy
+#: and mismatch with the *training* class means).
+LAST_LAYER_COLUMNS: tuple[str, ...] = (
+    "ll_nc1", "ll_equinorm", "ll_equiangularity", "ll_etf_error", "ll_self_duality",
+    "ll_ncc_mismatch", "ll_ncc_train_acc",
+    "ll_test_nc1", "ll_test_equinorm", "ll_test_equiangularity", "ll_test_etf_error",
+    "ll_test_self_duality", "ll_test_ncc_mismatch", "ll_ncc_test_acc",
+)
+# sweep-table column -> series column, for the training-side and the test-side statistics
+_TRAIN_COLUMNS = {"nc1": "ll_nc1", "equinorm": "ll_equinorm", "equiangularity": "ll_equiangularity",
+                  "etf_error": "ll_etf_error", "self_duality": "ll_self_duality",
+                  "ncc_mismatch": "ll_ncc_mismatch", "ncc_train_acc": "ll_ncc_train_acc",
+                  "ncc_test_mismatch": "ll_test_ncc_mismatch", "ncc_test_acc": "ll_ncc_test_acc"}
+_TEST_COLUMNS = {"nc1": "ll_test_nc1", "equinorm": "ll_test_equinorm",
+                 "equiangularity": "ll_test_equiangularity", "etf_error": "ll_test_etf_error",
+                 "self_duality": "ll_test_self_duality"}
+EVAL_BATCH_SIZE = 1024
+
+
+def last_layer_statistics(model: nn.Module, train_data: Dataset, test_data: Dataset) -> dict[str, Any]:
+    """The statistics behind one row of the series: plain tensors (``torch.save``-able).
+
+    Two sweeps of the model's last probe point (conv maps flattened): the training set
+    (class statistics, projected scatter, NCC counts on train and test with the training
+    means, the classifier's weight) and the test set (its own class statistics and scatter).
+
+    Returns
+    -------
+    dict
+        ``{"train": state, "test": state}`` of :meth:`ncutils.sweep.SweepStatistics.state`.
+    """
+    point = [model.probe_points[-1].name]
+    train_side = sweep_statistics(model, train_data.inputs, train_data.labels, test_inputs=test_data.inputs,
+                                  test_labels=test_data.labels, points=point, metrics=("nc1", "ncc"),
+                                  batch_size=EVAL_BATCH_SIZE, num_classes=train_data.num_classes)
+    test_side = sweep_statistics(model, test_data.inputs, test_data.labels, points=point, metrics=("nc1",),
+                                 batch_size=EVAL_BATCH_SIZE, num_classes=train_data.num_classes)
+    return {"train": train_side.state(), "test": test_side.state()}
+
+
+def _metrics_row(state: dict[str, Any]) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for side, columns in (("train", _TRAIN_COLUMNS), ("test", _TEST_COLUMNS)):
+        table = sweep_table(SweepStatistics.from_state(state[side]))
+        for column, name in columns.items():
+            row[name] = float(table[column].iloc[0])
+    return {name: row[name] for name in LAST_LAYER_COLUMNS}
+
+
+def last_layer_metrics(model: nn.Module, train_data: Dataset, test_data: Dataset) -> dict[str, float]:
+    """NC1-NC4 of the last hidden layer on the training and the test set (one row of the series).
+
+    The numbers are those of :func:`ncutils.sweep.sweep_table` (NC1, equinorm,
+    equiangularity, ETF error, self-duality with the classifier weight, NCC accuracy and
+    the mismatch with the network's predictions; conventions of :mod:`ncutils.metrics`,
+    DESIGN.md 4) at the penultimate probe point; on the test set NC1-NC3 use the test class
+    means, NCC accuracy and mismatch the training class means.
+
+    Returns
+    -------
+    dict
+        The keys of :data:`LAST_LAYER_COLUMNS`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ncutils.models import build_model
+    >>> from ncutils.train import TrainConfig, load_data
+    >>> train_data, test_data = load_data(TrainConfig(dataset="digits", device="cpu"))
+    >>> torch.manual_seed(0) and None
+    >>> model = build_model("mlp", input_shape=(1, 8, 8), num_classes=10, depth=3, width=32)
+    >>> sorted(last_layer_metrics(model, train_data, test_data)) == sorted(LAST_LAYER_COLUMNS)
+    True
+    """
+    return _metrics_row(last_layer_statistics(model, train_data, test_data))
+
+
+def series_table(epochs: Sequence[int], states: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The series of stored statistics as a table: ``epoch`` and :data:`LAST_LAYER_COLUMNS`.
+
+    Raises
+    ------
+    ValueError
+        ``epochs`` and ``states`` differ in length.
+    """
+    if len(epochs) != len(states):
+        raise ValueError(f"{len(epochs)} epochs but {len(states)} stored statistics")
+    rows = [{"epoch": int(epoch), **_metrics_row(state)} for epoch, state in zip(epochs, states)]
+    return pd.DataFrame(rows, columns=["epoch", *LAST_LAYER_COLUMNS])
