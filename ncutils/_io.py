@@ -13,13 +13,15 @@ and Windows make atomic) and remove that temporary file if writing fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["atomic_write", "project_path", "read_json", "write_if_changed", "write_json_atomic"]
+__all__ = ["atomic_write", "exclusive_lock", "project_path", "read_json", "write_if_changed", "write_json_atomic"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -186,3 +188,33 @@ def project_path(name: str) -> Path:
     """
     root = Path(__file__).resolve().parents[1]
     return root / name if (root / "pyproject.toml").is_file() else Path(name)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block.
+
+    Another process asking for the same lock waits until it is released; the operating
+    system releases it when the holder exits, killed or not, so a crashed holder never
+    blocks the next one. On platforms without ``fcntl`` (Windows) this is a no-op: writers
+    then rely on atomic renames alone (the last writer wins).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> with exclusive_lock(pathlib.Path(tempfile.mkdtemp()) / "run.lock"):
+    ...     pass
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

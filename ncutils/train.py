@@ -50,7 +50,7 @@ from ncutils import data as data_module
 from ncutils import probe
 from ncutils import runs
 from ncutils import series as series_module
-from ncutils._io import atomic_write
+from ncutils._io import atomic_write, exclusive_lock
 from ncutils.data import Dataset, iterate_minibatches, load_dataset
 from ncutils.models import build_model, check_arch_kwargs
 from ncutils._checks import resolve_device
@@ -717,15 +717,24 @@ def train(
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
     stored = runs.load_trained(key, runs_root)
-    from_cache = stored is not None
     data: tuple[Dataset, Dataset] | None = None
     label = f"{config.dataset}/{config.arch}"
     if stored is None:
-        data = load_data(config, device)
-        stored = _train_and_store(config, key, run_dir, data, device, progress, callback)
-        runs._log_event(runs_root, f"trained {key} ({label}, {config.epochs} epochs) in "
-                                   f"{stored.manifest['train_seconds']:.1f} s")
+        # one trainer per key: a second process (another chapter, a parallel build, `runs
+        # train`) waits here, then loads what the first stored
+        with exclusive_lock(runs_root / "locks" / f"{key}.lock"):
+            stored = runs.load_trained(key, runs_root)
+            if stored is None:
+                data = load_data(config, device)
+                stored = _train_and_store(config, key, run_dir, data, device, progress, callback)
+                runs._log_event(runs_root, f"trained {key} ({label}, {config.epochs} epochs) in "
+                                           f"{stored.manifest['train_seconds']:.1f} s")
+                from_cache = False
+            else:
+                from_cache = True
     else:
+        from_cache = True
+    if from_cache:
         runs._log_event(runs_root, f"loaded trained run {key} ({label})")
 
     def model_at(epoch: int) -> nn.Module:

@@ -150,6 +150,34 @@ def test_the_kernel_uses_the_callers_results_store_else_the_projects(tmp_path, m
     assert seen.read_text() == str(expected)
 
 
+def test_notebooks_run_side_by_side_and_a_failure_stops_the_build(tmp_path, monkeypatch):
+    monkeypatch.delenv("NCUTILS_BOOK_WORKERS", raising=False)
+    stems = ("first", "second", "third")
+    root = make_book(tmp_path / "book", {stem: {} for stem in stems}, toc_stems=stems)
+    (root / "notebooks" / "chap.ipynb").unlink()
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    for stem in stems:
+        make_notebook(root / "notebooks" / f"{stem}.ipynb", 'profile = "cpu"',
+                      body=f"import time, pathlib\nstarted = time.time()\ntime.sleep(2)\n"
+                           f"pathlib.Path({str(spans / stem)!r}).write_text(f'{{started}} {{time.time()}}')")
+    manifest = cli.build("smoke", root=root, html=False, workers=2)
+    assert [record["notebook"] for record in manifest["notebooks"]] == list(stems)
+    assert manifest["workers"] == 2
+    (start_1, end_1), (start_2, end_2) = ([float(t) for t in (spans / stem).read_text().split()]
+                                          for stem in stems[:2])
+    assert start_2 < end_1 and start_1 < end_2  # the first two overlapped
+    make_notebook(root / "notebooks" / "second.ipynb", 'profile = "cpu"', body='raise RuntimeError("boom")')
+    with pytest.raises(execute.BuildError, match="second.ipynb failed"):
+        cli.build("smoke", root=root, html=False, workers=2)
+    with pytest.raises(ValueError, match="workers"):
+        execute.run_jobs(profiles.BookLayout(root), profiles.plan(root, "smoke"), force=True,
+                         git={"commit": None}, workers=0)
+    monkeypatch.setenv("NCUTILS_BOOK_WORKERS", "x")
+    with pytest.raises(ValueError, match="NCUTILS_BOOK_WORKERS"):
+        execute.default_workers()
+
+
 def test_strip_removes_outputs_and_injected_parameters(tmp_path):
     path = tmp_path / "nb.ipynb"
     make_notebook(path, 'profile = "cpu"')

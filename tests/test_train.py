@@ -371,3 +371,23 @@ def test_shuffle_labels_permutes_training_labels_only_and_keys_only_when_set():
     again = train_module.load_data(dataclasses.replace(shuffled, seed=3))[0]
     assert torch.equal(again.labels, train_shuffled.labels)
     assert "shuffled" in train_shuffled.source
+
+
+def _train_slowly(runs_dir: str) -> tuple[str, list[float]]:
+    # a module-level function: spawned processes import it
+    import time as _time
+
+    result = train(tiny(epochs=4), runs_dir=runs_dir, progress=False,
+                   callback=lambda epoch, row: _time.sleep(0.3))
+    return result.key, result.history["loss"].tolist()
+
+
+def test_two_processes_asking_for_one_run_train_it_once(tmp_path):
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        first, second = pool.map(_train_slowly, [str(tmp_path)] * 2)
+    assert first == second
+    events = (tmp_path / "events.log").read_text()
+    trained = [line for line in events.splitlines() if line.split(" ")[1] == "trained"]
+    assert len(trained) == 1 and events.count("loaded trained run") == 1

@@ -2,10 +2,11 @@
 
 Command line (``python -m ncutils.book ...``):
 
-``build --profile cpu [--force] [--no-html]``
+``build --profile cpu [--force] [--no-html] [--workers N]``
     Validate every profile against the chapters' ``parameters`` cells, run
     each chapter notebook of the profile with papermill (skipping those whose
-    key is unchanged since their last successful run), write the scoreboard
+    key is unchanged since their last successful run; ``N`` at once, default
+    :func:`~ncutils.book.execute.default_workers`), write the scoreboard
     and the manifest, then render ``_build/html`` with ``jupyter-book build``
     (execution off, warnings as errors, nitpicky).
 ``run NOTEBOOK [--profile cpu] -p NAME VALUE ... [--dry-run]``
@@ -44,7 +45,8 @@ from typing import Any, Sequence
 
 from ncutils._io import write_if_changed, write_json_atomic
 from ncutils.book import findings, provenance, scoreboard
-from ncutils.book.execute import BuildError, ensure_kernel, merge_findings, run_jobs, run_notebook, sync_generated
+from ncutils.book.execute import (BuildError, default_workers, ensure_kernel, merge_findings, run_jobs, run_notebook,
+                                  sync_generated)
 from ncutils.book.manifest import build_manifest, manifest_markdown
 from ncutils.book.profiles import PROFILES, BookLayout, read_notebook, validate
 
@@ -86,6 +88,7 @@ def build(
     root: Path | None = None,
     force: bool = False,
     html: bool = True,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Build the book for one profile (see the module docstring).
 
@@ -99,6 +102,8 @@ def build(
         Re-run every notebook even when its key is unchanged.
     html : bool, default True
         Render ``_build/html`` with jupyter-book after the notebooks.
+    workers : int, optional
+        Notebooks run at once (default :func:`~ncutils.book.execute.default_workers`).
 
     Returns
     -------
@@ -118,10 +123,11 @@ def build(
         raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
     all_jobs = validate(root)
     jobs = all_jobs[profile]
+    workers = default_workers() if workers is None else workers
     started = time.perf_counter()
     git = provenance.git_state(root)
     ensure_kernel()
-    records = run_jobs(layout, jobs, force=force, git=git)
+    records = run_jobs(layout, jobs, force=force, git=git, workers=workers)
     sync_generated(layout, jobs)
 
     merged, outdated = merge_findings(layout, all_jobs)
@@ -131,10 +137,11 @@ def build(
     write_if_changed(layout.generated / "scoreboard_table.md", board.encode())
 
     manifest = build_manifest(root, profile, records, git)
+    manifest["workers"] = workers
     write_if_changed(layout.generated / "manifest_tables.md", manifest_markdown(manifest).encode())
     write_json_atomic(layout.build / "manifest.json", manifest, default=str)
     notebooks_seconds = time.perf_counter() - started
-    print(f"notebooks: {notebooks_seconds:.1f} s", flush=True)
+    print(f"notebooks: {notebooks_seconds:.1f} s ({workers} at once)", flush=True)
 
     if html:
         print("rendering the website with jupyter-book ...", flush=True)
@@ -263,6 +270,8 @@ def _parser() -> argparse.ArgumentParser:
     build_parser.add_argument("--profile", default="cpu", help=f"one of {', '.join(PROFILES)} (default cpu)")
     build_parser.add_argument("--force", action="store_true", help="re-run every notebook")
     build_parser.add_argument("--no-html", action="store_true", help="stop before jupyter-book")
+    build_parser.add_argument("--workers", type=int, default=None,
+                              help="notebooks run at once (default $NCUTILS_BOOK_WORKERS, else 2 on 2+ cores)")
     run_parser = commands.add_parser("run", help="re-execute one chapter with other parameters")
     run_parser.add_argument("notebook", help="chapter stem or path, e.g. measuring_collapse")
     run_parser.add_argument("--profile", default="cpu", help="profile whose parameters are the starting point")
@@ -289,7 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = provenance.project_root()
     try:
         if arguments.command == "build":
-            build(arguments.profile, root=root, force=arguments.force, html=not arguments.no_html)
+            build(arguments.profile, root=root, force=arguments.force, html=not arguments.no_html,
+                  workers=arguments.workers)
         elif arguments.command == "run" and arguments.dry_run:
             values = check_run(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root)
             print(f"ok: {arguments.notebook} on profile {arguments.profile} with "

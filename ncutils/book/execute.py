@@ -44,6 +44,7 @@ __all__ = [
     "check_run",
     "custom_label",
     "custom_stem",
+    "default_workers",
     "kernel_manager_class",
     "ensure_kernel",
     "execute",
@@ -225,54 +226,105 @@ def _cached(layout: BookLayout, job: Job, state: dict[str, Any]) -> bool:
     )
 
 
-def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[str, Any]) -> list[dict[str, Any]]:
-    """Execute (or reuse) every job in order; return one timing record per job.
+def default_workers() -> int:
+    """Notebooks a build runs at once: ``$NCUTILS_BOOK_WORKERS``, else 2 where there are 2+ cores.
+
+    Two kernels keep two cores busy when chapters mostly load and plot (a rebuild after a
+    metrics edit); while chapters train, a run is trained once whichever chapter asks
+    first (:func:`ncutils.train.train` holds a lock per run) and the other waits, then loads.
+    """
+    configured = os.environ.get("NCUTILS_BOOK_WORKERS")
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError(f"NCUTILS_BOOK_WORKERS must be a positive integer, got {configured!r}")
+        return int(configured)
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def _execute_job(root: Path, job: Job, cache: Path, git: dict[str, Any]) -> float:
+    # in its own (spawned) process: the kernel's environment variables are this process's
+    return execute(root, job.chapter, job.injected, job.parameters, cache / f"{job.stem}.ipynb",
+                   cache / f"{job.stem}.findings.json", git=git)
+
+
+def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[str, Any],
+             workers: int = 1) -> list[dict[str, Any]]:
+    """Execute (or reuse) every job; return one timing record per job, in job order.
+
+    With ``workers > 1`` that many notebooks run at once, each in its own process (and
+    kernel), started in job order; the log says when each starts and ends.
 
     Raises
     ------
     BuildError
-        On the first failing notebook; later notebooks are not run.
+        On the first failing notebook; notebooks not yet started are not run.
     """
     if not jobs:
         return []
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     profile = jobs[0].profile
     cache = layout.profile_cache(profile)
     state_path = _state_path(layout, profile)
     state = read_json(state_path, {})
-    records = []
-    for number, job in enumerate(jobs, start=1):
-        prefix = f"[{number}/{len(jobs)}] {job.stem} ({profile})"
+    records: dict[str, dict[str, Any]] = {}
+    prefixes = {job.stem: f"[{number}/{len(jobs)}] {job.stem} ({profile})" for number, job in enumerate(jobs, 1)}
+    pending = []
+    for job in jobs:
         if not force and _cached(layout, job, state):
             entry = state[job.stem]
-            print(f"{prefix}: unchanged, reusing the run of {entry['finished_at']} ({entry['seconds']:.1f} s)", flush=True)
-            records.append({**entry, "notebook": job.stem, "status": "cached"})
-            continue
-        print(f"{prefix}: running ...", flush=True)
-        state.pop(job.stem, None)
-        write_json_atomic(state_path, state, default=str)
-        findings_path = cache / f"{job.stem}.findings.json"
-        seconds = execute(
-            layout.root,
-            job.chapter,
-            job.injected,
-            job.parameters,
-            cache / f"{job.stem}.ipynb",
-            findings_path,
-            git=git,
-        )
+            print(f"{prefixes[job.stem]}: unchanged, reusing the run of {entry['finished_at']} "
+                  f"({entry['seconds']:.1f} s)", flush=True)
+            records[job.stem] = {**entry, "notebook": job.stem, "status": "cached"}
+        else:
+            state.pop(job.stem, None)
+            pending.append(job)
+    write_json_atomic(state_path, state, default=str)
+
+    def finished(job: Job, seconds: float) -> None:
         entry = {
             "key": job.key,
             "seconds": round(seconds, 2),
             "finished_at": provenance.utc_now(),
             "parameters": job.parameters,
             "git_commit": git["commit"],
-            "has_findings": findings_path.exists(),
+            "has_findings": (cache / f"{job.stem}.findings.json").exists(),
         }
         state[job.stem] = entry
         write_json_atomic(state_path, state, default=str)
-        print(f"{prefix}: done in {seconds:.1f} s", flush=True)
-        records.append({**entry, "notebook": job.stem, "status": "ran"})
-    return records
+        print(f"{prefixes[job.stem]}: done in {seconds:.1f} s", flush=True)
+        records[job.stem] = {**entry, "notebook": job.stem, "status": "ran"}
+
+    if workers == 1 or len(pending) <= 1:
+        for job in pending:
+            print(f"{prefixes[job.stem]}: running ...", flush=True)
+            finished(job, _execute_job(layout.root, job, cache, git))
+    else:
+        import concurrent.futures
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            waiting = list(pending)
+            running: dict[concurrent.futures.Future, Job] = {}
+            failure: BaseException | None = None
+            while waiting or running:
+                while waiting and len(running) < workers and failure is None:
+                    job = waiting.pop(0)
+                    print(f"{prefixes[job.stem]}: running ({len(running) + 1} at once) ...", flush=True)
+                    running[pool.submit(_execute_job, layout.root, job, cache, git)] = job
+                if not running:
+                    break
+                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    job = running.pop(future)
+                    try:
+                        finished(job, future.result())
+                    except BaseException as error:  # the first failure is raised once the others end
+                        failure = failure or error
+            if failure is not None:
+                raise failure
+    return [records[job.stem] for job in jobs if job.stem in records]
 
 
 def sync_generated(layout: BookLayout, jobs: Sequence[Job]) -> None:
