@@ -83,10 +83,12 @@ import datetime as dt
 import functools
 import hashlib
 import importlib
+import importlib.util
 import io
 import json
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -218,8 +220,23 @@ def package_version(name: str) -> str | None:
     --------
     >>> package_version("torch") == torch.__version__
     True
+    >>> import torchvision
+    >>> package_version("torchvision") == torchvision.__version__
+    True
     """
     if name in ("torch", "torchvision"):
+        if name in sys.modules:
+            return str(sys.modules[name].__version__)
+        # read <package>/version.py rather than import the package: importing torchvision
+        # takes seconds, and every computed entry asks for its version
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        version_file = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+        found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", version_file.read_text(), re.M) \
+            if version_file.is_file() else None
+        if found:
+            return found.group(1)
         try:
             return str(importlib.import_module(name).__version__)
         except ImportError:

@@ -360,7 +360,7 @@ _K2_SETTINGS = ("dataset", "classes", "networks", "label_noise", "trials", "iter
 _K2_MODULES = ("theory/lesde", "data", "_checks")
 #: Garrod parameters that do not change a checkpointed ReLU UFM run (the linear run is never
 #: checkpointed: the ``linear_`` parameters do not count either).
-_UFM_IGNORED = ("profile", "relu_workers", "dense_hessian")
+_UFM_IGNORED = ("profile", "relu_workers", "relu_checkpoint", "checkpoint_every")
 
 
 def _k2_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -376,12 +376,10 @@ def _k2_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _ufm_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any] | None:
-    if not parameters.get("relu_checkpoint"):
-        return None  # nothing of this chapter is kept in the store
+    # the chapter stores its linear and ReLU runs and the dense Hessians (ufm.train(store=True))
     modules = sorted(f"theory/ufm/{path.stem}" for path in (runs._PACKAGE_DIR / "theory" / "ufm").glob("*.py"))
-    return {"settings": {name: value for name, value in parameters.items()
-                         if name not in _UFM_IGNORED and not name.startswith("linear_")},
-            "source": runs._source_digests(modules),
+    return {"settings": {name: value for name, value in parameters.items() if name not in _UFM_IGNORED},
+            "source": runs._source_digests([*modules, "stats", "_checks"]),
             "packages": {name: runs.package_version(name) for name in ("torch", "numpy")}}
 
 
@@ -396,9 +394,8 @@ def other_trainings(profile: str, *, root: str | os.PathLike | None = None) -> d
 
     K2's trials (:func:`ncutils.theory.lesde.train_trials`: its settings, the bytes of
     ``theory/lesde.py``, ``data.py``, ``_checks.py``, its architectures' versions and the
-    package versions) and, where the profile checkpoints them in the store
-    (``relu_checkpoint``), the Garrod chapter's ReLU UFM runs (its settings and the bytes of
-    ``theory/ufm/*.py``).
+    package versions) and the Garrod chapter's UFM runs and dense Hessians, which it stores
+    (its settings and the code of ``theory/ufm/*.py``, ``stats.py``, ``_checks.py``).
     """
     parameters = chapter_parameters(profile, root=root)
     found = {}
@@ -416,8 +413,8 @@ def profile_key(profile: str, *, root: str | os.PathLike | None = None) -> str:
     It hashes the sorted :func:`~ncutils.runs.trained_key` of every run of
     :func:`profile_configs` (so what such a key covers: the training settings, ``train.py``,
     ``data.py``, ``_checks.py``, the architecture versions, the package versions, the dataset
-    files; not ``metrics.py``, except through the runs that measure while training, whose
-    key covers the measuring code) and :func:`other_trainings`. CI caches the results store
+    files; not ``metrics.py``: the runs that measure while training store statistics, whose
+    key covers the statistics code) and :func:`other_trainings`. CI caches the results store
     under it: after an edit that changes no trained run, the cache is hit and nothing is
     retrained. Missing torchvision files are downloaded first where the chapter downloads
     (the key hashes them), as :func:`ncutils.train.train` does.

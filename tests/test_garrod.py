@@ -56,6 +56,29 @@ def test_paper_settings_are_the_chapter_defaults():
     assert {key: defaults[key] for key in garrod.PAPER_SETTINGS} == garrod.PAPER_SETTINGS
 
 
+def test_the_chapter_keeps_its_trainings_and_dense_hessians_in_the_store():
+    # a rebuild after an edit elsewhere (metrics.py) must load them, not train (issue 10)
+    import ast
+
+    stored = {"train": 0, "train_many": 0, "analyse_layer": 0}
+    for cell in json.loads(NOTEBOOK.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse("".join(cell["source"]))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "ufm"
+                    and node.func.attr in stored):
+                continue
+            keywords = {k.arg: k.value for k in node.keywords}
+            if node.func.attr == "analyse_layer" and not (
+                    isinstance(keywords.get("dense"), ast.Constant) and keywords["dense"].value is True):
+                continue  # the Jacobian route: milliseconds
+            store = keywords.get("store")
+            assert isinstance(store, ast.Constant) and store.value is True, ast.unparse(node)
+            stored[node.func.attr] += 1
+    assert stored == {"train": 1, "train_many": 1, "analyse_layer": 1}
+
+
 def test_chapter_configs_builds_both_models_and_rejects_a_layer_that_is_not_hidden():
     configs = garrod.chapter_configs(**garrod.PAPER_SETTINGS, seed=3)
     assert (configs["linear"].activation, configs["linear"].width) == ("linear", 60)
@@ -259,3 +282,20 @@ def test_g3_verdict_on_trained_small_relu_seeds_reports_every_seed():
     converged = [run.converged(garrod.G3_MAX_GRAD_NORM) for run in runs]
     assert result["table"]["converged"].tolist() == converged
     assert (result["outcome"].state == "inconclusive") if not any(converged) else bool(result["tested"])
+
+
+def test_validate_parameters_refuses_bad_values_before_any_work():
+    from ncutils.book.profiles import chapters, load_profile
+    from ncutils.papers.garrod import validate_parameters
+
+    root = Path(__file__).resolve().parent.parent
+    chapter = chapters(root)["garrod_ufm"]  # the chapter's defaults, as the book resolves them
+    for profile in ("smoke", "cpu", "gpu", "paper"):
+        values = {**chapter.defaults, **load_profile(root, profile)["garrod_ufm"]}
+        assert validate_parameters(values) == [], profile
+    good = dict(chapter.defaults)
+    assert validate_parameters({**good, "relu_layer": good["depth"]})[0].startswith("relu_layer must be a hidden")
+    assert validate_parameters({**good, "linear_steps": -1}) == [
+        "linear: steps must be a non-negative integer, got -1"]
+    assert validate_parameters({**good, "relu_seeds": []}) == ["relu_seeds must list integers >= 0, got []"]
+    assert "relu_workers" in validate_parameters({**good, "relu_workers": 0})[0]

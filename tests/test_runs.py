@@ -465,3 +465,11 @@ def test_computed_entries_load_rebuild_when_damaged_and_follow_their_code(tmp_pa
     other = runs.computed_payload("demo", {"n": 3}, modules=("theory/lesde",), datasets=["digits"])
     assert runs._digest(other) != runs._digest(payload)
     assert "scikit-learn" in payload["packages"]
+
+
+def test_torchvision_version_is_read_without_importing_it():
+    code = ("import sys; from ncutils import runs; v = runs.package_version('torchvision'); "
+            "assert 'torchvision' not in sys.modules; import torchvision; assert v == torchvision.__version__, v; "
+            "print(v)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

@@ -80,15 +80,25 @@ def test_metrics_docstring_edit_keeps_the_key(package_copy, base_key):
     assert runs_cli.profile_key(PROFILE) == base_key
 
 
-def test_metrics_code_edit_changes_only_the_runs_that_measure_while_training(package_copy, base_key):
+def test_metrics_code_edit_changes_no_trained_run(package_copy, base_key):
     pairs = runs_cli.profile_configs(PROFILE)
     before = [runs.trained_key(config) for _, config in pairs]
     with (package_copy / "metrics.py").open("a") as handle:
         handle.write("\n_EDITED = 1\n")
+    # K1's online series store statistics: their metrics are recomputed, nothing retrains
+    assert [runs.trained_key(config) for _, config in pairs] == before
+    assert runs_cli.profile_key(PROFILE) == base_key
+
+
+def test_statistics_code_edit_changes_only_the_runs_that_measure_while_training(package_copy, base_key):
+    pairs = runs_cli.profile_configs(PROFILE)
+    before = [runs.trained_key(config) for _, config in pairs]
+    with (package_copy / "stats.py").open("a") as handle:
+        handle.write("\n_EDITED = 1\n")
     after = [runs.trained_key(config) for _, config in pairs]
     changed = {stem for (stem, _), old, new in zip(pairs, before, after) if old != new}
     tracking = {stem for stem, config in pairs if config.track_last_layer}
-    assert changed == tracking == {"kothapalli_terminal_phase"}  # K1's online last-layer series
+    assert changed == tracking == {"kothapalli_terminal_phase"}  # K1's online last-layer statistics
     assert runs_cli.profile_key(PROFILE) != base_key
 
 
@@ -124,7 +134,9 @@ def test_training_setting_in_a_profile_file_changes_the_key(tmp_path, base_key):
     ("yang_fine_structure", {"y2_lr": 0.02}),
     ("kothapalli_terminal_phase", {"seeds": [0, 1]}),
     ("kothapalli_lesde", {"iterations": 1400}),
-    ("garrod_ufm", {"relu_steps": 100}),  # the cpu profile keeps its ReLU UFM runs in the store
+    ("garrod_ufm", {"relu_steps": 100}),  # the chapter keeps its UFM runs in the store
+    ("garrod_ufm", {"linear_steps": 100}),
+    ("garrod_ufm", {"dense_hessian": False}),
 ])
 def test_training_settings_change_the_key(monkeypatch, base_key, chapter, values):
     _with_profile_values(monkeypatch, chapter, **values)
@@ -136,18 +148,11 @@ def test_training_settings_change_the_key(monkeypatch, base_key, chapter, values
     ("parker_p4_difficulty", {"min_datasets": 2}),  # a criterion's setting
     ("kothapalli_lesde", {"sg_window": 13}),  # the estimator's smoothing, not the training
     ("garrod_ufm", {"relu_workers": 1}),  # how many processes train them changes no number
+    ("garrod_ufm", {"relu_checkpoint": False}),  # nor whether long runs checkpoint
 ])
 def test_settings_that_train_nothing_keep_the_key(monkeypatch, base_key, chapter, values):
     _with_profile_values(monkeypatch, chapter, **values)
     assert runs_cli.profile_key(PROFILE) == base_key
-
-
-def test_only_checkpointed_ufm_runs_count(monkeypatch, base_key):
-    _with_profile_values(monkeypatch, "garrod_ufm", relu_checkpoint=False)
-    unstored = runs_cli.profile_key(PROFILE)
-    assert unstored != base_key
-    _with_profile_values(monkeypatch, "garrod_ufm", relu_checkpoint=False, relu_steps=100)
-    assert runs_cli.profile_key(PROFILE) == unstored  # runs kept nowhere do not key the store
 
 
 # --------------------------------------------------------------------------- the enumeration

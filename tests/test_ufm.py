@@ -359,14 +359,130 @@ def test_converged_flag_compares_the_final_gradient_norm_with_the_bound():
         run.converged(-1.0)
 
 
-def test_train_many_gives_the_same_runs_in_worker_processes():
+def _no_training(monkeypatch):
+    from ncutils.theory.ufm import training
+
+    def trains(*args, **kwargs):
+        raise AssertionError("trained instead of loading from the store")
+
+    monkeypatch.setattr(training, "_train_loop", trains)
+
+
+def test_train_many_gives_the_same_runs_in_worker_processes(tmp_path, monkeypatch, capfd):
     configs = [ufm.UFMConfig(num_classes=3, per_class=2, depth=3, width=5, activation="relu", seed=s)
                for s in (0, 1)]
     options = dict(layer=2, steps=40, lr=0.1, progress=False)
     here = ufm.train_many(configs, **options)
-    apart = ufm.train_many(configs, workers=2, **options)
+    # in worker processes, stored there, with the progress of both runs on one bar here
+    apart = ufm.train_many(configs, workers=2, store=True, runs_dir=tmp_path, **{**options, "progress": True})
     assert [run.config.seed for run in apart] == [0, 1]
     for a, b in zip(here, apart):
         _same_run(a, b)
+    err = capfd.readouterr().err
+    assert "2 UFM runs in 2 processes" in err and "finished=2/2" in err
+    assert "it/s" not in err  # no worker drew a bar of its own (they would interleave in a log)
+    assert "trained relu UFM seed 1" in err
+    events = (tmp_path / "events.log").read_text().splitlines()
+    assert sum("computed" in line and "(ufm-run)" in line for line in events) == 2
+    # the worker count is no part of the key: one process loads what two trained
+    _no_training(monkeypatch)
+    loaded = ufm.train_many(configs, workers=1, store=True, runs_dir=tmp_path, **options)
+    for a, b in zip(here, loaded):
+        _same_run(a, b)
     with pytest.raises(ValueError, match="workers"):
         ufm.train_many(configs, workers=0, **options)
+
+
+# --------------------------------------------------------------------------- the results store
+STORED = dict(layer=2, steps=30, lr=0.1, momentum=0.9, polish_iterations=5, snapshot_steps=[0, 10, 30],
+              progress=False)
+
+
+def test_a_stored_run_is_loaded_and_a_changed_option_trains_again(tmp_path, monkeypatch):
+    config = tiny("relu", seed=3)
+    first = ufm.train(config, **STORED, store=True, runs_dir=tmp_path)
+    events = (tmp_path / "events.log").read_text()
+    assert events.count("computed") == 1 and "(ufm-run)" in events
+    _no_training(monkeypatch)
+    again = ufm.train(config, **STORED, store=True, runs_dir=tmp_path)
+    _same_run(first, again)
+    assert again.seconds == first.seconds  # the stored run, not a new one
+    assert "loaded computed" in (tmp_path / "events.log").read_text()
+    # neither a checkpoint folder nor the progress bar is part of the key
+    ufm.train(config, **{**STORED, "progress": True}, checkpoint_dir=tmp_path / "ck", checkpoint_every=7,
+              store=True, runs_dir=tmp_path)
+    for changed in ({"lr": 0.05}, {"polish_iterations": 0}, {"snapshot_steps": [0, 30]}):
+        with pytest.raises(AssertionError, match="trained instead"):
+            ufm.train(config, **{**STORED, **changed}, store=True, runs_dir=tmp_path)
+    with pytest.raises(AssertionError, match="trained instead"):
+        ufm.train(config, **STORED, store=True, runs_dir=tmp_path, force=True)
+    with pytest.raises(AssertionError, match="trained instead"):  # without the store: trains
+        ufm.train(config, **STORED)
+
+
+def test_the_run_key_covers_every_training_option_and_the_ufm_code_not_metrics():
+    from ncutils.theory.ufm import _store
+
+    config = tiny("relu")
+    base = ufm.run_payload(config, **STORED)
+    same = [{"progress": True}, {"checkpoint_dir": "elsewhere", "checkpoint_every": 3},
+            {"snapshot_steps": [30, 10, 0, 10]}, {"log_every": None}]
+    for option in same:
+        assert ufm.run_payload(config, **{**STORED, **option}) == base, option
+    changed = [{"layer": 1}, {"steps": 31}, {"lr": 0.2}, {"momentum": 0.0}, {"polish_iterations": 6},
+               {"snapshot_steps": [0, 30]}, {"dense_final": True}, {"num_eigenvalues": 12},
+               {"log_every": 2}, {"threads": 2}]
+    for option in changed:
+        assert ufm.run_payload(config, **{**STORED, **option}) != base, option
+    assert ufm.run_payload(tiny("relu", seed=1), **STORED) != base
+    assert ufm.run_payload(tiny("linear"), **STORED) != base
+    assert set(base["source"]) == set(_store.RUN_MODULES)
+    assert {"theory/ufm/training", "theory/ufm/spectra", "theory/ufm/model", "stats"} <= set(base["source"])
+    assert "metrics" not in base["source"]
+    with pytest.raises(ValueError, match="lr"):  # checked before any look-up
+        ufm.run_payload(config, **{**STORED, "lr": -1.0})
+
+
+def test_train_many_loads_the_stored_runs_and_trains_only_the_others(tmp_path, monkeypatch):
+    from ncutils.theory.ufm import training
+
+    configs = [tiny("relu", seed=s) for s in (0, 1, 2)]
+    stored = ufm.train_many(configs[:2], store=True, runs_dir=tmp_path, **STORED)
+    trained, real_loop = [], training._train_loop
+
+    def counting(config, *args, **kwargs):
+        trained.append(config.seed)
+        return real_loop(config, *args, **kwargs)
+
+    monkeypatch.setattr(training, "_train_loop", counting)
+    # two workers asked for, one run left to train: it is trained here, the others loaded
+    runs = ufm.train_many(configs, workers=2, store=True, runs_dir=tmp_path, **STORED)
+    assert trained == [2] and [run.config.seed for run in runs] == [0, 1, 2]
+    for a, b in zip(stored, runs):
+        _same_run(a, b)
+    _no_training(monkeypatch)
+    ufm.train_many(configs, workers=3, store=True, runs_dir=tmp_path, **STORED)
+
+
+def test_a_stored_layer_analysis_is_keyed_by_the_state(tmp_path, monkeypatch):
+    from ncutils.theory.ufm import spectra
+
+    config = tiny("relu")
+    state = random_state(config)
+    first = ufm.analyse_layer(state, config, 2, dense=True, store=True, runs_dir=tmp_path)
+    assert first.dense_max_abs_error is not None
+
+    def computes(*args, **kwargs):
+        raise AssertionError("computed instead of loading from the store")
+
+    monkeypatch.setattr(spectra, "layer_jacobian", computes)
+    again = ufm.analyse_layer(state.detach(), config, 2, dense=True, store=True, runs_dir=tmp_path)
+    np.testing.assert_array_equal(first.eigenvalues, again.eigenvalues)
+    assert again.dense_max_abs_error == first.dense_max_abs_error
+    moved = state.detach()
+    moved.weights[1][0, 0] += 1e-12
+    for other, options in ((moved, {}), (state, {"dense": False}), (state, {"layer": 1}),
+                           (state, {"rank_rtol": 1e-6})):
+        options = {"layer": 2, "dense": True, **options}
+        with pytest.raises(AssertionError, match="computed instead"):
+            ufm.analyse_layer(other, config, options.pop("layer"), **options, store=True, runs_dir=tmp_path)

@@ -34,6 +34,7 @@ Collapse Really Optimal?" (2024) -- deep-UFM solutions that are not deep NC.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,7 @@ __all__ = [
     "g3_verdict",
     "G3_AMENDMENT_DATE",
     "G3_MAX_GRAD_NORM",
+    "validate_parameters",
 ]
 
 #: The day G3's criterion was amended (a convergence condition and several seeds, issue 12).
@@ -123,6 +125,48 @@ def chapter_configs(
         if not 1 <= layer < depth:
             raise ValueError(f"{name} must be a hidden layer in 1..{depth - 1} (W_l square, d x d), got {layer}")
     return configs
+
+
+def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
+    """What is wrong with the Garrod chapter's parameters, before anything is optimised.
+
+    Builds the two configs (:func:`chapter_configs`) and checks every training option of
+    the linear and the ReLU runs, and the seeds, with the checks and messages of
+    :func:`ncutils.theory.ufm.train` (which runs them again before its first step).
+
+    Examples
+    --------
+    >>> validate_parameters({**PAPER_SETTINGS, "linear_steps": 10, "linear_lr": 0.1, "linear_polish": 0,
+    ...                      "relu_steps": 10, "relu_lr": -1.0, "relu_polish": 0, "relu_seeds": [0],
+    ...                      "momentum": 0.9, "snapshots": 2, "checkpoint_every": 5, "relu_workers": 1})
+    ['relu: lr must be a positive finite number, got -1.0']
+    """
+    from ncutils.papers._validation import error_text, seed_problems
+    from ncutils.theory.ufm.training import _plan
+
+    problems = seed_problems(parameters.get("relu_seeds"), "relu_seeds")
+    workers = parameters.get("relu_workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        problems.append(f"relu_workers must be a positive integer, got {workers!r}")
+    names = ("num_classes", "per_class", "depth", "lambda_w", "lambda_h", "linear_width", "linear_layer",
+             "relu_width", "relu_layer")
+    missing = [name for name in names if name not in parameters]
+    if missing:
+        return problems + [f"missing parameters {missing}"]
+    try:
+        configs = chapter_configs(**{name: parameters[name] for name in names}, seed=parameters.get("seed", 0))
+    except (TypeError, ValueError) as error:
+        return problems + [error_text(error)]
+    for model in ("linear", "relu"):
+        try:
+            steps = parameters[f"{model}_steps"]
+            _plan(configs[model], layer=parameters[f"{model}_layer"], steps=steps, lr=parameters[f"{model}_lr"],
+                  momentum=parameters.get("momentum", 0.9), polish_iterations=parameters[f"{model}_polish"],
+                  snapshot_steps=ufm.snapshot_schedule(steps, parameters.get("snapshots", 10)),
+                  checkpoint_every=parameters.get("checkpoint_every", 10_000))
+        except (KeyError, TypeError, ValueError) as error:
+            problems.append(f"{model}: {error_text(error)}")
+    return problems
 
 
 # ----------------------------------------------------------------------------- criteria

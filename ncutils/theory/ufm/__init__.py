@@ -36,7 +36,10 @@ One concern per module, every public name re-exported here (a chapter needs
   with momentum (a hand-written backward pass, :func:`loss_and_gradient`), then L-BFGS,
   in float64, deterministic, with snapshots of the layer spectrum along the way
   (:func:`snapshot_schedule`) and a checkpoint to resume a long run from
-  (:func:`checkpoint_path`).
+  (:func:`checkpoint_path`); :func:`train_many`, several runs in worker processes.
+  With ``store=True`` (here and in :func:`analyse_layer`) a result is kept in the results
+  store and loaded when its settings and the code that decides it are unchanged
+  (:func:`run_payload`; the keys are those of :mod:`~ncutils.theory.ufm._store`).
 * :mod:`~ncutils.theory.ufm.spectra` -- :func:`layer_hessian` / :func:`layer_hvp`,
   the exact Hessian of the loss with respect to one ``W_l`` by autograd (Theorem
   4.1: ``K^2`` equal outliers with eigenvectors ``mu_c^(l+1) kron mu_c'^(l)``),

@@ -21,7 +21,8 @@ Gauss-Newton matrix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -29,6 +30,7 @@ import pandas as pd
 import torch
 
 from ncutils.stats import ClassStats
+from ncutils.theory.ufm import _store
 from ncutils.theory.ufm.model import (
     DTYPE,
     UFMConfig,
@@ -434,6 +436,7 @@ class LayerAnalysis:
 def analyse_layer(
     state: UFMState, config: UFMConfig, layer: int, *, dense: bool = False,
     num_eigenvalues: int | None = None, rank_rtol: float = DEFAULT_RANK_RTOL,
+    store: bool = False, runs_dir: str | os.PathLike | None = None, force: bool = False,
 ) -> LayerAnalysis:
     """Hessian spectrum, outlier structure, eigenvector alignment, GN split and gradient at one layer.
 
@@ -460,6 +463,13 @@ def analyse_layer(
         How many of the largest eigenvalues to keep (default ``4 K^2``).
     rank_rtol : float
         Relative cutoff of the numerical ranks.
+    store : bool
+        Keep the analysis in the results store (:func:`ncutils.runs.computed`, under
+        ``runs_dir``, default :func:`ncutils.runs.default_runs_dir`; a ``runs_dir`` implies
+        it) and load it from there when it is stored: worth it for ``dense=True`` (a ``P x P``
+        eigendecomposition, seconds). The key covers the bytes of ``state`` (its sha256), the
+        configuration, ``layer``, ``dense``, ``num_eigenvalues``, ``rank_rtol`` and the code of
+        :data:`~ncutils.theory.ufm._store.ANALYSIS_MODULES`; ``force`` computes it again.
 
     Returns
     -------
@@ -478,6 +488,15 @@ def analyse_layer(
     """
     _check_layer(config, layer)
     _check_state(state, config)
+    if store or runs_dir is not None:
+        settings = {"state": _store.state_digest(state), "config": asdict(config), "layer": int(layer),
+                    "dense": bool(dense), "rank_rtol": float(rank_rtol),
+                    "num_eigenvalues": None if num_eigenvalues is None else int(num_eigenvalues)}
+        return _store.stored(
+            _store.payload("ufm-layer-analysis", settings, _store.ANALYSIS_MODULES),
+            lambda: analyse_layer(state, config, layer, dense=dense, num_eigenvalues=num_eigenvalues,
+                                  rank_rtol=rank_rtol),
+            runs_dir=runs_dir, force=force)
     k = config.num_classes
     labels = targets(k, config.per_class)[1]
     jacobian = layer_jacobian(state, config, layer)

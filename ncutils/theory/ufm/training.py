@@ -21,8 +21,10 @@ import json
 import math
 import multiprocessing
 import os
+import queue as queue_module
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +34,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ncutils.theory.ufm import _store
 from ncutils.theory.ufm.model import (
     UFMConfig,
     UFMState,
@@ -43,7 +46,8 @@ from ncutils.theory.ufm.model import (
 )
 from ncutils.theory.ufm.spectra import LayerAnalysis, analyse_layer
 
-__all__ = ["UFMRun", "train", "snapshot_schedule", "loss_and_gradient", "checkpoint_path", "train_many"]
+__all__ = ["UFMRun", "train", "run_payload", "snapshot_schedule", "loss_and_gradient", "checkpoint_path",
+           "train_many"]
 
 # --------------------------------------------------------------------------- training
 #: Bump when the checkpoint's contents or the training loop change meaning.
@@ -240,6 +244,9 @@ def train(
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int = 10_000,
+    store: bool = False,
+    runs_dir: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> UFMRun:
     """Train a deep UFM full batch in float64, recording the layer spectrum along the way.
 
@@ -260,9 +267,22 @@ def train(
     :func:`checkpoint_path`, and a later call with the same arguments resumes from it: a
     killed run resumes to the same result, bit for bit, and a finished one is not retrained.
 
+    With ``store`` (or a ``runs_dir``) the finished run is kept in the results store
+    (:func:`ncutils.runs.computed`, under ``runs_dir``, default
+    :func:`ncutils.runs.default_runs_dir`) and a later call with the same settings loads it
+    instead of training (the store's ``events.log`` says which; ``force`` trains again and
+    replaces it). Its key (:func:`run_payload`) covers the configuration and every option that
+    changes a number (``layer``, ``steps``, ``lr``, ``momentum``, ``polish_iterations``, the
+    snapshot steps, ``dense_final``, ``num_eigenvalues``, ``log_every``, ``threads``), the code
+    of :data:`~ncutils.theory.ufm._store.RUN_MODULES` (the UFM modules, ``stats``, ``_checks``:
+    not ``metrics``) and the torch and numpy versions; not ``progress`` or the checkpoint
+    options (a resumed run is the same bit for bit).
+
     Returns
     -------
     UFMRun
+        A loaded run is the stored one: its ``seconds``, ``resumed_from`` and ``checkpoint``
+        are those of the call that trained it.
 
     Raises
     ------
@@ -278,6 +298,70 @@ def train(
     >>> run.final_grad_norm < 1.0
     True
     """
+    plan = _plan(config, layer=layer, steps=steps, lr=lr, momentum=momentum,
+                 polish_iterations=polish_iterations, snapshot_steps=snapshot_steps, dense_final=dense_final,
+                 num_eigenvalues=num_eigenvalues, log_every=log_every, threads=threads, progress=progress,
+                 checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+    if not (store or runs_dir is not None):
+        return plan.run()
+    return _store.stored(plan.payload(), plan.run, runs_dir=runs_dir, force=force)
+
+
+@dataclass
+class _Plan:
+    """One checked call of :func:`train`: what it trains (its key) and how (progress, checkpoint)."""
+
+    config: UFMConfig
+    layer: int
+    steps: int
+    lr: float
+    momentum: float
+    polish_iterations: int
+    wanted: list[int]
+    dense_final: bool
+    num_eigenvalues: int | None
+    log_every: int
+    threads: int | None
+    progress: bool
+    checkpoint_dir: str | os.PathLike | None
+    checkpoint_every: int
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that decides the run's numbers (``threads=None``: torch's count now)."""
+        threads = torch.get_num_threads() if self.threads is None else int(self.threads)
+        return {"config": asdict(self.config), "layer": int(self.layer), "steps": int(self.steps),
+                "lr": float(self.lr), "momentum": float(self.momentum),
+                "polish_iterations": int(self.polish_iterations), "snapshot_steps": list(self.wanted),
+                "dense_final": bool(self.dense_final),
+                "num_eigenvalues": None if self.num_eigenvalues is None else int(self.num_eigenvalues),
+                "log_every": int(self.log_every), "threads": threads}
+
+    def payload(self) -> dict[str, Any]:
+        return _store.payload("ufm-run", self.settings(), _store.RUN_MODULES)
+
+    def run(self) -> UFMRun:
+        key = _run_key(self.config, self.layer, self.steps, self.lr, self.momentum, self.wanted,
+                       self.log_every, self.num_eigenvalues)
+        path = None if self.checkpoint_dir is None else checkpoint_path(self.checkpoint_dir, key)
+        condition = regularisation_condition(self.config.num_classes, self.config.per_class, self.config.depth,
+                                             self.config.lambda_w, self.config.lambda_h)
+        with _torch_threads(self.threads), _deterministic():
+            run = _train_loop(self.config, self.layer, self.steps, self.lr, self.momentum, self.polish_iterations,
+                              self.wanted, self.dense_final, self.num_eigenvalues, self.log_every, self.progress,
+                              condition, key, path, self.checkpoint_every)
+        run.threads = torch.get_num_threads() if self.threads is None else int(self.threads)
+        return run
+
+
+def _plan(
+    config: UFMConfig, *, layer: int, steps: int, lr: float, momentum: float = 0.9, polish_iterations: int = 0,
+    snapshot_steps: Sequence[int] = (), dense_final: bool = False, num_eigenvalues: int | None = None,
+    log_every: int | None = None, threads: int | None = 1, progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 10_000,
+) -> _Plan:
+    """Check the arguments of :func:`train` (same names, same defaults) before any work."""
+    if not isinstance(config, UFMConfig):
+        raise ValueError(f"config must be a UFMConfig, got {type(config).__name__}")
     _check_layer(config, layer)
     for name, value in (("steps", steps), ("polish_iterations", polish_iterations)):
         if not isinstance(value, (int, np.integer)) or value < 0:
@@ -291,18 +375,26 @@ def train(
     bad = [s for s in snapshot_steps if not 0 <= int(s) <= steps]
     if bad:
         raise ValueError(f"snapshot_steps must lie in 0..steps ({steps}), got {bad}")
+    return _Plan(config=config, layer=int(layer), steps=int(steps), lr=lr, momentum=momentum,
+                 polish_iterations=int(polish_iterations), wanted=sorted({int(s) for s in snapshot_steps}),
+                 dense_final=bool(dense_final), num_eigenvalues=num_eigenvalues,
+                 log_every=int(log_every or max(1, steps // 200)), threads=threads, progress=bool(progress),
+                 checkpoint_dir=checkpoint_dir, checkpoint_every=int(checkpoint_every))
 
-    condition = regularisation_condition(config.num_classes, config.per_class, config.depth,
-                                         config.lambda_w, config.lambda_h)
-    log_every = log_every or max(1, steps // 200)
-    wanted = sorted({int(s) for s in snapshot_steps})
-    key = _run_key(config, layer, steps, lr, momentum, wanted, log_every, num_eigenvalues)
-    path = None if checkpoint_dir is None else checkpoint_path(checkpoint_dir, key)
-    with _torch_threads(threads), _deterministic():
-        run = _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted, dense_final,
-                          num_eigenvalues, log_every, progress, condition, key, path, int(checkpoint_every))
-    run.threads = torch.get_num_threads() if threads is None else int(threads)
-    return run
+
+def run_payload(config: UFMConfig, **options: Any) -> dict[str, Any]:
+    """The store key's payload of ``train(config, **options)`` (see :func:`train`, ``store``).
+
+    Examples
+    --------
+    >>> config = UFMConfig(width=6, per_class=2, depth=3)
+    >>> a = run_payload(config, layer=2, steps=50, lr=0.1)
+    >>> a == run_payload(config, layer=2, steps=50, lr=0.1, progress=False, checkpoint_dir="x")
+    True
+    >>> a == run_payload(config, layer=2, steps=50, lr=0.2)
+    False
+    """
+    return _plan(config, **options).payload()
 
 
 def _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted, dense_final,
@@ -342,7 +434,9 @@ def _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted, d
 
     wanted_set = set(wanted)
     bar = tqdm(total=steps + 1, initial=first, desc=f"{config.activation} UFM seed {config.seed}",
-               disable=not progress, leave=False, mininterval=1.0)
+               disable=not progress or _PROGRESS_QUEUE is not None, leave=False, mininterval=1.0)
+    # in a worker of train_many: the steps go to the parent's one bar, not to a bar of our own
+    report = _Reporter(_PROGRESS_QUEUE, steps + 1, first) if progress and _PROGRESS_QUEUE is not None else None
     started = time.perf_counter()
     for step in range(first, steps + 1):
         if step in wanted_set:
@@ -367,7 +461,11 @@ def _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted, d
             if path is not None and (done % checkpoint_every == 0 or done == steps):
                 save(done, seconds + time.perf_counter() - started)
         bar.update(1)
+        if report is not None:
+            report.step()
     bar.close()
+    if report is not None:
+        report.flush()
     seconds += time.perf_counter() - started
 
     tensors = [t.requires_grad_(True) for t in params]
@@ -418,17 +516,57 @@ def _train_loop(config, layer, steps, lr, momentum, polish_iterations, wanted, d
     )
 
 
+#: Set in the worker processes of :func:`train_many` when it shows progress: the queue on which
+#: their runs count their steps for the parent's one bar (several processes' bars, written to
+#: one log, would interleave).
+_PROGRESS_QUEUE: Any = None
+
+
+def _count_steps_on(queue: Any) -> None:
+    """Initializer of :func:`train_many`'s worker processes."""
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = queue
+
+
+class _Reporter:
+    """Counts a run's steps onto a queue, about a hundred times a run."""
+
+    def __init__(self, queue: Any, total: int, done: int = 0) -> None:
+        self.queue, self.every, self.count = queue, max(1, total // 100), int(done)
+        self.flush()
+
+    def step(self) -> None:
+        self.count += 1
+        if self.count >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.count:
+            self.queue.put(self.count)
+            self.count = 0
+
+
 def _train_one(options: dict[str, Any], config: UFMConfig) -> UFMRun:
     return train(config, **options)
 
 
-def train_many(configs: Sequence[UFMConfig], *, workers: int = 1, **options: Any) -> list[UFMRun]:
+def train_many(configs: Sequence[UFMConfig], *, workers: int = 1, store: bool = False,
+               runs_dir: str | os.PathLike | None = None, force: bool = False, **options: Any) -> list[UFMRun]:
     """:func:`train` every configuration (e.g. one per seed), in ``workers`` processes side by side.
 
     Each run keeps its own fixed thread count (``threads``, default 1) and deterministic
     algorithms, so the result does not depend on ``workers``; the processes are spawned
     (not forked: torch's thread pools do not survive a fork). ``workers`` is capped by the
-    number of configurations; ``1`` trains them one after the other in this process.
+    number of configurations to train; ``1`` trains them one after the other in this process.
+
+    With ``store`` (or a ``runs_dir``) every run is kept in the results store as :func:`train`
+    keeps it (the same key: ``workers`` is no part of it): the stored runs are loaded here, and
+    only the others are trained (then stored by the process that trained them); ``force``
+    trains them all again.
+
+    With ``progress`` (the default) runs trained in this process show their own bar, one after
+    the other; runs in worker processes show none, and this process shows one bar over the
+    steps of all of them (one bar, readable in a log that is no terminal).
 
     Returns
     -------
@@ -445,12 +583,65 @@ def train_many(configs: Sequence[UFMConfig], *, workers: int = 1, **options: Any
     configs = list(configs)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    workers = min(int(workers), len(configs))
+    plans = [_plan(config, **options) for config in configs]  # every argument checked before any work
+    runs: list[UFMRun | None] = [None] * len(configs)
+    if store or runs_dir is not None:
+        runs_dir = _store.runs_root(runs_dir)
+        options = {**options, "store": True, "runs_dir": runs_dir, "force": force}
+        if not force:
+            runs = [_store.load(plan.payload(), runs_dir=runs_dir) for plan in plans]
+    missing = [index for index, run in enumerate(runs) if run is None]
+    workers = min(int(workers), len(missing))
     if workers <= 1:
-        return [train(config, **options) for config in configs]
+        for index in missing:
+            runs[index] = train(configs[index], **options)
+    else:
+        trained = _train_in_processes([configs[index] for index in missing], workers, options,
+                                      [plans[index].steps + 1 for index in missing])
+        for index, run in zip(missing, trained):
+            runs[index] = run
+    return runs
+
+
+def _train_in_processes(configs: list[UFMConfig], workers: int, options: dict[str, Any],
+                        totals: list[int]) -> list[UFMRun]:
+    """:func:`train` each configuration in one of ``workers`` spawned processes, one bar here."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        return list(pool.map(functools.partial(_train_one, options), configs))
+    if not options.get("progress", True):
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            return list(pool.map(functools.partial(_train_one, options), configs))
+    queue = context.Queue()
+
+    def counted() -> int:
+        total = 0
+        with contextlib.suppress(queue_module.Empty):
+            while True:
+                total += queue.get_nowait()
+        return total
+
+    bar = tqdm(total=sum(totals), desc=f"{len(configs)} UFM runs in {workers} processes", unit="step",
+               mininterval=1.0, postfix={"finished": f"0/{len(configs)}"})
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_count_steps_on,
+                                 initargs=(queue,)) as pool:
+            futures = [pool.submit(_train_one, options, config) for config in configs]
+            pending, finished = set(futures), 0
+            while pending:
+                done, pending = wait(pending, timeout=0.5)
+                for future in done:
+                    run = future.result()  # a worker's error (a diverged loss) is raised here
+                    finished += 1
+                    bar.set_postfix(finished=f"{finished}/{len(futures)}", refresh=False)
+                    bar.write(f"trained {run.config.activation} UFM seed {run.config.seed} "
+                              f"({finished} of {len(futures)}; gradient descent {run.seconds:.1f} s)",
+                              file=sys.stderr)  # with the bar: not in a chapter's printed output
+                bar.update(counted())  # redrawn at most once a second (mininterval)
+            runs = [future.result() for future in futures]
+        bar.update(counted())
+    finally:
+        bar.close()
+        queue.close()
+    return runs
 
 
 def snapshot_schedule(steps: int, count: int) -> list[int]:
