@@ -269,14 +269,7 @@ def _yang_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
 def _kothapalli_k1_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
     from ncutils.papers import kothapalli
 
-    return [kothapalli.k1_config(network, parameters["dataset"], epochs=parameters["epochs"],
-                                 lr=parameters["lr"], seed=seed, batch_size=parameters["batch_size"],
-                                 limit_train=parameters.get("limit_train"),
-                                 limit_test=parameters.get("limit_test"),
-                                 device=parameters.get("device", "auto"),
-                                 data_dir=parameters.get("data_dir"),
-                                 download=bool(parameters.get("download", False)))
-            for network in parameters["networks"] for seed in parameters["seeds"]]
+    return kothapalli.k1_configs(parameters)
 
 
 #: Chapter stem -> the :class:`~ncutils.train.TrainConfig` runs its notebook trains, built
@@ -368,7 +361,11 @@ def _k2_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
     networks = parameters.get("networks") or {}
     supplier = runs.DATASET_PACKAGES.get(parameters.get("dataset"))
-    return {"settings": {name: parameters.get(name) for name in _K2_SETTINGS},
+    from ncutils._checks import resolve_device
+
+    # cpu and cuda give different numbers: the device type the trials run on keys them
+    device = resolve_device(parameters.get("device", "cpu")).type
+    return {"settings": {**{name: parameters.get(name) for name in _K2_SETTINGS}, "device": device},
             "architectures": {name: [spec.get("arch"), architecture_version(spec.get("arch"))]
                               for name, spec in networks.items()},
             "source": runs._source_digests(_K2_MODULES),

@@ -74,9 +74,6 @@ __all__ = [
     "run_epoch",
     "train",
 ]
-# K1's notebook and tests read these here until they import ncutils.series
-LAST_LAYER_COLUMNS = series_module.LAST_LAYER_COLUMNS
-last_layer_metrics = series_module.last_layer_metrics
 
 LOSSES = ("ce", "mse")
 OPTIMIZERS = ("sgd", "adam")

@@ -86,11 +86,90 @@ def test_phase_check_fails_on_a_wrong_diagram():
     assert not kothapalli.phase_check(wrong)["passed"]
 
 
+def test_k1_runs_over_several_datasets():
+    parameters = {"networks": ["vgg11", "resnet18"], "dataset": "cifar10", "extra_datasets": ["fashionmnist"],
+                  "epochs": 350, "lr": 0.0679, "batch_size": 128, "seeds": [0, 1], "download": True}
+    configs = kothapalli.k1_configs(parameters)
+    assert [(c.dataset, c.arch, c.seed) for c in configs][:4] == [
+        ("cifar10", "vgg", 0), ("cifar10", "vgg", 1), ("cifar10", "resnet18", 0), ("cifar10", "resnet18", 1)]
+    assert {c.dataset for c in configs} == {"cifar10", "fashionmnist"} and len(configs) == 8
+    assert all(c.epochs == 350 and c.batch_size == 128 and c.momentum == 0.9 and c.weight_decay == 5e-4
+               for c in configs)
+    grid = kothapalli.k1_grid(parameters)
+    assert [entry.row for entry in grid.entries][-1] == {"dataset": "fashionmnist", "network": "resnet18", "seed": 1}
+    assert [entry.config for entry in grid.entries] == configs
+    # without extra_datasets: the runs of `dataset` alone, as before
+    single = {key: value for key, value in parameters.items() if key != "extra_datasets"}
+    assert kothapalli.k1_configs(single) == configs[:4]
+    assert kothapalli.validate_k1_parameters(parameters) == []
+    for bad in ({"extra_datasets": ["cifar10"]}, {"extra_datasets": "fashionmnist"}, {"dataset": ["cifar10"]}):
+        assert kothapalli.validate_k1_parameters({**parameters, **bad})
+    assert any("imagenet" in problem for problem in
+               kothapalli.validate_k1_parameters({**parameters, "extra_datasets": ["imagenet"]}))
+
+
+def test_k1_paper_networks_take_fashionmnist_images():
+    import torch
+
+    from ncutils.models import build_model
+
+    for network in ("vgg11", "resnet18"):
+        config = kothapalli.k1_config(network, "fashionmnist", device="cpu")
+        model = build_model(config.arch, input_shape=(1, 28, 28), num_classes=10, **dict(config.arch_kwargs)).eval()
+        with torch.no_grad():
+            assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_k1_lr_phases_multiply_to_the_criterion_ratio():
+    history = _history(onset=5, epochs=30)
+    history["lr"] = np.where(history["epoch"] <= 10, 0.1, np.where(history["epoch"] <= 20, 0.01, 0.001))
+    history["loss"] = 1.0 / history["epoch"]
+    phases = kothapalli.k1_lr_phases(history)
+    assert list(phases["lr"]) == [0.1, 0.01, 0.001]
+    assert list(zip(phases["start"], phases["end"])) == [(5, 10), (10, 20), (20, 30)]
+    assert phases["epochs"].sum() == 30 - 5
+    run = kothapalli.k1_run(history)
+    for metric in kothapalli.K1_METRICS:
+        assert np.prod(phases[f"{metric}_ratio"]) == pytest.approx(run[f"{metric}_ratio"], rel=1e-12)
+    assert "x" in kothapalli.k1_lr_phases_text(phases) and "lr 0.001" in kothapalli.k1_lr_phases_text(phases)
+    never = history.assign(train_acc=0.5)
+    assert kothapalli.k1_lr_phases(never).empty
+
+
+def test_phase_check_counts_grid_steps_equal_to_the_margin():
+    # 0.5 - 0.4 = 0.09999999999999998 < 0.1: such points belong to |alpha - beta| >= 0.1
+    table = pd.DataFrame({"alpha": [0.5, 0.3, -0.4, 0.2], "beta": [0.4, 0.3, -0.5, 0.1], "trial": 0,
+                          "separated": [False, False, True, True]})
+    check = kothapalli.phase_check(table, margin=0.1)
+    assert check["points"] == 1 and check["points_all"] == 3 and check["passed"]
+    assert check["rows_beta_positive"] == 2 and check["separated_beta_positive"] == 0.5
+
+
+def test_k2_level_reads_a_trials_result():
+    # an LE-ODE stands in for a network: alpha - beta = 0.02 per step, logged every 5 steps
+    X = lesde.simulate(0.03, 0.01, steps=400, trials=6, samples_per_class=2, seed=1)[0][:, ::5].mean(axis=3)
+    iterations = np.arange(0, 401, 5)
+    result = lesde.TrialsResult(iterations, X, np.full((6, iterations.size), 0.9),
+                                np.full((6, iterations.size), 1.0), 0.0, 1.5)
+    row, per_trial = kothapalli.k2_level(result, window=11)
+    assert per_trial.shape == (6,)
+    np.testing.assert_allclose(per_trial, 0.02, atol=5e-4)
+    assert row["low"] <= row["median"] <= row["high"] and row["median"] == pytest.approx(0.02, abs=5e-4)
+    assert row["alpha_hat"] == pytest.approx(0.03, abs=5e-4) and row["beta_hat"] == pytest.approx(0.01, abs=5e-4)
+    pooled = lesde.estimate_alpha_beta(X.mean(axis=0), window=11, delta=5)
+    assert row["r_alpha"] == pytest.approx(float(lesde.tail_index(pooled["A_hat"], iterations)))
+    assert row["val_acc"] == 0.9 and row["seconds"] == 1.5
+    with pytest.raises(ValueError):
+        kothapalli.k2_level(lesde.TrialsResult(iterations ** 2, X, result.val_accuracy, result.train_accuracy,
+                                               0.0), window=11)
+
+
 # --------------------------------------------------------------------------- train.py: track_last_layer
 
 from ncutils import metrics as _metrics  # noqa: E402
 from ncutils.probe import capture as _capture  # noqa: E402
-from ncutils.train import LAST_LAYER_COLUMNS, TrainConfig, config_key, load_data, train  # noqa: E402
+from ncutils.series import LAST_LAYER_COLUMNS  # noqa: E402
+from ncutils.train import TrainConfig, config_key, load_data, train  # noqa: E402
 
 
 def _tiny(**overrides):
@@ -141,3 +220,18 @@ def test_tracked_series_survive_a_resume(tmp_path):
         train(config, runs_dir=tmp_path / "killed", progress=False, callback=kill)
     resumed = train(config, runs_dir=tmp_path / "killed", progress=False)
     pd.testing.assert_frame_equal(resumed.history, reference.history, check_exact=True)
+
+
+def test_k1_schedule_facts_follow_the_numbers():
+    frozen = _history(onset=5, epochs=30)
+    frozen["lr"] = np.where(frozen["epoch"] <= 10, 0.1, 0.01)
+    frozen["loss"] = 1e-3
+    for name in kothapalli.K1_METRICS:  # constant after the drop: frozen
+        frozen.loc[frozen["epoch"] > 10, name] = frozen.loc[frozen["epoch"] == 10, name].iloc[0]
+    facts = kothapalli.k1_schedule_facts({"a": frozen})
+    assert facts["K1_low_lr_change"] == "0.0%" and "nearly frozen" in facts["K1_schedule_reading"]
+    assert facts["K1_low_lr_epochs"] == "a: 20 of the 25 after the onset"
+    moving = _history(onset=5, epochs=30)  # keeps falling by exp(-0.1) per epoch after the drop
+    moving["lr"] = np.where(moving["epoch"] <= 10, 0.1, 0.01)
+    moving["loss"] = 1e-3
+    assert "do not freeze" in kothapalli.k1_schedule_facts({"b": moving})["K1_schedule_reading"]

@@ -117,10 +117,116 @@ def test_train_trials_runs_and_is_seeded():
     assert one.class_means.shape == (3, 5, 3, 3)
     assert list(one.iterations) == [0, 5, 10, 15, 20]
     np.testing.assert_array_equal(one.class_means, two.class_means)
-    # trial 0 equals a plain per-sample SGD loop on the same draws
-    assert np.all(np.isfinite(one.class_means))
+    assert np.all(np.isfinite(one.class_means))  # against plain SGD: test_a_trial_equals_plain_per_sample_sgd
 
 
 def test_bootstrap_median_interval_contains_median():
     median, low, high = lesde.bootstrap_median(np.arange(21.0))
     assert low <= median <= high and median == 10.0
+
+
+# --------------------------------------------------------------------------- the tail index r-hat
+
+
+def test_tail_index_recovers_a_power_law():
+    # A(t) = t^(1-r), t = iteration + 1 (the official convention): log A / log t = 1 - r exactly
+    iterations = np.arange(0, 10_001, 25)
+    for r in (0.3, 1.0, 1.4):
+        series = (iterations + 1.0) ** (1 - r)
+        assert lesde.tail_index(series, iterations) == pytest.approx(r, abs=1e-12)
+        # negated series (more than half of the tail negative) give the same index
+        assert lesde.tail_index(-series, iterations) == pytest.approx(r, abs=1e-12)
+
+
+def test_tail_index_with_a_constant_factor_and_the_official_formula():
+    # A = c t^(1-r): r-hat = r - mean(log c / log t) over the tail; on a series logged every
+    # iteration with the official tail (last 1000 of 10000) this is estimate_tail_idx's formula
+    iterations = np.arange(10_000)
+    t = iterations + 1.0
+    c, r = 2e-3, 0.5
+    series = c * t ** (1 - r)
+    expected = 1 - np.mean(np.log(series[-1000:]) / np.log(t[-1000:]))
+    assert lesde.tail_index(series, iterations) == pytest.approx(expected, rel=1e-12)
+    assert lesde.tail_index(series, iterations) == pytest.approx(r - np.mean(np.log(c) / np.log(t[-1000:])))
+
+
+def test_tail_index_is_vectorised_and_skips_non_positive_points():
+    iterations = np.arange(0, 1001, 10)
+    series = np.stack([(iterations + 1.0) ** 0.5, (iterations + 1.0) ** 0.2])
+    np.testing.assert_allclose(lesde.tail_index(series, iterations), [0.5, 0.8], atol=1e-12)
+    holed = series[0].copy()
+    holed[-3] = -1.0  # one negative point in a positive tail: left out
+    assert lesde.tail_index(holed, iterations) == pytest.approx(0.5, abs=1e-12)
+    assert np.isnan(lesde.tail_index(np.zeros_like(iterations, dtype=float), iterations))
+    with pytest.raises(ValueError):
+        lesde.tail_index(series, iterations[:-1])
+    with pytest.raises(ValueError):
+        lesde.tail_index(series, iterations, tail_fraction=0)
+
+
+def test_tail_index_of_the_le_ode():
+    # constant alpha in the LE-ODE: A-hat(t) ~ alpha t, so log A / log t = 1 + log(alpha) / log t
+    alpha, beta = 0.02, -0.01
+    X = lesde.simulate(alpha, beta, steps=2000, seed=3)[0, :1].mean(axis=3)   # (1, T+1, K, K)
+    est = lesde.estimate_alpha_beta(X, window=21)
+    iterations = np.arange(2001)
+    tail = iterations >= 1800
+    expected = 1 - np.mean(np.log(est["A_hat"][0, tail]) / np.log(iterations[tail] + 1.0))
+    assert lesde.tail_index(est["A_hat"][0], iterations) == pytest.approx(expected, rel=1e-12)
+    # and A-hat is alpha t to first order (K log(1 + x/K) = x - x^2/(2K) + ...)
+    np.testing.assert_allclose(est["A_hat"][0, -1] / 2000, alpha, rtol=0.05)
+
+
+# --------------------------------------------------------------------------- what the sign of alpha - beta decides
+
+
+def test_mean_margin_follows_the_symmetric_mode():
+    # the mean over classes c and k != c of the class-mean margin X_c[c] - X_c[k] is
+    # s / (K-1), s = sum_c <Xbar_c, e_c - 1/K>, so it grows by 1 + (alpha-beta)/K per step
+    for k in (3, 4):
+        X = lesde.simulate(0.3, 0.2, num_classes=k, steps=5, seed=1).mean(axis=4)[0, 0]   # (T+1, K, K)
+        own = X[:, np.arange(k), np.arange(k)]
+        margin = (own[:, :, None] - X).sum(axis=(1, 2)) / (k * (k - 1))
+        s, _ = lesde.mode_projections(X)
+        np.testing.assert_allclose(margin, s / (k - 1), rtol=1e-12)
+        sym, _ = lesde.mode_rates(0.3, 0.2, k)
+        np.testing.assert_allclose(margin[1:] / margin[:-1], sym, rtol=1e-12)
+
+
+def test_positive_beta_loses_separation_eventually():
+    # alpha > beta > 0: the orthogonal modes grow faster than the symmetric one and turn a
+    # class-mean margin negative, given time; beta < 0 keeps it
+    lost = lesde.phase_diagram([0.1], [0.05], steps=600, trials=4, samples_per_class=3)
+    kept = lesde.phase_diagram([0.1], [-0.05], steps=600, trials=4, samples_per_class=3)
+    assert not lost["separated"].any() and kept["separated"].all()
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+def test_a_trial_equals_plain_per_sample_sgd():
+    torch.manual_seed(0)
+    x = torch.randn(40, 1, 4, 4)
+    y = torch.arange(40) % 3
+    x = x + y[:, None, None, None].float()
+    build = lambda: build_model("mlp", input_shape=(1, 4, 4), num_classes=3, depth=2, width=8)
+    result = lesde.train_trials(build, x, y, x[:12], y[:12], trials=3, iterations=15, lr=0.1, log_every=15,
+                                probe_per_class=4, label_noise=0.3, seed=5)
+    probe = torch.cat([torch.nonzero(y == c).flatten()[:4] for c in range(3)])
+    for trial in range(3):
+        torch.manual_seed(5 + trial)
+        model = build().double()
+        labels = torch.as_tensor(result.labels[trial])
+        for it in range(15):
+            i = int(result.order[it, trial])
+            loss = torch.nn.functional.cross_entropy(model(x[i:i + 1].double()), labels[i:i + 1])
+            model.zero_grad()
+            loss.backward()
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter -= 0.1 * parameter.grad
+        with torch.no_grad():
+            logits = model(x[probe].double())
+        means = torch.stack([logits[labels[probe] == c].mean(0) for c in range(3)]).numpy()
+        np.testing.assert_allclose(result.class_means[trial, -1], means, rtol=1e-10, atol=1e-12)
+    assert result.settings["threads"] == 1 and torch.get_num_threads() >= 1

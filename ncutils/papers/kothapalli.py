@@ -24,14 +24,23 @@ import numpy as np
 import pandas as pd
 
 from ncutils import verdicts
+from ncutils.grid import Grid
 from ncutils.papers.parker.criteria import spearman
 from ncutils.train import TrainConfig
 
 __all__ = [
     "K1_METRICS",
     "k1_config",
+    "k1_configs",
+    "k1_datasets",
+    "k1_grid",
+    "k1_lr_phases",
+    "k1_lr_phases_text",
     "k1_run",
+    "k1_schedule_facts",
     "k1_verdict",
+    "k2_data",
+    "k2_level",
     "k2_network",
     "k2_verdict",
     "phase_check",
@@ -77,14 +86,46 @@ def k1_config(network: str, dataset: str = "mnist5k", *, epochs: int = 60, lr: f
     return TrainConfig(**settings)
 
 
-def _k1_configs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
-    """The K1 chapter's runs (one per network x seed), as its notebook builds them."""
-    return [k1_config(network, parameters["dataset"], epochs=parameters["epochs"], lr=parameters["lr"],
+def k1_datasets(parameters: Mapping[str, Any]) -> list[str]:
+    """The K1 chapter's datasets: ``dataset`` and then ``extra_datasets`` (default none), each
+    trained with every network and seed (the gpu and paper profiles: CIFAR-10, then FashionMNIST)."""
+    dataset, extra = parameters["dataset"], parameters.get("extra_datasets", [])
+    if not isinstance(dataset, str):
+        raise ValueError(f"dataset must be a dataset name, got {dataset!r}")
+    if not isinstance(extra, (list, tuple)) or any(not isinstance(name, str) for name in extra):
+        raise ValueError(f"extra_datasets must list dataset names, got {extra!r}")
+    names = [dataset, *extra]
+    if len(set(names)) != len(names):
+        raise ValueError(f"dataset and extra_datasets repeat a name: {names}")
+    return names
+
+
+def k1_configs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
+    """The K1 chapter's runs (one per dataset x network x seed), as its notebook trains them.
+
+    Examples
+    --------
+    >>> runs = k1_configs({"networks": ["mlp", "cnn"], "dataset": "mnist5k", "extra_datasets": ["digits"],
+    ...                    "epochs": 3, "lr": 0.1, "batch_size": 16, "seeds": [0, 1]})
+    >>> [(c.dataset, c.arch, c.seed) for c in runs][:3]
+    [('mnist5k', 'mlp', 0), ('mnist5k', 'mlp', 1), ('mnist5k', 'vgg', 0)]
+    """
+    return [k1_config(network, dataset, epochs=parameters["epochs"], lr=parameters["lr"],
                       seed=seed, batch_size=parameters["batch_size"],
                       limit_train=parameters.get("limit_train"), limit_test=parameters.get("limit_test"),
                       device=parameters.get("device", "auto"), data_dir=parameters.get("data_dir"),
                       download=bool(parameters.get("download", False)))
-            for network in parameters["networks"] for seed in parameters["seeds"]]
+            for dataset in k1_datasets(parameters) for network in parameters["networks"]
+            for seed in parameters["seeds"]]
+
+
+def k1_grid(parameters: Mapping[str, Any]) -> Grid:
+    """:func:`k1_configs` as a :class:`~ncutils.grid.Grid` labelled ``dataset`` and ``network``
+    (the seed is each config's own), for :func:`ncutils.grid.run_grid`."""
+    configs = k1_configs(parameters)
+    labels = [{"dataset": dataset, "network": network} for dataset in k1_datasets(parameters)
+              for network in parameters["networks"] for _ in parameters["seeds"]]
+    return Grid.from_configs(configs, labels)
 
 
 def validate_k1_parameters(parameters: Mapping[str, Any]) -> list[str]:
@@ -115,9 +156,13 @@ def validate_k1_parameters(parameters: Mapping[str, Any]) -> list[str]:
     problems = seed_problems(parameters["seeds"])
     if problems:
         return problems
+    try:
+        k1_datasets(parameters)
+    except ValueError as error:
+        return [error_text(error)]
     for network in networks:
         try:
-            _k1_configs({**parameters, "networks": [network]})
+            k1_configs({**parameters, "networks": [network]})
         except (KeyError, ValueError, TypeError) as error:
             problems.append(error_text(error))
     return list(dict.fromkeys(problems))
@@ -249,6 +294,99 @@ def k1_run(history: pd.DataFrame, *, metrics: Sequence[str] = K1_METRICS, half: 
     return out
 
 
+def k1_lr_phases(history: pd.DataFrame, *, metrics: Sequence[str] = K1_METRICS) -> pd.DataFrame:
+    """The terminal phase cut where the learning rate changes (reported beside K1's verdict).
+
+    One row per stretch of constant ``lr`` from the TPT onset to the last epoch: ``lr``,
+    ``start`` (the onset for the first stretch, else the last epoch of the stretch before),
+    ``end`` (its last epoch), ``epochs`` (``end - start``, the epochs trained in it),
+    ``loss_start``, and per metric ``{m}_start``, ``{m}_end`` and ``{m}_ratio`` (end / start:
+    the ratios multiply to the criterion's last / onset). Empty when the run never reaches
+    100% train accuracy.
+
+    Examples
+    --------
+    >>> h = pd.DataFrame({"epoch": [1, 2, 3, 4], "train_acc": [0.9, 1.0, 1.0, 1.0],
+    ...                   "lr": [0.1, 0.1, 0.01, 0.01], "loss": [1.0, 0.5, 0.4, 0.4],
+    ...                   "ll_nc1": [1.0, 0.8, 0.4, 0.4]})
+    >>> k1_lr_phases(h, metrics=["ll_nc1"])[["lr", "start", "end", "ll_nc1_ratio"]].to_dict("records")
+    [{'lr': 0.1, 'start': 2, 'end': 2, 'll_nc1_ratio': 1.0}, {'lr': 0.01, 'start': 2, 'end': 4, 'll_nc1_ratio': 0.5}]
+    """
+    history = history.sort_values("epoch").reset_index(drop=True)
+    onset = tpt_onset(history)
+    columns = ["lr", "start", "end", "epochs", "loss_start"] + [f"{m}_{part}" for m in metrics
+                                                                   for part in ("start", "end", "ratio")]
+    if onset is None:
+        return pd.DataFrame(columns=columns)
+    tpt = history[history["epoch"] >= onset]
+    stretch = (tpt["lr"] != tpt["lr"].shift()).cumsum()
+    rows, start = [], tpt.iloc[0]
+    for _, part in tpt.groupby(stretch, sort=True):
+        end = part.iloc[-1]
+        row = {"lr": float(part["lr"].iloc[0]), "start": int(start["epoch"]), "end": int(end["epoch"]),
+               "epochs": int(end["epoch"] - start["epoch"]), "loss_start": float(start["loss"])}
+        for metric in metrics:
+            first, last = float(start[metric]), float(end[metric])
+            row.update({f"{metric}_start": first, f"{metric}_end": last,
+                        f"{metric}_ratio": last / first if first else float("nan")})
+        rows.append(row)
+        start = end
+    return pd.DataFrame(rows, columns=columns)
+
+
+def k1_lr_phases_text(phases: pd.DataFrame, metric: str = "ll_nc1") -> str:
+    """``phases`` (:func:`k1_lr_phases`) in words: the metric's factor over each stretch."""
+    if phases.empty:
+        return "never reached 100% train accuracy"
+    parts = [f"x{row[f'{metric}_ratio']:.3f} over epochs {row['start']}-{row['end']} at lr {row['lr']:g}"
+             for row in phases.to_dict("records")]
+    return ", ".join(parts)
+
+
+def k1_schedule_facts(histories: Mapping[str, pd.DataFrame], *, metrics: Sequence[str] = K1_METRICS,
+                      frozen: float = 0.05) -> dict[str, str]:
+    """The K1 chapter's facts about the learning-rate drops inside the terminal phase (glue texts).
+
+    Per run (``histories`` maps a run's name to its history), :func:`k1_lr_phases`; the
+    stretches after the first drop are those at a learning rate below the run's largest one
+    in its terminal phase. Keys: ``K1_phases`` (NC1's factor over each stretch, per run),
+    ``K1_low_lr_epochs`` (epochs trained after the first drop, of those after the onset), ``K1_low_lr_change``
+    (the largest relative change of any of ``metrics`` over one such stretch),
+    ``K1_drop_loss`` (training loss at the first drop) and ``K1_schedule_reading``: a sentence
+    that says whether those stretches left the last layer nearly frozen (every change below
+    ``frozen``) or not, so the prose follows the numbers.
+    """
+    phases = {run: k1_lr_phases(history, metrics=metrics) for run, history in histories.items()}
+    low = {run: table[table["lr"] < table["lr"].max()] for run, table in phases.items() if not table.empty}
+    low = {run: table for run, table in low.items() if not table.empty}
+    changes = [abs(1 - float(value)) for table in low.values() for metric in metrics
+               for value in table[f"{metric}_ratio"]]
+    largest = max(changes) if changes else float("nan")
+    before = {run: int(table.loc[table["lr"] == table["lr"].max(), "epochs"].sum()) for run, table in phases.items()
+              if not table.empty}
+    facts = {
+        "K1_phases": "; ".join(f"{run}: NC1 {k1_lr_phases_text(table)}" for run, table in phases.items()),
+        "K1_low_lr_epochs": ", ".join(f"{run}: {int(table['epochs'].sum())} of the {int(phases[run]['epochs'].sum())} "
+                                      "after the onset" for run, table in low.items()) or "none",
+        "K1_low_lr_change": f"{largest:.1%}" if changes else "n/a",
+        "K1_drop_loss": ", ".join(f"{run}: {table['loss_start'].iloc[0]:.1e}" for run, table in low.items()) or "n/a",
+    }
+    if not low:
+        facts["K1_schedule_reading"] = "No run's terminal phase reaches a learning-rate drop."
+    elif largest < frozen:
+        facts["K1_schedule_reading"] = (
+            f"After the first drop none of the criterion's metrics (NC1, ETF error, self-duality error) moved "
+            f"by more than {largest:.1%} over a stretch in any run: "
+            "the drops, both inside the terminal phase, leave the last layer nearly frozen for most of it, "
+            "so what the criterion measures from the onset happens in the terminal-phase epochs before the "
+            f"first drop ({', '.join(f'{run}: {n}' for run, n in before.items())}).")
+    else:
+        facts["K1_schedule_reading"] = (
+            f"After the first drop the criterion's metrics still moved by up to {largest:.1%} over a stretch: "
+            "the drops do not freeze the last layer here.")
+    return facts
+
+
 def k1_verdict(histories: Mapping[Any, pd.DataFrame], **thresholds: Any) -> tuple[pd.DataFrame, verdicts.Outcome]:
     """K1 over several runs: one row per run (:func:`k1_run`) and the verdict of DESIGN 8.3.
 
@@ -266,6 +404,77 @@ def k1_verdict(histories: Mapping[Any, pd.DataFrame], **thresholds: Any) -> tupl
             passed_runs=int(eligible["passed"].sum()) if len(eligible) else 0,
             eligible_runs=len(eligible))
     return table, verdicts.combine_runs(list(eligible["passed"].astype(bool)))
+
+
+def k2_data(dataset: str, classes: Sequence[int], *, device: str = "cpu",
+            **options: Any) -> tuple[Any, Any, Any, Any]:
+    """K2's data: the training and test splits of ``dataset`` restricted to ``classes``,
+    relabelled ``0 .. K-1`` in the order given; ``(x, y, x_val, y_val)`` as tensors on
+    ``device`` (``"auto"``: a GPU when there is one), where
+    :func:`~ncutils.theory.lesde.train_trials` then trains. ``options`` go to
+    :func:`ncutils.data.load_dataset` (``data_dir``, ``download``)."""
+    import torch
+
+    from ncutils._checks import resolve_device
+    from ncutils.data import load_dataset
+
+    remap = {int(c): i for i, c in enumerate(classes)}
+    where = resolve_device(device)
+
+    def subset(split: str) -> tuple[Any, Any]:
+        data = load_dataset(dataset, split, **options)
+        keep = torch.isin(data.labels, torch.tensor(list(remap)))
+        labels = torch.tensor([remap[int(y)] for y in data.labels[keep]], dtype=torch.long)
+        return data.inputs[keep].to(where), labels.to(where)
+
+    return (*subset("train"), *subset("test"))
+
+
+def k2_level(result: Any, *, window: int, tail_fraction: float = 0.1,
+             seed: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+    """What K2 reads from one network trained at one corruption level.
+
+    ``result`` is a :class:`ncutils.theory.lesde.TrialsResult`. Per trial, alpha-hat,
+    beta-hat and alpha-hat - beta-hat (:func:`~ncutils.theory.lesde.estimate_alpha_beta`,
+    Savitzky-Golay ``window`` in logged points, per iteration) averaged over the second half
+    of training; the criterion's median over trials with its bootstrap 95% interval; and,
+    reported only, the tail indices ``r_alpha`` and ``r_beta``
+    (:func:`~ncutils.theory.lesde.tail_index` of A-hat and B-hat over the last
+    ``tail_fraction`` of the iterations) of the class-mean logits averaged over trials
+    first, as the official code does (one value per level, no interval).
+
+    Returns
+    -------
+    (dict, ndarray)
+        The row (``median``, ``low``, ``high``, ``alpha_hat``, ``beta_hat``, ``r_alpha``,
+        ``r_beta``, ``val_acc`` and ``probe_train_acc`` at the last iteration averaged over
+        trials, ``seconds``) and the per-trial alpha-hat - beta-hat the criterion uses.
+    """
+    from ncutils.theory import lesde
+
+    iterations = np.asarray(result.iterations)
+    estimate = lesde.estimate_alpha_beta(result.class_means, window=window, delta=_log_interval(iterations))
+    second = iterations >= iterations[-1] / 2
+    per_trial = estimate["alpha_minus_beta"][:, second].mean(axis=1)
+    median, low, high = lesde.bootstrap_median(per_trial, seed=seed)
+    pooled = lesde.estimate_alpha_beta(np.asarray(result.class_means).mean(axis=0), window=window,
+                                       delta=_log_interval(iterations))
+    row = {"median": median, "low": low, "high": high,
+           "alpha_hat": float(np.median(estimate["alpha_hat"][:, second].mean(axis=1))),
+           "beta_hat": float(np.median(estimate["beta_hat"][:, second].mean(axis=1))),
+           "r_alpha": float(lesde.tail_index(pooled["A_hat"], iterations, tail_fraction=tail_fraction)),
+           "r_beta": float(lesde.tail_index(pooled["B_hat"], iterations, tail_fraction=tail_fraction)),
+           "val_acc": float(np.asarray(result.val_accuracy)[:, -1].mean()),
+           "probe_train_acc": float(np.asarray(result.train_accuracy)[:, -1].mean()),
+           "seconds": float(result.seconds)}
+    return row, per_trial
+
+
+def _log_interval(iterations: np.ndarray) -> float:
+    steps = np.diff(iterations)
+    if steps.size == 0 or np.any(steps != steps[0]):
+        raise ValueError(f"the logged iterations must be evenly spaced, got {iterations[:5]}...")
+    return float(steps[0])
 
 
 def k2_network(estimates: Mapping[float, Sequence[float]], *, clean: float = 0.0,
@@ -307,14 +516,29 @@ def phase_check(table: pd.DataFrame, *, margin: float = 0.1, min_share: float = 
     """The simulator's library check (:func:`ncutils.theory.lesde.phase_diagram` rows).
 
     Over the grid points with ``|alpha - beta| >= margin`` and ``beta < max_beta`` (where the
-    symmetric mode outgrows the others: :mod:`ncutils.theory.lesde`), the sign of
-    alpha - beta must predict ``separated`` in at least ``min_share`` of (point, trial) rows.
-    The share on the whole grid (beta of both signs) is returned too, not tested.
+    symmetric mode outgrows the others, so the sign of alpha - beta decides: see
+    :mod:`ncutils.theory.lesde`), the sign of alpha - beta must predict ``separated`` in at
+    least ``min_share`` of (point, trial) rows. ``|alpha - beta|`` is compared with
+    ``margin`` up to 1e-9, so a grid step equal to the margin counts whatever its
+    floating-point round-off (0.5 - 0.4 is 0.09999999999999998).
+
+    Returns
+    -------
+    dict
+        ``share`` and ``points`` (rows) of the tested region, ``passed``; reported, not
+        tested: ``share_all`` / ``points_all`` (the same over both signs of beta) and
+        ``separated_beta_positive`` / ``rows_beta_positive`` (the share of rows with
+        ``beta > 0`` and ``alpha - beta >= margin`` still separated at the final step: the
+        LE-ODE loses separation there as t grows, at a rate the horizon decides).
     """
-    far = table[(table["alpha"] - table["beta"]).abs() >= margin]
+    gap = table["alpha"] - table["beta"]
+    far = table[gap.abs() >= margin - 1e-9]
     predicted = far["alpha"] > far["beta"]
     agree = predicted == far["separated"]
     region = far["beta"] < max_beta
     share = float(agree[region].mean()) if region.any() else float("nan")
+    positive = far[(far["beta"] > 0) & predicted]
     return {"share": share, "points": int(region.sum()), "share_all": float(agree.mean()),
-            "points_all": int(len(far)), "passed": bool(share >= min_share)}
+            "points_all": int(len(far)), "passed": bool(share >= min_share),
+            "separated_beta_positive": float(positive["separated"].mean()) if len(positive) else float("nan"),
+            "rows_beta_positive": int(len(positive))}

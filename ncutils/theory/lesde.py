@@ -18,16 +18,32 @@ the samples of each class), any K, and optional Gaussian noise (an Euler-Maruyam
 What the sign of alpha - beta does, exactly, in this linear model: with
 ``a_c = <Xbar_c, u_c>`` (the class mean's own-class component),
 ``a(t+1) = a(t) + [alpha a - beta/(K-1) (11^T - I) a] / K``, so the *symmetric mode*
-``s = sum_c a_c`` grows by the factor ``1 + (alpha - beta)/K`` per step and every mode
-orthogonal to it by ``1 + (alpha + beta/(K-1))/K``. The symmetric mode is the one in which
-every class mean points along its own class: alpha > beta makes it grow, alpha < beta makes
-it decay relative to the initial state. Whether the features end up *separated*
-(:func:`separation`: each sample's largest logit is its class) also depends on the other
-modes: when beta > 0 they grow faster than the symmetric one, and a long enough run ends
-with some class means pointing away from their class. :func:`mode_rates` gives both rates.
+``s = sum_c a_c`` grows by the factor ``lambda_s = 1 + (alpha - beta)/K`` per step and every
+mode orthogonal to it by ``lambda_o = 1 + (alpha + beta/(K-1))/K`` (:func:`mode_rates`);
+``lambda_o > lambda_s`` exactly when ``beta > 0``. Separation (:func:`separation`: every
+sample's largest logit is its class) is read from the class-mean margins
+``m_ck = Xbar_c[c] - Xbar_c[k]``. Summing the update, with ``A_c(t) = sum_{s<t} a_c(s)``,
+``m_ck(t) = m_ck(0) + (alpha A_c - beta A_k) / sqrt(K (K-1))`` (the common drift
+``beta sum_c' A_c' u_c'`` moves all classes alike and drops out), and the margins' mean over
+the pairs ``c != k`` is ``sqrt(K/(K-1)) mean_c a_c``: it follows the symmetric mode alone.
+With ``|alpha|, |beta| < K`` (the chapter's grid):
+
+- ``alpha < beta`` (either sign of beta): ``lambda_s < 1``, the mean margin decays to 0, so
+  some class-mean margin ends at or below 0; the within-class deviations (centred, and never
+  changed by the noise-free model) put some sample of that class below its mean: not
+  separated.
+- ``alpha > beta``, ``beta < 0``: ``lambda_s > 1`` and ``lambda_s > lambda_o``; from a
+  positive symmetric start (``mean_c a_c(0) > 0``) every margin grows: separated.
+- ``alpha > beta``, ``beta > 0``: the orthogonal part of ``A`` grows faster than the
+  symmetric one; its contribution ``alpha A_c - beta A_k`` has zero mean over the pairs and
+  is not zero for a generic start (with K >= 3 that needs ``alpha = +-beta``), so some
+  margin turns negative once it outgrows the symmetric part: separation is lost, after a
+  time set by ``log(lambda_o / lambda_s)`` and the start. So for ``beta > 0`` nothing stays
+  separated whatever alpha - beta, and the sign of alpha - beta decides separation exactly
+  where ``beta < 0`` (tests check the mean margin's rate and both outcomes).
 
 Estimators (:func:`estimate_alpha_beta`), following ``src/data_analyzer.py``
-``estimate_AB_L`` (lines 53-83): with ``s(t)`` the projection of the K x K class-mean
+``estimate_AB_L`` (lines 53-84): with ``s(t)`` the projection of the K x K class-mean
 logit matrix on ``D = [e_c - 1/K]_c`` and ``f(t)`` the component along the mode weights
 ``w = (1, ..., 1, -(K-1)) / K`` (the official K = 3 code uses ``(1, 1, -2)/3``),
 ``A_B1 = K log|s(t)/s(0)|``, ``A_B2 = K log|f(t)/f(0)|``,
@@ -49,10 +65,13 @@ Where we do not follow the official code:
 - The Savitzky-Golay window is given in logged points (``window``) and the derivative is per
   iteration (``delta`` = the logging interval).
 
+:func:`tail_index` is the official tail index ``r-hat`` of ``A-hat`` (``estimate_tail_idx``).
+
 :func:`train_trials` is the official measurement protocol vectorised over trials: one SGD
 step on one random training sample per iteration, no momentum, cross-entropy, float64; every
 trial has its own initial weights, sample order and (for ``label_noise > 0``) corrupted
-labels, and the trials run as one batched model (``torch.func.functional_call`` + ``vmap``).
+labels, and the trials run as one batched model (``torch.func.functional_call`` + ``vmap``
+for the forward pass, one backward pass of the summed losses).
 
 References
 ----------
@@ -85,6 +104,7 @@ __all__ = [
     "projectors",
     "separation",
     "simulate",
+    "tail_index",
     "train_trials",
 ]
 
@@ -305,9 +325,10 @@ def phase_diagram(
     class means move. The head start ``init_margin > 0`` stands for the first steps of
     training, which push each class towards its own logit: the LE-ODE grows the symmetric
     mode's *magnitude* whatever its sign, so from a symmetric component of random sign
-    half of the runs with alpha > beta would end with every class pointing away from itself. Returns one row per (alpha, beta, trial) with the initial and
-    final :func:`separation` measures, ``sym_rate`` and ``other_rate``
-    (:func:`mode_rates`) and ``separated`` (final accuracy = 1).
+    half of the runs with alpha > beta would end with every class pointing away from itself.
+    Returns one row per (alpha, beta, trial) with the initial and final :func:`separation`
+    measures, ``sym_rate`` and ``other_rate`` (:func:`mode_rates`) and ``separated`` (final
+    accuracy = 1).
     """
     import pandas as pd
 
@@ -435,6 +456,77 @@ def estimate_alpha_beta(
             "alpha_minus_beta": derivative(a_b1)}
 
 
+def tail_index(series: Any, iterations: Any, *, tail_fraction: float = 0.1) -> np.ndarray:
+    """The tail index ``r-hat = 1 - mean over the last iterations of log A(t) / log t``.
+
+    Convention: if ``A(t) = c t^(1-r)`` (the cumulative impact of ``alpha(t) ~ t^-r``), then
+    ``log A / log t = 1 - r + log c / log t``, so ``r-hat`` tends to ``r``: ``r < 1`` means
+    ``A`` grows without bound (the features keep separating), ``r > 1`` that it levels off;
+    the official phase-transition figure draws the reference line ``r = 1``. ``r-hat`` is
+    exact for ``c = 1`` and biased by ``-mean(log c / log t)`` otherwise (so it depends on
+    the units of ``A``, e.g. per-iteration rates of 1e-3 give ``log c`` of about -7).
+
+    Follows ``estimate_tail_idx`` of the official code (``zjiayao/le_sde``,
+    ``src/data_analyzer.py``, lines 104-107; plotted against ``p_err`` by ``viz_tail_perr``,
+    ``src/plotter.py`` lines 192-224, for ``A-hat`` and ``B-hat``): the series is negated
+    first when more than half of its tail is negative; ``t`` is the iteration plus one (the
+    official code's ``arange(1, T + 1)`` over a series logged at iterations ``0 .. T-1``);
+    points where ``A < 0`` give ``log A = nan`` and are left out of the mean (``nanmean``).
+    Where we do not follow it: a point with ``A = 0`` exactly is left out too (the official
+    ``nanmean`` keeps its ``-inf`` and returns ``r-hat = inf``); the tail is the last
+    ``tail_fraction`` of the iterations (the
+    official default is the last 1,000 logged points of 10,000 iterations logged at every
+    iteration, i.e. 0.1) rather than a count of points, since our series are logged every
+    ``log_every`` iterations; and the series is whatever is passed (the chapter passes the
+    "L"-form ``A_hat`` of :func:`estimate_alpha_beta`; the official figure's default is its
+    "I"-form estimator ``estimate_AB_I``, which this module does not implement).
+
+    Parameters
+    ----------
+    series : array (..., L)
+        ``A(t)`` at the logged iterations (e.g. ``estimate_alpha_beta(...)["A_hat"]``);
+        leading axes (trials) are kept.
+    iterations : array (L,)
+        The iterations of the points (increasing, >= 0).
+    tail_fraction : float in (0, 1]
+        The points with ``iteration >= (1 - tail_fraction) * last iteration`` form the tail.
+
+    Returns
+    -------
+    ndarray (...)
+        r-hat per leading index (``nan`` where no tail point has ``A > 0`` after the flip).
+
+    Examples
+    --------
+    >>> t = np.arange(0, 10_000, 25)
+    >>> round(float(tail_index((t + 1.0) ** 0.4, t)), 12)
+    0.6
+    """
+    a = np.asarray(series, dtype=np.float64)
+    t = np.asarray(iterations, dtype=np.float64)
+    if t.ndim != 1 or a.ndim < 1 or a.shape[-1] != t.size:
+        raise ValueError(f"series (..., L) and iterations (L,) must match, got {a.shape} and {t.shape}")
+    if t.size == 0 or np.any(t < 0) or np.any(np.diff(t) <= 0):
+        raise ValueError("iterations must be increasing and >= 0")
+    if isinstance(tail_fraction, bool) or not isinstance(tail_fraction, (int, float)) \
+            or not 0 < tail_fraction <= 1:
+        raise ValueError(f"tail_fraction must be in (0, 1], got {tail_fraction!r}")
+    keep = t >= (1 - tail_fraction) * t[-1]
+    keep &= t > 0  # log t = 0 at t = iteration + 1 = 1
+    if not keep.any():
+        raise ValueError("the tail holds no iteration > 0")
+    tail, steps = a[..., keep], t[keep] + 1.0
+    flip = np.sum(tail < 0, axis=-1) > tail.shape[-1] / 2
+    tail = np.where(flip[..., None], -tail, tail)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(tail) / np.log(steps)
+    ratio = np.where(np.isfinite(ratio), ratio, np.nan)
+    count = np.sum(np.isfinite(ratio), axis=-1)
+    total = np.nansum(ratio, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count > 0, 1.0 - total / np.maximum(count, 1), np.nan)
+
+
 def bootstrap_median(values: Any, *, resamples: int = 2000, level: float = 0.95,
                      seed: int = 0) -> tuple[float, float, float]:
     """Median of ``values`` and its percentile bootstrap interval ``(median, low, high)``."""
@@ -469,6 +561,12 @@ class TrialsResult:
         Accuracy of the probe samples against their training labels.
     label_noise : float
     seconds : float
+    settings : dict
+        The arguments of the call (trials, iterations, lr, ...).
+    labels : ndarray (trials, N), optional
+        Each trial's training labels (corrupted at ``label_noise``).
+    order : ndarray (iterations, trials), optional
+        The training sample each trial stepped on at each iteration.
     """
 
     iterations: np.ndarray
@@ -478,6 +576,8 @@ class TrialsResult:
     label_noise: float
     seconds: float = float("nan")
     settings: dict[str, Any] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    order: np.ndarray | None = None
 
 
 def corrupt_labels(labels: torch.Tensor, p: float, num_classes: int,
@@ -506,15 +606,28 @@ def train_trials(
     log_every: int = 20,
     probe_per_class: int = 30,
     seed: int = 0,
+    threads: int | None = 1,
 ) -> TrialsResult:
     """Per-sample SGD on ``trials`` independent networks at once (the official protocol).
 
     Each iteration every trial takes one SGD step (no momentum, cross-entropy, float64) on
-    one training sample drawn uniformly at random; the trials are one batched model
-    (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``), so a model with
+    one training sample drawn uniformly at random. The trials are one batched model: their
+    parameters are stacked (``torch.func.stack_module_state``), one ``vmap`` of
+    ``functional_call`` gives every trial's logits on its own sample, and one backward pass
+    of the *sum* of the trials' losses gives every trial's gradient at once (the trials share
+    no parameter, so the gradient of the sum with respect to trial k's parameters is trial
+    k's own gradient; tests compare a trial with a plain loop on one network). A model with
     BatchNorm or dropout cannot be used. Every ``log_every`` iterations the logits of a
     fixed stratified probe subset of the training samples (``probe_per_class`` per class)
-    give the class-mean logits per trial, and the validation accuracy is measured.
+    give the class-mean logits per trial, and the validation accuracy is measured (one
+    forward pass per trial over probe and validation samples together: a ``vmap`` over
+    trials of a shared batch turns convolutions into slow grouped float64 ones).
+
+    Draws: trial k's initial weights come from ``torch.manual_seed(seed + k)``; one
+    generator seeded with ``seed`` then draws every trial's corrupted labels and then the
+    sample order, so all ``label_noise`` levels share the initial weights and the sample
+    order of each trial (a paired design) and differ in the labels only. The draws are made
+    on the CPU; training runs on the device of ``inputs`` (float64 there too).
 
     Parameters
     ----------
@@ -525,65 +638,100 @@ def train_trials(
     trials, iterations, lr, log_every, probe_per_class, seed
     label_noise : float
         Probability that a training label is replaced by another class (per trial).
+    threads : int or None
+        Torch threads while training (restored afterwards; DESIGN.md 8.7), ``None`` to leave
+        the setting alone. One thread by default: these are small per-sample steps, and a
+        second thread made them slower, not faster, while other processes shared the two
+        cores (measured: 1.4x slower for the chapter's MLP, 3.6x for its CNN).
 
     Returns
     -------
     TrialsResult
     """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"threads must be an integer >= 1 or None, got {threads!r}")
+        torch.set_num_threads(int(threads))
+    try:
+        return _train_trials(build, inputs, labels, val_inputs, val_labels, trials=trials,
+                             iterations=iterations, lr=lr, label_noise=label_noise, log_every=log_every,
+                             probe_per_class=probe_per_class, seed=seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_trials(build: Callable[[], nn.Module], inputs: torch.Tensor, labels: torch.Tensor,
+                  val_inputs: torch.Tensor, val_labels: torch.Tensor, *, trials: int, iterations: int,
+                  lr: float, label_noise: float, log_every: int, probe_per_class: int,
+                  seed: int) -> TrialsResult:
     import time
 
-    from torch.func import functional_call, grad, stack_module_state, vmap
+    from torch.func import functional_call, stack_module_state, vmap
 
     started = time.perf_counter()
     num_classes = int(labels.max()) + 1
     if not 0 <= label_noise <= 1:
         raise ValueError(f"label_noise must be in [0, 1], got {label_noise}")
-    generator = torch.Generator().manual_seed(seed)
+    for name, value in (("trials", trials), ("iterations", iterations), ("log_every", log_every),
+                        ("probe_per_class", probe_per_class)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    generator = torch.Generator().manual_seed(seed)  # draws on the CPU, whatever the device
+    device = inputs.device
     x = inputs.detach().to(torch.float64)
-    xv = val_inputs.detach().to(torch.float64)
-    yv = val_labels.detach()
+    xv = val_inputs.detach().to(device=device, dtype=torch.float64)
+    yv = val_labels.detach().to(device)
+    labels = labels.detach().cpu()
     models = []
     for trial in range(trials):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + trial)
-            models.append(build().to(torch.float64))
+            models.append(build().to(device=device, dtype=torch.float64))
     params, buffers = stack_module_state(models)
     if buffers:
         raise ValueError(f"train_trials needs models without buffers (BatchNorm), got {sorted(buffers)}")
     base = models[0].to("meta")
+    names = list(params)
+    leaves = [params[name].detach().requires_grad_(True) for name in names]
     train_labels = torch.stack([corrupt_labels(labels, label_noise, num_classes, generator)
                                 for _ in range(trials)])                       # (trials, N)
     probe = torch.cat([torch.nonzero(labels == c).flatten()[:probe_per_class] for c in range(num_classes)])
-    probe_labels = train_labels[:, probe]                                     # (trials, P)
     order = torch.randint(0, labels.shape[0], (iterations, trials), generator=generator)
+    drawn_labels, drawn_order = train_labels, order
+    train_labels, order, probe = train_labels.to(device), order.to(device), probe.to(device)
+    probe_labels = train_labels[:, probe]                                     # (trials, P)
 
-    def loss_of(p: dict[str, torch.Tensor], sample: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(base, p, (sample[None],))
-        return torch.nn.functional.cross_entropy(logits, target[None])
+    def one_sample(p: dict[str, torch.Tensor], sample: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, p, (sample[None],))[0]
 
-    step = vmap(grad(loss_of))
-    forward = vmap(lambda p, data: functional_call(base, p, (data,)), in_dims=(0, None))
+    logits_of = vmap(one_sample)                                              # (trials, K)
+    measured = torch.cat([x[probe], xv])                                      # probe, then validation
     one_hot = torch.nn.functional.one_hot(probe_labels, num_classes).to(torch.float64)  # (trials, P, K)
     counts = one_hot.sum(dim=1)                                                       # (trials, K)
     logged, means, val_acc, train_acc = [], [], [], []
 
     def log(iteration: int) -> None:
         with torch.no_grad():
-            logits = forward(params, x[probe])                                        # (trials, P, K)
+            outputs = torch.stack([functional_call(base, {name: leaf[trial] for name, leaf in zip(names, leaves)},
+                                                   (measured,)) for trial in range(trials)])
+            logits, val_logits = outputs[:, :probe.numel()], outputs[:, probe.numel():]  # (trials, P | V, K)
             means.append((torch.einsum("tpc,tpk->tck", one_hot, logits)
-                          / counts.clamp(min=1)[:, :, None]).numpy())
-            train_acc.append((logits.argmax(-1) == probe_labels).double().mean(1).numpy())
-            val_acc.append((forward(params, xv).argmax(-1) == yv).double().mean(1).numpy())
+                          / counts.clamp(min=1)[:, :, None]).cpu().numpy())
+            train_acc.append((logits.argmax(-1) == probe_labels).double().mean(1).cpu().numpy())
+            val_acc.append((val_logits.argmax(-1) == yv).double().mean(1).cpu().numpy())
         logged.append(iteration)
 
-    trial_index = torch.arange(trials)
+    trial_index = torch.arange(trials, device=device)
     log(0)
     for it in range(1, iterations + 1):
         picked = order[it - 1]
-        grads = step(params, x[picked], train_labels[trial_index, picked])
+        logits = logits_of(dict(zip(names, leaves)), x[picked])
+        loss = torch.nn.functional.cross_entropy(logits, train_labels[trial_index, picked], reduction="sum")
+        grads = torch.autograd.grad(loss, leaves)
         with torch.no_grad():
-            for name in params:
-                params[name] -= lr * grads[name]
+            for leaf, gradient in zip(leaves, grads):
+                leaf -= lr * gradient
         if it % log_every == 0:
             log(it)
     return TrialsResult(np.asarray(logged), np.stack(means, axis=1), np.stack(val_acc, axis=1),
@@ -591,5 +739,6 @@ def train_trials(
                         time.perf_counter() - started,
                         {"trials": trials, "iterations": iterations, "lr": lr, "log_every": log_every,
                          "probe_per_class": probe_per_class, "seed": seed,
-                         "n_train": int(labels.shape[0]), "n_val": int(val_labels.shape[0])})
-
+                         "threads": torch.get_num_threads(), "device": str(device),
+                         "n_train": int(labels.shape[0]), "n_val": int(val_labels.shape[0])},
+                        drawn_labels.numpy(), drawn_order.numpy())
