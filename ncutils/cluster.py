@@ -18,6 +18,8 @@ how much, from features alone:
   classes inside it (:class:`ncutils.stats.ClassStats` on the fine labels, the trace
   conventions of :func:`ncutils.metrics.trace_ratio_from_stats`): a scale-free signal-to-noise
   of the fine structure, which can stay large while NC1 on the coarse labels goes to zero.
+  :func:`fine_class_stats` and :func:`fine_structure_statistic_from_stats` split it into the
+  statistics (kept in a results store) and the number read from them.
 - :func:`random_fine_labels`: fine labels permuted inside each coarse class (the null).
 
 Nothing here knows models or files: features in, numbers out. Features are float64 numpy
@@ -44,7 +46,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +63,10 @@ __all__ = [
     "ChanceLevel",
     "FineStructure",
     "chance_level",
+    "fine_class_stats",
     "fine_structure",
     "fine_structure_statistic",
+    "fine_structure_statistic_from_stats",
     "matched_accuracy",
     "purity",
     "random_fine_labels",
@@ -627,6 +631,82 @@ def chance_level(result: FineStructure, fine_labels: Any, test_fine_labels: Any 
 
 
 # ----------------------------------------------------------------------------- the statistic
+def fine_class_stats(features: Any, coarse_labels: Any, fine_labels: Any) -> dict[int, ClassStats]:
+    """Per coarse class, the :class:`ncutils.stats.ClassStats` of its points on the fine labels.
+
+    The statistics :func:`fine_structure_statistic_from_stats` reads (counts, fine-class means
+    and within-class sums of squares, float64): what a results store keeps so that the
+    statistic can be recomputed without the features.
+
+    Parameters
+    ----------
+    features : array-like (N, D) or (N, C, H, W)
+    coarse_labels, fine_labels : array-like of int (N,)
+
+    Returns
+    -------
+    dict
+        Coarse label -> ``ClassStats`` of that class's features with the fine labels as
+        classes, in increasing coarse label.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> fine = np.repeat(np.arange(4), 2)
+    >>> stats = fine_class_stats(np.eye(8), fine // 2, fine)
+    >>> sorted(stats), stats[1].classes.tolist(), stats[1].n
+    ([0, 1], [2, 3], 4)
+    """
+    x = _as_features(features, "features")
+    coarse = _as_labels(coarse_labels, "coarse_labels", x.shape[0])
+    fine = _as_labels(fine_labels, "fine_labels", x.shape[0])
+    tree = _hierarchy(coarse, fine, "fine_class_stats")
+    return {c: ClassStats.from_features(torch.from_numpy(x[coarse == c]), torch.from_numpy(fine[coarse == c]))
+            for c in tree}
+
+
+def fine_structure_statistic_from_stats(stats: Mapping[int, ClassStats]) -> pd.DataFrame:
+    """:func:`fine_structure_statistic` from the statistics of :func:`fine_class_stats`.
+
+    Parameters
+    ----------
+    stats : mapping
+        Coarse label -> ``ClassStats`` of its points on the fine labels.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`fine_structure_statistic`, one row per coarse class in increasing label.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> fine = np.repeat(np.arange(4), 2)
+    >>> x = np.stack([fine // 2 * 10.0 + fine % 2 * 2.0, [0.5, -0.5] * 4], axis=1)
+    >>> fine_structure_statistic_from_stats(fine_class_stats(x, fine // 2, fine))["ratio"].tolist()
+    [4.0, 4.0]
+    """
+    if not isinstance(stats, Mapping) or not stats:
+        raise ValueError("stats must be a non-empty mapping coarse label -> ClassStats")
+    rows = []
+    for c in sorted(stats):
+        class_stats = stats[c]
+        if not isinstance(class_stats, ClassStats) or class_stats.n == 0:
+            raise ValueError(f"stats[{c!r}] must be non-empty ClassStats")
+        k = class_stats.num_classes
+        row = {"coarse": int(c), "k": k, "n": int(class_stats.n),
+               "trace_within": float(class_stats.within_ss.sum()) / class_stats.n,
+               "trace_between": float(class_stats.centered_means().pow(2).sum()) / k}
+        if k < 2:
+            row["ratio"] = float("nan")
+        else:
+            quotient = trace_ratio_from_stats(class_stats)  # tr W / tr B
+            row["ratio"] = (float("inf") if quotient == 0 else
+                            float("nan") if np.isnan(quotient) else 1.0 / quotient)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def fine_structure_statistic(features: Any, coarse_labels: Any, fine_labels: Any) -> pd.DataFrame:
     """Per coarse class, how separated its fine classes are: ``tr Sigma_B / tr Sigma_W``.
 
@@ -634,7 +714,8 @@ def fine_structure_statistic(features: Any, coarse_labels: Any, fine_labels: Any
     squared distance of a point to its fine-class mean and ``tr Sigma_B`` the mean squared
     distance of the fine-class means to their unweighted mean: the conventions of
     :func:`ncutils.metrics.trace_ratio_from_stats`, whose inverse this is (computed from
-    :class:`ncutils.stats.ClassStats`, float64). It does not change when the features of c
+    :class:`ncutils.stats.ClassStats`, float64: :func:`fine_class_stats`, then
+    :func:`fine_structure_statistic_from_stats`). It does not change when the features of c
     are scaled or translated, so it can stay large while the coarse class itself collapses
     (coarse NC1 -> 0); it goes to 0 when the fine classes merge.
 
@@ -658,22 +739,4 @@ def fine_structure_statistic(features: Any, coarse_labels: Any, fine_labels: Any
     >>> fine_structure_statistic(x, fine // 2, fine)["ratio"].tolist()
     [4.0, 4.0]
     """
-    x = _as_features(features, "features")
-    coarse = _as_labels(coarse_labels, "coarse_labels", x.shape[0])
-    fine = _as_labels(fine_labels, "fine_labels", x.shape[0])
-    tree = _hierarchy(coarse, fine, "fine_structure_statistic")
-    rows = []
-    for c, fine_classes in tree.items():
-        inside = coarse == c
-        row = {"coarse": c, "k": len(fine_classes), "n": int(inside.sum())}
-        stats = ClassStats.from_features(torch.from_numpy(x[inside]), torch.from_numpy(fine[inside]))
-        row["trace_within"] = float(stats.within_ss.sum()) / stats.n
-        row["trace_between"] = float(stats.centered_means().pow(2).sum()) / stats.num_classes
-        if len(fine_classes) < 2:
-            row["ratio"] = float("nan")
-        else:
-            quotient = trace_ratio_from_stats(stats)  # tr W / tr B
-            row["ratio"] = (float("inf") if quotient == 0 else
-                            float("nan") if np.isnan(quotient) else 1.0 / quotient)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return fine_structure_statistic_from_stats(fine_class_stats(features, coarse_labels, fine_labels))

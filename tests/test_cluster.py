@@ -9,8 +9,10 @@ import torch
 
 from ncutils.cluster import (
     chance_level,
+    fine_class_stats,
     fine_structure,
     fine_structure_statistic,
+    fine_structure_statistic_from_stats,
     matched_accuracy,
     purity,
     random_fine_labels,
@@ -138,6 +140,26 @@ def test_statistic_is_scale_free_and_separates_fine_structure():
     within = np.mean(((sub - means[np.searchsorted(np.unique(labels), labels)]) ** 2).sum(axis=1))
     between = ((means - means.mean(axis=0)) ** 2).sum(axis=1).mean()
     assert ratio.iloc[0] == pytest.approx(between / within, rel=1e-10)
+
+
+def test_statistic_from_kept_statistics():
+    """The split the results store uses: statistics (kept) -> statistic (recomputed)."""
+    from ncutils.stats import ClassStats
+
+    x, coarse, fine = nested_gaussians(3.0, coarse_classes=2, fine_per_coarse=3)
+    coarse_names, fine_names = np.array([7, 2]), np.array([11, 3, 5, 40, 41, 0])
+    stats = fine_class_stats(x, coarse_names[coarse], fine_names[fine])
+    assert sorted(stats) == [2, 7] and stats[7].classes.tolist() == [3, 5, 11]
+    assert [stats[c].n for c in (2, 7)] == [180, 180]
+    kept = {c: ClassStats.from_state(s.state()) for c, s in stats.items()}
+    pd.testing.assert_frame_equal(fine_structure_statistic_from_stats(kept),
+                                  fine_structure_statistic(x, coarse_names[coarse], fine_names[fine]))
+    one = fine_class_stats(x[fine % 3 == 0], coarse[fine % 3 == 0], fine[fine % 3 == 0])
+    assert fine_structure_statistic_from_stats(one)["ratio"].isna().all()  # one fine class each
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        fine_structure_statistic_from_stats({})
+    with pytest.raises(ValueError, match="one coarse class"):
+        fine_class_stats(x, coarse, fine % 2)
 
 
 def test_torch_inputs_and_conv_maps():

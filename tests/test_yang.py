@@ -189,3 +189,197 @@ def test_measure_rows(tmp_path):
                                              weight_decay=0.0))
     with pytest.raises(ValueError, match="sources"):
         yang.measure(model, config, sources=("logits",))
+
+
+# ----------------------------------------------------------------------------- baselines, series, cache
+def with_shuffled(recovery: pd.DataFrame, runs: pd.DataFrame, shuffled: float, train_acc: float = 0.6):
+    keys = {"dataset": "digits", "lr": 0.05, "weight_decay": 5e-4, "pairing": "mod5", "seed": 0}
+    row = {**keys, "source": yang.SHUFFLED, "labels": "fine", "test_accuracy": shuffled,
+           "train_accuracy": shuffled, "test_accuracy_predicted": np.nan, "coarse_nc1": 30.0,
+           "chance_test_upper": 0.56}
+    run = {**keys, "pairing": yang.SHUFFLED, "train_acc": train_acc, "test_acc": 0.2}
+    return pd.concat([recovery, pd.DataFrame([row])]), pd.concat([runs, pd.DataFrame([run])])
+
+
+def test_y1_table_reports_the_shuffled_label_baseline_beside_the_others():
+    recovery, runs = with_shuffled(*y1_tables(0.95, 0.52), shuffled=0.55)
+    table = yang.y1_table(recovery, runs, **THRESHOLDS)
+    assert len(table) == 3 and set(table["pairing"]) == {"mod5"}  # the shuffled run is no coarse run
+    assert table["shuffled_test"].tolist() == [0.55] * 3
+    assert table["shuffled_train_acc"].tolist() == [0.6] * 3
+    assert table["shuffled_margin"].to_numpy() == pytest.approx([0.40] * 3)
+    assert table["init_margin"].to_numpy() == pytest.approx([0.10] * 3)
+    assert table["input_margin"].to_numpy() == pytest.approx([-0.01] * 3)
+    # the best baseline is the largest of the three, and it is no condition
+    assert table["best_baseline"].tolist() == [0.96] * 3 and table["passed"].all()
+    recovery, runs = with_shuffled(*y1_tables(0.95, 0.52), shuffled=0.99)
+    table = yang.y1_table(recovery, runs, **THRESHOLDS)
+    assert table["best_baseline"].tolist() == [0.99] * 3 and table["passed"].all()
+    # without a shuffled-label network the columns are NaN, nothing else changes
+    table = yang.y1_table(*y1_tables(0.95, 0.52), **THRESHOLDS)
+    assert table["shuffled_test"].isna().all() and table["shuffled_margin"].isna().all()
+    assert table["best_baseline"].tolist() == [0.96] * 3
+
+
+def test_y1_null_like_tables_still_fail_with_a_shuffled_baseline():
+    recovery, runs = with_shuffled(*y1_tables(0.53, 0.52), shuffled=0.51)
+    table = yang.y1_table(recovery, runs, **THRESHOLDS)
+    assert not table["passed"].any()
+    assert yang.y1_outcome(table).state == verdicts.NOT_REPRODUCED
+
+
+def test_log_epochs():
+    assert yang.log_epochs(60, 5) == (0, 1, 4, 15, 60)
+    assert yang.log_epochs(30, 5) == (0, 1, 3, 10, 30)
+    assert yang.log_epochs(1, 4) == (0, 1) and yang.log_epochs(100, 2) == (0, 100)
+    for bad in (1, 0, True, 2.5):
+        with pytest.raises(ValueError, match="series_points"):
+            yang.log_epochs(10, bad)
+    with pytest.raises(ValueError, match="epochs"):
+        yang.log_epochs(0, 3)
+
+
+def test_grid_holds_the_shuffled_baseline_and_the_series_epochs():
+    parameters = {"datasets": ["digits"], "pairings": ["mod5", "cifar10-semantic"],
+                  "architecture": "mlp", "arch_kwargs": {"depth": 3}, "epochs": {"digits": 30},
+                  "lrs": [0.1], "weight_decays": [5e-4], "batch_size": 64, "seeds": [0, 1],
+                  "reference_seeds": [0], "shuffled_seeds": [0, 2], "series_points": 5}
+    entries = yang.y1_grid(parameters).entries
+    shuffled = [e for e in entries if e.labels["pairing"] == yang.SHUFFLED]
+    assert [e.config.seed for e in shuffled] == [0, 2]
+    assert all(e.config.shuffle_labels and dict(e.config.label_map) == yang.PAIRINGS["mod5"]
+               and e.config.sweep_epochs == () for e in shuffled)
+    coarse = [e for e in entries if e.labels["pairing"] in yang.PAIRINGS]
+    assert len(coarse) == 4 and all(e.config.sweep_epochs == (0, 1, 3, 10, 30) for e in coarse)
+    assert not any(e.config.shuffle_labels for e in coarse)
+    reference = [e for e in entries if e.labels["pairing"] == yang.FINE]
+    assert reference[0].config.sweep_epochs == () and reference[0].config.label_map is None
+    # the shuffled network is keyed apart from the coarse run of the same seed
+    from ncutils.train import config_key
+    assert config_key(shuffled[0].config) != config_key(dataclasses.replace(shuffled[0].config,
+                                                                            shuffle_labels=False))
+    # none asked for: none trained; bad values are named before anything is trained
+    assert not any(e.labels["pairing"] == yang.SHUFFLED
+                   for e in yang.y1_grid({**parameters, "shuffled_seeds": []}).entries)
+    assert yang.validate_parameters({**parameters, "shuffled_seeds": [0, 0]}) == [
+        "Y1: shuffled_seeds repeat: [0, 0]"]
+    assert "shuffled_seeds" in yang.validate_parameters({**parameters, "shuffled_seeds": 0})[0]
+    assert "series_points" in yang.validate_parameters({**parameters, "series_points": 1})[0]
+    with pytest.raises(ValueError, match="pairing"):
+        yang.yang_config("digits", pairing=None, arch="mlp", epochs=1, lr=0.1, weight_decay=0.0,
+                         shuffle_labels=True)
+
+
+def test_epoch_series_facts_known_answers():
+    series = pd.DataFrame({"dataset": ["a"] * 3 + ["b"] * 3, "seed": 0, "epoch": [0, 2, 9] * 2,
+                           "coarse_nc1": [2.0, 0.5, 0.1, 4.0, 1.0, 0.1],
+                           "recovered_test": [0.5, 0.9, 0.8, 0.6, 0.7, 0.7],
+                           "fine_statistic": [1.0, 2.0, 3.0, 1.0, 1.0, 1.0]})
+    facts = yang.epoch_series_facts(series)
+    assert facts["Y1_series_runs"] == 2
+    assert facts["Y1_series_nc1_fall_min"] == pytest.approx(20.0)
+    assert facts["Y1_series_nc1_fall_max"] == pytest.approx(40.0)
+    assert facts["Y1_series_recovered_first"] == pytest.approx(0.55)
+    assert facts["Y1_series_recovered_last"] == pytest.approx(0.75)
+    assert facts["Y1_series_recovered_min_trained"] == pytest.approx(0.7)
+    assert facts["Y1_series_peak_drop_max"] == pytest.approx(0.1)
+    assert facts["Y1_series_statistic_last"] == pytest.approx(2.0)
+    assert facts["Y1_series_epochs"] == "0, 2, 9 (a); 0, 2, 9 (b)"
+
+
+TINY = {"datasets": ["digits"], "pairings": ["mod5"], "architecture": "mlp",
+        "arch_kwargs": {"depth": 3, "width": 16}, "epochs": {"digits": 4}, "lrs": [0.05],
+        "weight_decays": [0.0], "batch_size": 32, "seeds": [0], "reference_seeds": [0],
+        "shuffled_seeds": [0], "series_points": 3, "limit_train": 200, "limit_test": 100,
+        "device": "cpu"}
+TINY_OPTIONS = dict(n_init=2, permutations=20)
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory):
+    from ncutils.grid import run_grid
+
+    runs_dir = tmp_path_factory.mktemp("yang-runs")
+    return run_grid(yang.y1_grid(TINY), runs_dir=runs_dir, progress=False, workers=1), runs_dir
+
+
+def _coarse_run(result):
+    return next(run for key, run in result.results.items() if key[1] == "mod5")
+
+
+def test_measure_run_is_cached_and_keyed_by_its_options(tiny_grid, monkeypatch):
+    from ncutils import runs
+
+    result, runs_dir = tiny_grid
+    run = _coarse_run(result)
+    first = yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})
+    calls = []
+    original = yang.fine_structure
+    monkeypatch.setattr(yang, "fine_structure", lambda *a, **k: calls.append(1) or original(*a, **k))
+    again = yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})
+    assert not first["from_cache"].any() and again["from_cache"].all() and calls == []
+    pd.testing.assert_frame_equal(first.drop(columns="from_cache"), again.drop(columns="from_cache"))
+    # the cached path gives what the uncached one computes
+    bare = yang.measure(run.model, run.config, **{**TINY_OPTIONS, "seed": 7})
+    pd.testing.assert_frame_equal(bare.drop(columns="from_cache"), again.drop(columns="from_cache"))
+    assert not bare["from_cache"].any() and len(calls) == 4
+    calls.clear()
+    # another option is another entry: computed, not loaded
+    other = yang.measure_run(run, sources=("trained",), null=False,
+                             **{**TINY_OPTIONS, "seed": 7, "n_init": 3})
+    assert not other["from_cache"].any() and calls == [1]
+    # an edit to metrics.py changes no key (nothing clustered again) ...
+    module_bytes = runs._module_bytes
+    monkeypatch.setattr(runs, "_module_bytes",
+                        lambda module: b"edited" if module == "metrics" else module_bytes(module))
+    assert yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})["from_cache"].all() and calls == [1]
+    # ... and the metrics are computed after loading, so the edit shows at once
+    monkeypatch.setattr(yang.metrics, "nc1_from_stats", lambda *a, **k: 42.0)
+    edited = yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})
+    assert edited["from_cache"].all() and (edited["coarse_nc1"] == 42.0).all() and calls == [1]
+    # an edit to the clustering code does change the key
+    monkeypatch.setattr(runs, "_module_bytes",
+                        lambda module: b"edited" if module == "cluster" else module_bytes(module))
+    assert not yang.measure_run(run, sources=("trained",), null=False,
+                                **{**TINY_OPTIONS, "seed": 7})["from_cache"].any()
+
+
+def test_recovery_keys_share_input_and_init_but_not_trained_features():
+    config = yang.yang_config("digits", pairing="mod5", arch="mlp", epochs=3, lr=0.05, weight_decay=5e-4)
+    other_seed = dataclasses.replace(config, seed=1)
+    other_data = dataclasses.replace(config, limit_train=100)
+    key = lambda c, what, run="r": yang.recovery_payload(run, c, what, "fine", seed=0)  # noqa: E731
+    assert key(config, "input", "a") == key(other_seed, "input", "b")
+    assert key(config, "input") != key(other_data, "input")
+    assert key(config, 0, "a") == key(config, 0, "b") and key(config, 0) != key(other_seed, 0)
+    assert key(config, 3, "a") != key(config, 3, "b") and key(config, 3) != key(config, 2)
+    assert key(config, 3) != yang.recovery_payload("r", config, 3, "random", seed=0)
+    assert key(config, 3) != yang.recovery_payload("r", config, 3, "fine", seed=1)
+    assert "metrics" not in key(config, 3)["source"]
+    assert set(key(config, 3)["source"]) == set(yang.RECOVERY_MODULES)
+
+
+def test_shuffled_baseline_and_series_through_the_pipeline(tiny_grid):
+    result, _ = tiny_grid
+    recovery = yang.measure_runs(result, **TINY_OPTIONS)
+    shuffled = recovery[recovery["source"] == yang.SHUFFLED]
+    # read against the pairing of the coarse runs, with the true fine labels, no null
+    assert shuffled[["pairing", "labels"]].values.tolist() == [["mod5", "fine"]]
+    assert shuffled["test_accuracy_predicted"].isna().all()
+    table = yang.y1_table(recovery, result.runs, **THRESHOLDS)
+    assert len(table) == 1 and table["shuffled_test"].iloc[0] == shuffled["test_accuracy"].iloc[0]
+    run = _coarse_run(result)
+    assert run.stored_epochs == [0, 1, 4] == list(yang.log_epochs(4, 3))
+    series = yang.y1_epoch_series(result, **TINY_OPTIONS)
+    assert series["epoch"].tolist() == [0, 1, 4] and series["from_cache"].tolist() == [True, False, True]
+    rows = recovery[(recovery["pairing"] == "mod5") & (recovery["labels"] == "fine")].set_index("source")
+    # epoch 0 is the initialisation, the last epoch the trained network: the same recoveries
+    assert series["recovered_test"].iloc[0] == rows.loc["init", "test_accuracy"]
+    assert series["recovered_test"].iloc[-1] == rows.loc["trained", "test_accuracy"]
+    assert series["fine_statistic"].iloc[-1] == rows.loc["trained", "fine_statistic"]
+    # coarse NC1 read from the layer sweep agrees with the one from the kept statistics
+    assert series["coarse_nc1"].iloc[[0, -1]].to_numpy() == pytest.approx(
+        [rows.loc["init", "coarse_nc1"], rows.loc["trained", "coarse_nc1"]], rel=1e-6)
+    assert series["nc1_ratio"].iloc[0] == 1.0 and series["statistic_kept"].iloc[0] == 1.0
+    assert np.isnan(series["train_acc"].iloc[0]) and series["train_acc"].iloc[1:].between(0, 1).all()
+    assert yang.y1_epoch_series(result, **TINY_OPTIONS)["from_cache"].all()
