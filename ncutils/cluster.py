@@ -140,13 +140,9 @@ def matched_accuracy(clusters: Any, labels: Any) -> float:
     >>> matched_accuracy([0, 0, 1, 1, 1], [7, 7, 3, 3, 7])
     0.8
     """
-    clusters = _as_labels(clusters, "clusters", len(np.asarray(clusters)))
-    labels = _as_labels(labels, "labels", clusters.shape[0])
-    if clusters.size == 0:
-        raise ValueError("matched_accuracy needs at least one sample")
-    table = _contingency(clusters, labels)
+    table, n = _checked_contingency(clusters, labels, "matched_accuracy")
     rows, cols = linear_sum_assignment(table, maximize=True)
-    return float(table[rows, cols].sum()) / clusters.shape[0]
+    return float(table[rows, cols].sum()) / n
 
 
 def purity(clusters: Any, labels: Any) -> float:
@@ -157,11 +153,17 @@ def purity(clusters: Any, labels: Any) -> float:
     >>> purity([0, 0, 1, 1, 1], [7, 7, 3, 3, 7])
     0.8
     """
+    table, n = _checked_contingency(clusters, labels, "purity")
+    return float(table.max(axis=1).sum()) / n
+
+
+def _checked_contingency(clusters: Any, labels: Any, what: str) -> tuple[np.ndarray, int]:
+    """The contingency table of validated ``clusters`` and ``labels``, and the sample count."""
     clusters = _as_labels(clusters, "clusters", len(np.asarray(clusters)))
     labels = _as_labels(labels, "labels", clusters.shape[0])
     if clusters.size == 0:
-        raise ValueError("purity needs at least one sample")
-    return float(_contingency(clusters, labels).max(axis=1).sum()) / clusters.shape[0]
+        raise ValueError(f"{what} needs at least one sample")
+    return _contingency(clusters, labels), int(clusters.shape[0])
 
 
 def _contingency(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:
