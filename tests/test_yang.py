@@ -314,8 +314,8 @@ def test_measure_run_is_cached_and_keyed_by_its_options(tiny_grid, monkeypatch):
     run = _coarse_run(result)
     first = yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})
     calls = []
-    original = yang.fine_structure
-    monkeypatch.setattr(yang, "fine_structure", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = yang.recovery.fine_structure
+    monkeypatch.setattr(yang.recovery, "fine_structure", lambda *a, **k: calls.append(1) or original(*a, **k))
     again = yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})
     assert not first["from_cache"].any() and again["from_cache"].all() and calls == []
     pd.testing.assert_frame_equal(first.drop(columns="from_cache"), again.drop(columns="from_cache"))
@@ -334,7 +334,7 @@ def test_measure_run_is_cached_and_keyed_by_its_options(tiny_grid, monkeypatch):
                         lambda module: b"edited" if module == "metrics" else module_bytes(module))
     assert yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})["from_cache"].all() and calls == [1]
     # ... and the metrics are computed after loading, so the edit shows at once
-    monkeypatch.setattr(yang.metrics, "nc1_from_stats", lambda *a, **k: 42.0)
+    monkeypatch.setattr(yang.recovery.metrics, "nc1_from_stats", lambda *a, **k: 42.0)
     edited = yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})
     assert edited["from_cache"].all() and (edited["coarse_nc1"] == 42.0).all() and calls == [1]
     # an edit to the clustering code does change the key

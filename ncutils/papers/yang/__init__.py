@@ -1,0 +1,36 @@
+"""Yang, Steinhardt, Hu (2023), chapters Y1-Y2: fine-grained structure survives collapse.
+
+Three modules, all names re-exported here (``from ncutils.papers import yang``). *Configurations*
+(:mod:`~ncutils.papers.yang.configs`): :func:`yang_config` (one run: cross-entropy, SGD with momentum
+and a step decay), :func:`y1_grid` (networks trained on coarse labels, pairs of classes
+merged, beside the same network trained on the fine labels: the reference, and on shuffled
+coarse labels: a baseline; the coarse runs keep :func:`log_epochs` for a series across
+training) and :func:`y2_grid` (the synthetic setting: Gaussian fine clusters nested in coarse
+classes, at several fine separations and training lengths). *Recovery*
+(:mod:`~ncutils.papers.yang.recovery`): :func:`measure` turns a trained
+network into one table row per feature source (trained, initialisation, raw input) and label
+set (true fine labels, fine labels drawn at random inside each coarse class: the null), with
+:mod:`ncutils.cluster`; :func:`measure_run` / :func:`measure_runs` do the same for stored runs
+through the results store (each k-means kept as a ``computed`` entry keyed by
+:func:`recovery_payload`; the metrics are read from the statistics kept beside it, so an edit
+to ``metrics.py`` clusters nothing again), and :func:`y1_epoch_series` /
+:func:`epoch_series_facts` follow each coarse run across its stored epochs. *Criteria*
+(:mod:`~ncutils.papers.yang.criteria`): :func:`y1_table` / :func:`y1_outcome` and :func:`y2_table` / :func:`y2_outcome`, pure
+functions of those tables with every threshold an argument (DESIGN.md 8.6); the runs are
+combined by :func:`ncutils.verdicts.combine_runs` (DESIGN.md 8.3).
+
+No official code exists (``papers/NOTES.md`` section 3). Everything below that the paper does
+not confirm is an *assumption* and :data:`ASSUMPTIONS` lists each one, for the chapter to show.
+
+References
+----------
+Yang, Steinhardt, Hu (2023), "Are Neurons Actually Collapsed? On the Fine-Grained Structure in
+Neural Representations", ICML.
+"""
+
+from ncutils.papers.yang import configs, criteria, recovery
+from ncutils.papers.yang.configs import *  # noqa: F403
+from ncutils.papers.yang.criteria import *  # noqa: F403
+from ncutils.papers.yang.recovery import *  # noqa: F403
+
+__all__ = sorted({*configs.__all__, *criteria.__all__, *recovery.__all__})
