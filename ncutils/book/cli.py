@@ -47,7 +47,7 @@ from ncutils._io import write_if_changed, write_json_atomic
 from ncutils.book import findings, provenance, scoreboard
 from ncutils.book.execute import (BuildError, default_workers, ensure_kernel, merge_findings, run_jobs, run_notebook,
                                   sync_generated)
-from ncutils.book.manifest import build_manifest, manifest_markdown
+from ncutils.book.manifest import CPU_RENDER_ALLOCATION, allocation_report, build_manifest, manifest_markdown
 from ncutils.book.profiles import PROFILES, BookLayout, read_notebook, validate
 
 __all__ = ["build", "check_run", "main", "render_html", "scoreboard_markdown", "scoreboard_text", "strip_outputs"]
@@ -138,17 +138,25 @@ def build(
 
     manifest = build_manifest(root, profile, records, git)
     manifest["workers"] = workers
+    if profile == "cpu":
+        manifest["allocations"] = allocation_report(records, workers=workers)
     write_if_changed(layout.generated / "manifest_tables.md", manifest_markdown(manifest).encode())
     write_json_atomic(layout.build / "manifest.json", manifest, default=str)
     notebooks_seconds = time.perf_counter() - started
     print(f"notebooks: {notebooks_seconds:.1f} s ({workers} at once)", flush=True)
+    for row in manifest.get("allocations", []):
+        print(f"  {row['group']:<20} {row['seconds']:7.1f} s wall, {row['cpu_seconds_per_core']:7.1f} s of "
+              f"2 cores' CPU; allocation {row['allocation']:.0f} s (DESIGN 8.1)", flush=True)
+    if workers > 1 and manifest.get("allocations"):
+        print("  (notebooks ran side by side: wall times overlap; CPU / 2 cores is the time alone)", flush=True)
 
     if html:
         print("rendering the website with jupyter-book ...", flush=True)
         html_seconds = render_html(root)
         manifest["html_seconds"] = round(html_seconds, 2)
         write_json_atomic(layout.build / "manifest.json", manifest, default=str)
-        print(f"jupyter-book: {html_seconds:.1f} s; website: {layout.build / 'html' / 'index.html'}", flush=True)
+        print(f"jupyter-book: {html_seconds:.1f} s (cpu allocation {CPU_RENDER_ALLOCATION:.0f} s); "
+              f"website: {layout.build / 'html' / 'index.html'}", flush=True)
     manifest["build_seconds"] = round(time.perf_counter() - started, 2)
     write_json_atomic(layout.build / "manifest.json", manifest, default=str)
     print(f"book built for profile {profile} in {manifest['build_seconds']:.1f} s", flush=True)

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -241,10 +242,24 @@ def default_workers() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-def _execute_job(root: Path, job: Job, cache: Path, git: dict[str, Any]) -> float:
-    # in its own (spawned) process: the kernel's environment variables are this process's
-    return execute(root, job.chapter, job.injected, job.parameters, cache / f"{job.stem}.ipynb",
-                   cache / f"{job.stem}.findings.json", git=git)
+def _cpu_seconds() -> float:
+    # this process and every descendant it has waited for: the kernel, and the kernel's
+    # training workers (each reaped by its parent before the parent is reaped)
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return math.nan
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _execute_job(root: Path, job: Job, cache: Path, git: dict[str, Any]) -> tuple[float, float]:
+    """Wall and CPU seconds of one notebook; run in its own (spawned) process when side by
+    side, so that the kernel's environment variables are this process's."""
+    cpu_before = _cpu_seconds()
+    seconds = execute(root, job.chapter, job.injected, job.parameters, cache / f"{job.stem}.ipynb",
+                      cache / f"{job.stem}.findings.json", git=git)
+    return seconds, _cpu_seconds() - cpu_before
 
 
 def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[str, Any],
@@ -281,10 +296,12 @@ def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[
             pending.append(job)
     write_json_atomic(state_path, state, default=str)
 
-    def finished(job: Job, seconds: float) -> None:
+    def finished(job: Job, times: tuple[float, float]) -> None:
+        seconds, cpu_seconds = times
         entry = {
             "key": job.key,
             "seconds": round(seconds, 2),
+            "cpu_seconds": round(cpu_seconds, 2),
             "finished_at": provenance.utc_now(),
             "parameters": job.parameters,
             "git_commit": git["commit"],
@@ -292,7 +309,7 @@ def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[
         }
         state[job.stem] = entry
         write_json_atomic(state_path, state, default=str)
-        print(f"{prefixes[job.stem]}: done in {seconds:.1f} s", flush=True)
+        print(f"{prefixes[job.stem]}: done in {seconds:.1f} s ({cpu_seconds:.0f} CPU s)", flush=True)
         records[job.stem] = {**entry, "notebook": job.stem, "status": "ran"}
 
     if workers == 1 or len(pending) <= 1:

@@ -15,7 +15,19 @@ from typing import Any, Sequence
 
 from ncutils.book import provenance
 
-__all__ = ["build_manifest", "manifest_markdown"]
+__all__ = ["CPU_ALLOCATIONS", "allocation_report", "build_manifest", "manifest_markdown"]
+
+#: DESIGN.md 8.1: the cpu book's 15 minutes on 2 cores, by chapter group (seconds).
+CPU_ALLOCATIONS: tuple[tuple[str, tuple[str, ...], float], ...] = (
+    ("measuring collapse", ("measuring_collapse",), 15),
+    ("Parker P1-P4", ("parker_p1_depth", "parker_p2_variance", "parker_p3_angles", "parker_p4_difficulty"), 300),
+    ("Rangamani R1-R2", ("rangamani_intermediate",), 150),
+    ("Yang Y1-Y2", ("yang_fine_structure",), 120),
+    ("Kothapalli K1-K2", ("kothapalli_terminal_phase", "kothapalli_lesde"), 180),
+    ("Garrod G1-G3", ("garrod_ufm",), 90),
+)
+#: DESIGN.md 8.1: rendering the website (seconds).
+CPU_RENDER_ALLOCATION = 30.0
 
 def _git_branch(root: Path) -> str | None:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -41,6 +53,7 @@ def build_manifest(root: Path, profile: str, records: Sequence[dict[str, Any]], 
                 "notebook": record["notebook"],
                 "status": record["status"],
                 "seconds": record["seconds"],
+                "cpu_seconds": record.get("cpu_seconds"),
                 "finished_at": record["finished_at"],
                 "git_commit": record.get("git_commit"),
                 "parameters": record["parameters"],
@@ -50,6 +63,36 @@ def build_manifest(root: Path, profile: str, records: Sequence[dict[str, Any]], 
         "notebook_seconds_this_build": round(sum(r["seconds"] for r in records if r["status"] == "ran"), 2),
         "notebook_seconds_total": round(sum(r["seconds"] for r in records), 2),
     }
+
+
+def allocation_report(records: Sequence[dict[str, Any]], *, workers: int, cores: int = 2) -> list[dict[str, Any]]:
+    """Each DESIGN.md 8.1 group's time in this build beside its allocation (the cpu profile).
+
+    ``seconds`` sums the group's notebooks' wall times; with ``workers > 1`` notebooks ran side
+    by side and shared the cores, so wall times overlap and each is longer than alone.
+    ``cpu_seconds / cores`` is then the fairer measure: the wall time the group's work would
+    take alone on ``cores`` fully used cores (a lower bound where a chapter uses one core).
+    Only notebooks that ran in this build count; a group with none is left out.
+
+    Examples
+    --------
+    >>> rows = allocation_report([{"notebook": "garrod_ufm", "status": "ran", "seconds": 80.0,
+    ...                            "cpu_seconds": 150.0}], workers=1)
+    >>> rows[0]["group"], rows[0]["seconds"], rows[0]["cpu_seconds_per_core"], rows[0]["allocation"]
+    ('Garrod G1-G3', 80.0, 75.0, 90)
+    """
+    ran = {record["notebook"]: record for record in records if record["status"] == "ran"}
+    rows = []
+    for group, stems, allocation in CPU_ALLOCATIONS:
+        present = [ran[stem] for stem in stems if stem in ran]
+        if not present:
+            continue
+        cpu = [record.get("cpu_seconds") for record in present]
+        cpu_total = sum(cpu) if all(value is not None for value in cpu) else float("nan")
+        rows.append({"group": group, "seconds": round(sum(r["seconds"] for r in present), 1),
+                     "cpu_seconds_per_core": round(cpu_total / cores, 1), "allocation": allocation,
+                     "workers": workers})
+    return rows
 
 
 def _md_cell(value: Any) -> str:
@@ -83,12 +126,21 @@ def manifest_markdown(manifest: dict[str, Any]) -> str:
     )
     lines += ["## Timings per notebook", ""]
     lines += _md_table(
-        ["notebook", "status", "time (s)", "executed at (UTC)", "commit"],
+        ["notebook", "status", "time (s)", "CPU time (s)", "executed at (UTC)", "commit"],
         [
-            [n["notebook"], n["status"], f"{n['seconds']:.1f}", n["finished_at"], (n.get("git_commit") or "—")[:7]]
+            [n["notebook"], n["status"], f"{n['seconds']:.1f}",
+             "—" if n.get("cpu_seconds") is None else f"{n['cpu_seconds']:.0f}", n["finished_at"],
+             (n.get("git_commit") or "—")[:7]]
             for n in manifest["notebooks"]
         ],
     )
+    if manifest.get("allocations"):
+        lines += ["## Time against the cpu allocations (DESIGN 8.1)", ""]
+        lines += _md_table(
+            ["chapters", "wall time (s)", "CPU time / 2 cores (s)", "allocation (s)"],
+            [[row["group"], row["seconds"], row["cpu_seconds_per_core"], row["allocation"]]
+             for row in manifest["allocations"]],
+        )
     lines += ["## Hardware", ""]
     lines += _md_table(
         ["device parameter", "device used", "model", "CPU cores", "torch threads", "CUDA available"],
