@@ -157,16 +157,19 @@ def test_notebooks_run_side_by_side_and_a_failure_stops_the_build(tmp_path, monk
     (root / "notebooks" / "chap.ipynb").unlink()
     spans = tmp_path / "spans"
     spans.mkdir()
-    for stem in stems:
+    for stem, other in (("first", "second"), ("second", "first"), ("third", "third")):
+        # each of the first two waits (up to a minute) for the other to have started
         make_notebook(root / "notebooks" / f"{stem}.ipynb", 'profile = "cpu"',
-                      body=f"import time, pathlib\nstarted = time.time()\ntime.sleep(2)\n"
-                           f"pathlib.Path({str(spans / stem)!r}).write_text(f'{{started}} {{time.time()}}')")
+                      body=f"import time, pathlib\nspans = pathlib.Path({str(spans)!r})\n"
+                           f"(spans / '{stem}.started').touch()\nwaited = time.time()\n"
+                           f"while not (spans / '{other}.started').exists() and time.time() - waited < 60:\n"
+                           f"    time.sleep(0.1)\n"
+                           f"(spans / '{stem}.result').write_text(str((spans / '{other}.started').exists()))")
     manifest = cli.build("smoke", root=root, html=False, workers=2)
     assert [record["notebook"] for record in manifest["notebooks"]] == list(stems)
     assert manifest["workers"] == 2
-    (start_1, end_1), (start_2, end_2) = ([float(t) for t in (spans / stem).read_text().split()]
-                                          for stem in stems[:2])
-    assert start_2 < end_1 and start_1 < end_2  # the first two overlapped
+    # the first two ran at the same time: each saw the other start
+    assert (spans / "first.result").read_text() == (spans / "second.result").read_text() == "True"
     make_notebook(root / "notebooks" / "second.ipynb", 'profile = "cpu"', body='raise RuntimeError("boom")')
     with pytest.raises(execute.BuildError, match="second.ipynb failed"):
         cli.build("smoke", root=root, html=False, workers=2)
