@@ -235,3 +235,24 @@ def test_k1_schedule_facts_follow_the_numbers():
     moving["lr"] = np.where(moving["epoch"] <= 10, 0.1, 0.01)
     moving["loss"] = 1e-3
     assert "do not freeze" in kothapalli.k1_schedule_facts({"b": moving})["K1_schedule_reading"]
+
+
+def test_k2_levels_train_once_then_load(tmp_path, monkeypatch):
+    from ncutils.papers import kothapalli
+    from ncutils.theory import lesde
+
+    data = kothapalli.k2_data("digits", [0, 1, 2])
+    settings = dict(dataset="digits", classes=[0, 1, 2], label_noise=[0.0, 2 / 3], trials=2, iterations=40,
+                    lr=0.01, log_every=5, probe_per_class=5, seed=0, window=5, runs_dir=tmp_path)
+    networks = {"mlp": {"arch": "mlp", "depth": 2, "width": 8}}
+    first_runs, first = kothapalli.k2_levels(networks, data, **settings)
+    assert list(first["p"]) == [0.0, 2 / 3] and set(first_runs) == {("mlp", 0.0), ("mlp", 2 / 3)}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("stored trials were trained again")
+
+    monkeypatch.setattr(lesde, "train_trials", refuse)
+    _, again = kothapalli.k2_levels(networks, data, **settings)
+    pd.testing.assert_frame_equal(again, first)
+    with pytest.raises(AssertionError, match="trained again"):
+        kothapalli.k2_levels(networks, data, **{**settings, "lr": 0.02})

@@ -41,6 +41,7 @@ __all__ = [
     "k1_verdict",
     "k2_data",
     "k2_level",
+    "k2_levels",
     "k2_network",
     "k2_verdict",
     "phase_check",
@@ -468,6 +469,60 @@ def k2_level(result: Any, *, window: int, tail_fraction: float = 0.1,
            "probe_train_acc": float(np.asarray(result.train_accuracy)[:, -1].mean()),
            "seconds": float(result.seconds)}
     return row, per_trial
+
+
+def k2_levels(networks: Mapping[str, Mapping[str, Any]], data: Sequence[Any], *, dataset: str,
+              classes: Sequence[int], label_noise: Sequence[float], trials: int, iterations: int, lr: float,
+              log_every: int, probe_per_class: int, seed: int, window: int, tail_fraction: float = 0.1,
+              runs_dir: Any = None) -> tuple[dict[tuple[str, float], tuple[Any, np.ndarray]], pd.DataFrame]:
+    """Train (or load) every network at every corruption level and read K2's numbers off each.
+
+    Each (network, p) is :func:`ncutils.theory.lesde.train_trials` on ``data`` (``(x, y,
+    x_val, y_val)`` of :func:`k2_data`), one thread, kept in the results store as a
+    ``computed`` entry keyed by these settings, the data's device and the code of
+    ``theory/lesde``, ``data`` and ``_checks`` (a rebuild after an edit elsewhere loads the
+    trials); then :func:`k2_level`.
+
+    Parameters
+    ----------
+    networks : mapping
+        Name -> ``{"arch": ..., **architecture options}`` (:func:`ncutils.models.build_model`).
+
+    Returns
+    -------
+    (dict, DataFrame)
+        ``(name, p) -> (TrialsResult, per-trial alpha-hat - beta-hat)``, and one row per
+        (network, p): ``network``, ``p`` and :func:`k2_level`'s columns.
+    """
+    from ncutils.models import build_model
+    from ncutils.runs import computed, computed_payload
+    from ncutils.theory import lesde
+
+    x, y, x_val, y_val = data
+    results: dict[tuple[str, float], tuple[Any, np.ndarray]] = {}
+    rows = []
+    for name, spec in networks.items():
+        spec = dict(spec)
+        arch = spec.pop("arch")
+
+        def build(arch: str = arch, spec: dict[str, Any] = spec) -> Any:
+            return build_model(arch, input_shape=tuple(x.shape[1:]), num_classes=len(classes), **spec)
+
+        for p in label_noise:
+            settings = dict(network=name, arch=arch, spec=spec, dataset=dataset, classes=list(classes),
+                            trials=trials, iterations=iterations, lr=lr, label_noise=p, log_every=log_every,
+                            probe_per_class=probe_per_class, seed=seed, threads=1, device=str(x.device))
+            result, _ = computed(
+                computed_payload("lesde-trials", settings, modules=("theory/lesde", "data", "_checks"),
+                                 architectures=[arch], datasets=[dataset]),
+                lambda build=build, p=p: lesde.train_trials(
+                    build, x, y, x_val, y_val, trials=trials, iterations=iterations, lr=lr, label_noise=p,
+                    log_every=log_every, probe_per_class=probe_per_class, seed=seed, threads=1),
+                runs_dir=runs_dir)
+            row, per_trial = k2_level(result, window=window, tail_fraction=tail_fraction, seed=seed)
+            results[(name, p)] = (result, per_trial)
+            rows.append({"network": name, "p": p, **row})
+    return results, pd.DataFrame(rows)
 
 
 def _log_interval(iterations: np.ndarray) -> float:
