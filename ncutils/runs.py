@@ -126,6 +126,7 @@ __all__ = [
     "default_runs_dir",
     "entries",
     "entry_dir",
+    "load_computed",
     "load_measurement",
     "load_statistics",
     "load_trained",
@@ -816,17 +817,9 @@ def computed(payload: Mapping[str, Any], compute: Callable[[], Any], *,
     key = _digest(payload)
     runs_root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     folder = entry_dir("computed", key, runs_root)
-    if not force and (folder / MANIFEST).exists():
-        try:
-            manifest = _read_manifest(folder, "computed", key)
-            # our own pickle, written by this function: hence weights_only=False
-            result = torch.load(io.BytesIO(_read_verified(folder, manifest["files"]["result"])),
-                                weights_only=False)
-        except Exception as error:
-            _damaged(folder, error, "computed entry")
-        else:
-            _touch(folder)
-            _log_event(runs_root, f"loaded computed {key} ({payload.get('what')})")
+    if not force:
+        found, result = load_computed(payload, runs_root)
+        if found:
             return result, True
     started = time.perf_counter()
     result = compute()
@@ -841,6 +834,28 @@ def computed(payload: Mapping[str, Any], compute: Callable[[], Any], *,
     _touch(folder)
     _log_event(runs_root, f"computed {key} ({payload.get('what')}) in {seconds:.1f} s")
     return result, False
+
+
+def load_computed(payload: Mapping[str, Any], runs_dir: str | os.PathLike | None = None) -> tuple[bool, Any]:
+    """``(True, result)`` when :func:`computed` stored ``payload``'s result, else ``(False, None)``.
+
+    A damaged entry warns and reads as absent; a load is logged and touches ``last-used``.
+    """
+    key = _digest(payload)
+    runs_root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    folder = entry_dir("computed", key, runs_root)
+    if not (folder / MANIFEST).exists():
+        return False, None
+    try:
+        manifest = _read_manifest(folder, "computed", key)
+        # our own pickle, written by computed(): hence weights_only=False
+        result = torch.load(io.BytesIO(_read_verified(folder, manifest["files"]["result"])), weights_only=False)
+    except Exception as error:
+        _damaged(folder, error, "computed entry")
+        return False, None
+    _touch(folder)
+    _log_event(runs_root, f"loaded computed {key} ({payload.get('what')})")
+    return True, result
 
 
 def measure_statistics(model: nn.Module, train_data: Dataset, test_data: Dataset,
@@ -958,9 +973,10 @@ def stored_sweeps(run: StoredRun, epochs: Sequence[int], *, model_at: Callable[[
         table = None if force else load_measurement(measurement, runs_root)
         if table is None:
             started = time.perf_counter()
-            statistics = stored_statistics(run, epoch, model_at=model_at, data=cached_data, options=options,
+            model = functools.lru_cache(maxsize=1)(model_at)  # the weights read once: measured and tabled
+            statistics = stored_statistics(run, epoch, model_at=model, data=cached_data, options=options,
                                            runs_dir=runs_root, force=force)
-            table = sweep_table(statistics, model_at(epoch), **table_options)
+            table = sweep_table(statistics, model(epoch), **table_options)
             table.insert(0, "epoch", epoch)
             seconds = time.perf_counter() - started
             table = store_measurement(measurement, measurement_payload(key, epoch, weights_sha256, options),

@@ -726,11 +726,7 @@ def train(
                 stored = _train_and_store(config, key, run_dir, data, device, progress, callback)
                 runs._log_event(runs_root, f"trained {key} ({label}, {config.epochs} epochs) in "
                                            f"{stored.manifest['train_seconds']:.1f} s")
-                from_cache = False
-            else:
-                from_cache = True
-    else:
-        from_cache = True
+    from_cache = data is None  # nothing was loaded for training: the run came from the store
     if from_cache:
         runs._log_event(runs_root, f"loaded trained run {key} ({label})")
 

@@ -63,21 +63,11 @@ def stored(key_payload: Mapping[str, Any], compute: Callable[[], Any], *,
     return computed(key_payload, compute, runs_dir=runs_dir, force=force)[0]
 
 
-class _Missing(Exception):
-    """Raised by the look-up's compute: the entry is not stored."""
-
-
 def load(key_payload: Mapping[str, Any], *, runs_dir: str | os.PathLike | None) -> Any | None:
     """The stored result of ``key_payload`` (its load logged), or ``None`` when it is not stored.
 
     A damaged entry counts as not stored (the store warns and drops its manifest).
     """
-    from ncutils.runs import computed
+    from ncutils.runs import load_computed
 
-    def missing() -> Any:
-        raise _Missing
-
-    try:
-        return computed(key_payload, missing, runs_dir=runs_dir)[0]
-    except _Missing:
-        return None
+    return load_computed(key_payload, runs_dir)[1]
