@@ -117,6 +117,15 @@ class Grid:
         """The label columns of the entries (empty for an empty grid)."""
         return list(self.entries[0].labels) if self.entries else []
 
+    def configs(self, seeds: Sequence[int] | None = None) -> list[TrainConfig]:
+        """The configs ``run_grid(self, seeds=seeds)`` trains, in its order.
+
+        ``seeds=None`` keeps each entry's own seed; otherwise every entry once per seed.
+        """
+        if seeds is None:
+            return [entry.config for entry in self.entries]
+        return [entry.with_seed(int(seed)).config for entry in self.entries for seed in seeds]
+
     def describe(self) -> pd.DataFrame:
         """One row per entry (``status`` "train") and per skipped combination, with the reason."""
         rows = [{**entry.labels, "status": "train", "epochs": entry.config.epochs,

@@ -36,7 +36,7 @@ from ncutils.runs import CHECKPOINT, KINDS, LAST_USED, MANIFEST, default_runs_di
 if TYPE_CHECKING:
     from ncutils.train import TrainConfig
 
-__all__ = ["CHAPTER_RUNS", "NO_TRAINED_RUNS", "chapter_parameters", "entries", "main",
+__all__ = ["chapter_parameters", "entries", "main",
            "other_trainings", "profile_configs", "profile_key", "prune"]
 
 
@@ -215,85 +215,25 @@ def _age(stamp: str | None, now: dt.datetime) -> str:
 
 
 def chapter_parameters(profile: str, *, root: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """Every chapter's parameters under ``profile``, as papermill gives them to its notebook.
+    """Every chapter's parameters under ``profile``, as its notebook resolves them.
 
-    The notebook's defaults (:func:`ncutils.book.profiles.notebook_parameters`), updated
-    with the profile's values (:func:`~ncutils.book.profiles.load_profile`) and ``profile``.
+    Each chapter's declaration (:mod:`ncutils.book.chapters`) resolves the profile's values
+    (:func:`~ncutils.book.profiles.load_profile`) over its defaults, checking them.
 
     Raises
     ------
     ValueError
-        Unknown profile or an unreadable profile or notebook.
+        Unknown profile, an unreadable profile, or values a chapter refuses.
     """
-    from ncutils.book import profiles, provenance
+    from ncutils.book import chapters, profiles, provenance
 
     root = provenance.project_root() if root is None else Path(root)
     values = profiles.load_profile(root, profile)
-    return {stem: {**chapter.defaults, **values.get(stem, {}), "profile": profile}
-            for stem, chapter in profiles.chapters(root).items()}
-
-
-def _seeded(grids: Sequence[Any], seeds: Sequence[int] | None) -> list[TrainConfig]:
-    """The configs ``run_grid(grid, seeds=seeds)`` trains, grid after grid."""
-    entries = [entry for grid in grids for entry in grid.entries]
-    if seeds is None:
-        return [entry.config for entry in entries]
-    return [entry.with_seed(int(seed)).config for entry in entries for seed in seeds]
-
-
-def _parker_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
-    from ncutils.papers import parker
-
-    return _seeded([parker.architecture_grid(parameters)], parameters.get("seeds"))
-
-
-def _parker_p1_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
-    from ncutils.papers import parker
-
-    grids = [parker.architecture_grid(parameters), parker.activation_grid(parameters)]
-    return _seeded(grids, parameters.get("seeds"))
-
-
-def _rangamani_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
-    from ncutils.papers import rangamani
-
-    return _seeded([rangamani.chapter_grid(parameters)], parameters.get("seeds"))
-
-
-def _yang_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
-    from ncutils.papers import yang
-
-    return _seeded([yang.y1_grid(parameters), yang.y2_grid(parameters)], None)  # seeds per entry
-
-
-def _kothapalli_k1_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
-    from ncutils.papers import kothapalli
-
-    return kothapalli.k1_configs(parameters)
-
-
-#: Chapter stem -> the :class:`~ncutils.train.TrainConfig` runs its notebook trains, built
-#: from its parameters by the chapter's paper module as the notebook builds them (the seeds
-#: applied as ``run_grid(..., seeds=seeds)`` applies them).
-CHAPTER_RUNS: dict[str, Callable[[Mapping[str, Any]], list[TrainConfig]]] = {
-    "parker_p1_depth": _parker_p1_runs,
-    "parker_p2_variance": _parker_runs,
-    "parker_p3_angles": _parker_runs,
-    "parker_p4_difficulty": _parker_runs,
-    "rangamani_intermediate": _rangamani_runs,
-    "yang_fine_structure": _yang_runs,
-    "kothapalli_terminal_phase": _kothapalli_k1_runs,
-}
-#: Chapters that train no TrainConfig: K2 trains with :func:`ncutils.theory.lesde.train_trials`
-#: and the Garrod chapter its UFMs (:func:`other_trainings` fingerprints both).
-NO_TRAINED_RUNS = ("measuring_collapse", "kothapalli_lesde", "garrod_ufm")
+    return {chapter.stem: dict(chapter.resolve(values.get(chapter.stem, {}), profile=profile))
+            for chapter in chapters.CHAPTERS}
 
 
 def _selected(parameters: Mapping[str, dict[str, Any]], only: Sequence[str] | None) -> list[str]:
-    unclassified = [stem for stem in parameters if stem not in CHAPTER_RUNS and stem not in NO_TRAINED_RUNS]
-    if unclassified:
-        raise ValueError(f"chapters {unclassified} are in neither ncutils.runs_cli.CHAPTER_RUNS nor "
-                         f"NO_TRAINED_RUNS: say what they train")
     if only is None:
         return list(parameters)
     unknown = [stem for stem in only if stem not in parameters]
@@ -306,12 +246,12 @@ def profile_configs(profile: str, *, root: str | os.PathLike | None = None,
                     only: Sequence[str] | None = None) -> list[tuple[str, TrainConfig]]:
     """Every trained run a profile's chapters need, as ``(chapter, TrainConfig)`` pairs.
 
-    Each chapter's parameters (:func:`chapter_parameters`) go to its builder in
-    :data:`CHAPTER_RUNS`; chapters are in stem order, each chapter's runs in the order its
-    notebook trains them, a run listed once per chapter (P1's ReLU run of the activation
-    grid is its architecture grid's) but once in every chapter that trains it (P1-P4 share
-    runs). Building a grid may read one sample of each dataset (to tell images from
-    vectors), downloading it where the chapter's ``download`` says so.
+    Each chapter's parameters (:func:`chapter_parameters`) go to its declaration's
+    :attr:`~ncutils.chapter.Chapter.trains`; chapters are in registry order, each chapter's
+    runs in the order its notebook trains them, a run listed once per chapter (P1's ReLU run
+    of the activation grid is its architecture grid's) but once in every chapter that trains
+    it (P1-P4 share runs). Building a grid may read one sample of each dataset (to tell images
+    from vectors), downloading it where the chapter's ``download`` says so.
 
     Parameters
     ----------
@@ -324,8 +264,7 @@ def profile_configs(profile: str, *, root: str | os.PathLike | None = None,
     Raises
     ------
     ValueError
-        Unknown profile or chapter, a chapter in neither :data:`CHAPTER_RUNS` nor
-        :data:`NO_TRAINED_RUNS`, or parameters the paper module refuses (as the notebook would).
+        Unknown profile or chapter, or parameters a chapter refuses (as the notebook would).
 
     Examples
     --------
@@ -333,74 +272,38 @@ def profile_configs(profile: str, *, root: str | os.PathLike | None = None,
     >>> sorted({(stem, config.arch, config.epochs) for stem, config in pairs})
     [('kothapalli_terminal_phase', 'mlp', 20), ('kothapalli_terminal_phase', 'vgg', 20)]
     """
+    from ncutils.book import chapters
+
     parameters = chapter_parameters(profile, root=root)
     pairs: list[tuple[str, TrainConfig]] = []
     for stem in _selected(parameters, only):
-        if stem not in CHAPTER_RUNS:
+        trains = chapters.chapter(stem).trains
+        if trains is None:
             continue
         seen: set[str] = set()
-        for config in CHAPTER_RUNS[stem](parameters[stem]):
+        for config in trains(parameters[stem]):
             if repr(config) not in seen:
                 seen.add(repr(config))
                 pairs.append((stem, config))
     return pairs
 
 
-#: K2's settings that change what :func:`ncutils.theory.lesde.train_trials` computes, and
-#: the modules it (and the notebook's data loading) runs; its architectures count by version.
-_K2_SETTINGS = ("dataset", "classes", "networks", "label_noise", "trials", "iterations", "lr",
-                "log_every", "probe_per_class", "seed")
-_K2_MODULES = ("theory/lesde", "data", "_checks")
-#: Garrod parameters that do not change a checkpointed ReLU UFM run (the linear run is never
-#: checkpointed: the ``linear_`` parameters do not count either).
-_UFM_IGNORED = ("profile", "relu_workers", "relu_checkpoint", "checkpoint_every")
-
-
-def _k2_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    from ncutils.models import architecture_version
-
-    networks = parameters.get("networks") or {}
-    supplier = runs.DATASET_PACKAGES.get(parameters.get("dataset"))
-    from ncutils._checks import resolve_device
-
-    # cpu and cuda give different numbers: the device type the trials run on keys them
-    device = resolve_device(parameters.get("device", "cpu")).type
-    return {"settings": {**{name: parameters.get(name) for name in _K2_SETTINGS}, "device": device},
-            "architectures": {name: [spec.get("arch"), architecture_version(spec.get("arch"))]
-                              for name, spec in networks.items()},
-            "source": runs._source_digests(_K2_MODULES),
-            "packages": {name: runs.package_version(name) for name in ("torch", "numpy", supplier) if name}}
-
-
-def _ufm_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any] | None:
-    # the chapter stores its linear and ReLU runs and the dense Hessians (ufm.train(store=True))
-    modules = sorted(f"theory/ufm/{path.stem}" for path in (runs._PACKAGE_DIR / "theory" / "ufm").glob("*.py"))
-    return {"settings": {name: value for name, value in parameters.items() if name not in _UFM_IGNORED},
-            "source": runs._source_digests([*modules, "stats", "_checks"]),
-            "packages": {name: runs.package_version(name) for name in ("torch", "numpy")}}
-
-
-_OTHER_TRAININGS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any] | None]] = {
-    "kothapalli_lesde": _k2_fingerprint,
-    "garrod_ufm": _ufm_fingerprint,
-}
-
-
 def other_trainings(profile: str, *, root: str | os.PathLike | None = None) -> dict[str, str]:
-    """Fingerprints of what a profile trains without a TrainConfig, by chapter (sha256 hex).
+    """Fingerprints of what a profile computes without a TrainConfig, by chapter (sha256 hex).
 
-    K2's trials (:func:`ncutils.theory.lesde.train_trials`: its settings, the bytes of
-    ``theory/lesde.py``, ``data.py``, ``_checks.py``, its architectures' versions and the
-    package versions) and the Garrod chapter's UFM runs and dense Hessians, which it stores
-    (its settings and the code of ``theory/ufm/*.py``, ``stats.py``, ``_checks.py``).
+    Each chapter whose declaration has a :attr:`~ncutils.chapter.Chapter.fingerprint` (K2's
+    trials, the Garrod chapter's UFM runs and dense Hessians) gives what keys its stored
+    results: its settings, the code it runs and the package versions.
     """
+    from ncutils.book import chapters
+
     parameters = chapter_parameters(profile, root=root)
     found = {}
-    for stem, fingerprint in _OTHER_TRAININGS.items():
-        if stem in parameters:
-            content = fingerprint(parameters[stem])
+    for chapter in chapters.CHAPTERS:
+        if chapter.fingerprint is not None:
+            content = chapter.fingerprint(parameters[chapter.stem])
             if content is not None:
-                found[stem] = hashlib.sha256(json.dumps(content, sort_keys=True, default=list).encode()).hexdigest()
+                found[chapter.stem] = hashlib.sha256(json.dumps(content, sort_keys=True, default=list).encode()).hexdigest()
     return found
 
 

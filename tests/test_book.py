@@ -18,12 +18,29 @@ import nbformat
 import pytest
 import yaml
 
-from ncutils.book import cli, execute, findings, profiles
+from ncutils.book import chapters, cli, execute, findings, profiles
+from ncutils.chapter import Budget, Chapter
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: The standard parameters cell of a chapter notebook: its defaults are in its declaration.
+PARAMETERS_CELL = 'profile = "cpu"\noverrides = {}'
 
-def make_notebook(path: Path, parameters: str, body: str = "print(epochs)") -> None:
+
+def toy_chapter(stem: str) -> Chapter:
+    """A declaration for a fake chapter of the tiny test books."""
+    return Chapter(stem=stem, title=f"A chapter ({stem})", defaults={"epochs": 3, "lr": 0.1, "dataset": "digits"},
+                   findings=(), budget=Budget("toy", 1.0), trains_nothing="a test chapter")
+
+
+@pytest.fixture
+def toy_chapters(monkeypatch):
+    """The registry holds only the fake chapters of the tiny test books."""
+    monkeypatch.setattr(chapters, "CHAPTERS", [toy_chapter(stem) for stem in ("chap", "first", "second", "third")])
+
+
+def make_notebook(path: Path, parameters: str = PARAMETERS_CELL,
+                  body: str = 'print(overrides.get("epochs", 3))') -> None:
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
         nbformat.v4.new_markdown_cell("# A chapter"),
@@ -35,7 +52,7 @@ def make_notebook(path: Path, parameters: str, body: str = "print(epochs)") -> N
 
 
 def make_book(root: Path, profile_values: dict | None = None, toc_stems=("chap",)) -> Path:
-    make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"\nepochs = 3\nlr = 0.1\ndataset = "digits"')
+    make_notebook(root / "notebooks" / "chap.ipynb")
     for profile in profiles.PROFILES:
         values = {"chap": {"epochs": 1}} if profile_values is None else profile_values
         (root / "notebooks" / "profiles").mkdir(parents=True, exist_ok=True)
@@ -48,14 +65,14 @@ def make_book(root: Path, profile_values: dict | None = None, toc_stems=("chap",
     return root
 
 
-def test_plan_resolves_parameters_in_toc_order(tmp_path):
+def test_plan_resolves_parameters_in_toc_order(tmp_path, toy_chapters):
     jobs = profiles.plan(make_book(tmp_path), "smoke")
     assert [job.stem for job in jobs] == ["chap"]
-    assert jobs[0].injected == {"epochs": 1, "profile": "smoke"}
+    assert jobs[0].injected == {"profile": "smoke", "overrides": {"epochs": 1}}
     assert jobs[0].parameters == {"profile": "smoke", "epochs": 1, "lr": 0.1, "dataset": "digits"}
 
 
-def test_key_changes_with_parameters_source_and_profile(tmp_path):
+def test_key_changes_with_parameters_source_and_profile(tmp_path, toy_chapters):
     root = make_book(tmp_path)
     key = profiles.plan(root, "smoke")[0].key
     assert profiles.plan(root, "smoke")[0].key == key
@@ -70,23 +87,23 @@ def test_key_changes_with_parameters_source_and_profile(tmp_path):
 @pytest.mark.parametrize(
     ("profile_values", "toc", "message"),
     [
-        ({"chap": {"epochs": 1, "width": 3}}, ("chap",), "unknown parameter 'width' for notebook 'chap'"),
+        ({"chap": {"epochs": 1, "width": 3}}, ("chap",), "chap: unknown parameter 'width'"),
         ({"chap": {}, "other": {}}, ("chap",), "unknown notebook 'other'"),
         ({}, ("chap",), "notebook 'chap' is missing"),
-        ({"chap": {"epochs": "many"}}, ("chap",), "parameter 'epochs' of 'chap' should be like 3"),
+        ({"chap": {"epochs": "many"}}, ("chap",), "chap: parameter 'epochs' should be like 3"),
         ({"chap": {"lr": True}}, ("chap",), "parameter 'lr'"),
-        ({"chap": {"profile": "gpu"}}, ("chap",), "`profile` is injected"),
+        ({"chap": {"profile": "gpu"}}, ("chap",), "`profile` is given by the book"),
         ({"chap": {}}, (), "_toc.yml: notebook 'chap' is missing"),
         ({"chap": {}}, ("chap", "ghost"), "book/generated/ghost has no notebook"),
     ],
 )
-def test_invalid_configuration_is_a_clear_error(tmp_path, profile_values, toc, message):
+def test_invalid_configuration_is_a_clear_error(tmp_path, profile_values, toc, message, toy_chapters):
     root = make_book(tmp_path, profile_values, toc)
     with pytest.raises(ValueError, match=re.escape(message)):
         profiles.plan(root, "smoke")
 
 
-def test_unknown_profile_is_a_clear_error(tmp_path, capsys):
+def test_unknown_profile_is_a_clear_error(tmp_path, capsys, toy_chapters):
     root = make_book(tmp_path)
     with pytest.raises(ValueError, match="unknown profile 'laptop': expected one of smoke, cpu, gpu, paper"):
         profiles.plan(root, "laptop")
@@ -104,12 +121,13 @@ def test_run_rejects_unknown_parameters_before_running(capsys):
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ("epochs = 3", "must define `profile`"),
-        ('profile = "cpu"\nepochs = 2 * 3', "literal default"),
+        ("overrides = {}", "must assign exactly"),
+        ('profile = "cpu"\noverrides = {}\nepochs = 3', "must assign exactly"),
+        ('profile = "cpu"\noverrides = dict(epochs=2 * 3)', "must be a literal"),
         ('profile = "cpu"\nprint(1)', "not a plain assignment"),
     ],
 )
-def test_parameters_cell_must_be_literal_assignments(tmp_path, parameters, message):
+def test_parameters_cell_holds_only_profile_and_overrides(tmp_path, parameters, message):
     path = tmp_path / "nb.ipynb"
     make_notebook(path, parameters)
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -123,23 +141,23 @@ def test_a_notebook_without_parameters_cell_is_rejected(tmp_path):
         profiles.notebook_parameters(path)
 
 
-def test_a_failing_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, capsys):
+def test_a_failing_notebook_stops_the_build_naming_notebook_and_cell(tmp_path, capsys, toy_chapters):
     root = make_book(tmp_path)
-    make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"\nepochs = 3\nlr = 0.1\ndataset = "digits"',
-                  body='value = epochs * 2\nraise RuntimeError(f"boom {value}")')
+    make_notebook(root / "notebooks" / "chap.ipynb", PARAMETERS_CELL,
+                  body='value = overrides["epochs"] * 2\nraise RuntimeError(f"boom {value}")')
     with pytest.raises(execute.BuildError) as failure:
         cli.build("smoke", root=root, html=False)
     message = str(failure.value)
     assert "notebooks/chap.ipynb failed in cell 3" in message
-    assert "value = epochs * 2" in message and "RuntimeError: boom 2" in message
+    assert 'value = overrides["epochs"] * 2' in message and "RuntimeError: boom 2" in message
     assert not (root / "_build" / "notebooks" / "smoke" / "state.json").read_text().strip("{} \n")
 
 
 @pytest.mark.parametrize("configured", [True, False])
-def test_the_kernel_uses_the_callers_results_store_else_the_projects(tmp_path, monkeypatch, configured):
+def test_the_kernel_uses_the_callers_results_store_else_the_projects(tmp_path, monkeypatch, configured, toy_chapters):
     root = make_book(tmp_path / "book")
     seen = tmp_path / "seen.txt"
-    make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"\nepochs = 3\nlr = 0.1\ndataset = "digits"',
+    make_notebook(root / "notebooks" / "chap.ipynb", PARAMETERS_CELL,
                   body=f"import os, pathlib\npathlib.Path({str(seen)!r}).write_text(os.environ['NCUTILS_RUNS_DIR'])")
     if configured:
         monkeypatch.setenv("NCUTILS_RUNS_DIR", str(tmp_path / "scratch-store"))
@@ -150,7 +168,7 @@ def test_the_kernel_uses_the_callers_results_store_else_the_projects(tmp_path, m
     assert seen.read_text() == str(expected)
 
 
-def test_notebooks_run_side_by_side_and_a_failure_stops_the_build(tmp_path, monkeypatch):
+def test_notebooks_run_side_by_side_and_a_failure_stops_the_build(tmp_path, monkeypatch, toy_chapters):
     monkeypatch.delenv("NCUTILS_BOOK_WORKERS", raising=False)
     stems = ("first", "second", "third")
     root = make_book(tmp_path / "book", {stem: {} for stem in stems}, toc_stems=stems)
@@ -159,7 +177,7 @@ def test_notebooks_run_side_by_side_and_a_failure_stops_the_build(tmp_path, monk
     spans.mkdir()
     for stem, other in (("first", "second"), ("second", "first"), ("third", "third")):
         # each of the first two waits (up to a minute) for the other to have started
-        make_notebook(root / "notebooks" / f"{stem}.ipynb", 'profile = "cpu"',
+        make_notebook(root / "notebooks" / f"{stem}.ipynb", PARAMETERS_CELL,
                       body=f"import time, pathlib\nspans = pathlib.Path({str(spans)!r})\n"
                            f"(spans / '{stem}.started').touch()\nwaited = time.time()\n"
                            f"while not (spans / '{other}.started').exists() and time.time() - waited < 60:\n"
@@ -170,7 +188,7 @@ def test_notebooks_run_side_by_side_and_a_failure_stops_the_build(tmp_path, monk
     assert manifest["workers"] == 2
     # the first two ran at the same time: each saw the other start
     assert (spans / "first.result").read_text() == (spans / "second.result").read_text() == "True"
-    make_notebook(root / "notebooks" / "second.ipynb", 'profile = "cpu"', body='raise RuntimeError("boom")')
+    make_notebook(root / "notebooks" / "second.ipynb", PARAMETERS_CELL, body='raise RuntimeError("boom")')
     with pytest.raises(execute.BuildError, match="second.ipynb failed"):
         cli.build("smoke", root=root, html=False, workers=2)
     with pytest.raises(ValueError, match="workers"):
@@ -183,7 +201,7 @@ def test_notebooks_run_side_by_side_and_a_failure_stops_the_build(tmp_path, monk
 
 def test_strip_removes_outputs_and_injected_parameters(tmp_path):
     path = tmp_path / "nb.ipynb"
-    make_notebook(path, 'profile = "cpu"')
+    make_notebook(path)
     notebook = nbformat.read(str(path), as_version=4)
     notebook.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="3")]
     notebook.cells[2].execution_count = 4
@@ -191,7 +209,7 @@ def test_strip_removes_outputs_and_injected_parameters(tmp_path):
     nbformat.write(notebook, str(path))
     assert cli.strip_outputs([path]) == [path]
     stripped = nbformat.read(str(path), as_version=4)
-    assert [cell.source for cell in stripped.cells] == ["# A chapter", 'profile = "cpu"', "print(epochs)"]
+    assert [cell.source for cell in stripped.cells] == ["# A chapter", PARAMETERS_CELL, 'print(overrides.get("epochs", 3))']
     assert stripped.cells[2].outputs == [] and stripped.cells[2].execution_count is None
     assert cli.strip_outputs([path]) == []
 
@@ -216,8 +234,14 @@ def test_the_command_line_runs_as_a_module():
 def test_text_scoreboard_tells_unrun_findings_from_findings_without_a_chapter(tmp_path, monkeypatch):
     import dataclasses
 
-    # every finding has a chapter now: take one away to see the other placeholder
-    monkeypatch.setitem(findings.FINDINGS, "R1", dataclasses.replace(findings.FINDINGS["R1"], chapter=None))
+    # every finding has a chapter now: declare one without it to see the other placeholder
+    from ncutils.chapter import Finding
+
+    claim = findings.FINDINGS["R1"].claim
+    registry = [dataclasses.replace(chapter, findings=tuple(f for f in chapter.findings if f.id != "R1"))
+                for chapter in chapters.CHAPTERS]
+    monkeypatch.setattr(chapters, "CHAPTERS", registry)
+    monkeypatch.setattr(chapters, "UNTESTED", [Finding("R1", "rangamani2023", claim)])
     lines = {line.split()[0]: line for line in cli.scoreboard_text(tmp_path).splitlines()[1:]}
     assert lines["R1"].count("no chapter yet") == len(profiles.PROFILES)
     assert lines["P1"].count("not yet run") == len(profiles.PROFILES)

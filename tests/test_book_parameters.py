@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ncutils.book import cli, execute, profiles
+from ncutils.book import chapters, cli, execute, profiles
 from ncutils.papers import kothapalli, rangamani, yang
 from ncutils.papers.parker import configs as parker
 
@@ -31,17 +31,17 @@ def no_kernel(monkeypatch):
     return calls
 
 
-def _chapter(stem: str) -> profiles.Chapter:
+def _chapter(stem: str) -> profiles.Notebook:
     return profiles.chapters(REPO)[stem]
 
 
 def _parameters(stem: str, profile: str = "cpu", **overrides) -> dict:
     chapter = _chapter(stem)
-    return {**chapter.defaults, **profiles.load_profile(REPO, profile)[stem], **overrides, "profile": profile}
+    return {**chapter.defaults, **profiles.load_profile(REPO, profile)[stem], **overrides}
 
 
 @pytest.mark.parametrize("profile", profiles.PROFILES)
-@pytest.mark.parametrize("stem", sorted(profiles.PARAMETER_VALIDATORS))
+@pytest.mark.parametrize("stem", sorted(chapter.stem for chapter in chapters.CHAPTERS))
 def test_every_profile_passes_its_paper_module_validator(stem, profile):
     assert profiles.chapter_problems(_chapter(stem), _parameters(stem, profile), "x") == []
 
@@ -56,7 +56,7 @@ def test_every_profile_passes_its_paper_module_validator(stem, profile):
         ("parker_p1_depth", {"activations": ["relu", "swish"]}, "unknown ['swish']"),
         ("parker_p3_angles", {"seeds": [0, 0]}, "seeds repeat"),
         ("parker_p3_angles", {"architectures": {"mlp": {"depth": 3, "colour": 1}}}, "colour"),
-        ("rangamani_intermediate", {"epochs": 2.5}, "epochs must be an integer, got 2.5"),
+        ("rangamani_intermediate", {"epochs": 2.5}, "parameter 'epochs' should be like 30 (int), got 2.5"),
         ("rangamani_intermediate", {"architectures": {"mlp": {"arch": "rangamani_mlp", "datasets": ["digits"],
                                                                 "lr": 0.0, "weight_decay": 0.0,
                                                                 "lr_decay": 0.1, "decay_steps": 3}}},
@@ -84,7 +84,7 @@ def test_validators_never_read_a_dataset(monkeypatch):
 
     monkeypatch.setattr(ncutils.data, "load_dataset", refuse)
     monkeypatch.setattr(parker, "load_dataset", refuse)
-    for stem in profiles.PARAMETER_VALIDATORS:
+    for stem in (chapter.stem for chapter in chapters.CHAPTERS):
         for profile in ("gpu", "paper"):  # torchvision data that is not on this machine
             assert profiles.chapter_problems(_chapter(stem), _parameters(stem, profile), "x") == []
 
@@ -169,3 +169,43 @@ def test_custom_provenance_is_recorded_as_custom():
     record = provenance.collect({"profile": execute.custom_label("cpu", {"epochs": 10}), "seed": 0, "device": "cpu"})
     assert record["profile"] == "custom: epochs=10 (from cpu)"
     assert provenance.describe(record).startswith("custom: epochs=10 (from cpu) · seed 0")
+
+
+def test_the_registry_the_notebooks_and_the_toc_list_the_same_chapters():
+    registered = [chapter.stem for chapter in chapters.CHAPTERS]
+    assert len(set(registered)) == len(registered)
+    assert set(registered) == {path.stem for path in (REPO / "notebooks").glob("*.ipynb")}
+    assert set(registered) == set(profiles.toc_chapters(REPO))
+    for profile in profiles.PROFILES:
+        assert set(profiles.load_profile(REPO, profile)) == set(registered), profile
+
+
+def _code_strings(path: Path) -> set[str]:
+    """The string constants of a module's code (docstrings and their examples left out)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return {node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings}
+
+
+def test_a_stem_is_named_in_ncutils_only_by_its_declaration():
+    """A chapter's notebook stem is written once in code, in its declaration; the rest reads it."""
+    modules = {path.relative_to(REPO).as_posix(): _code_strings(path) for path in (REPO / "ncutils").rglob("*.py")}
+    for chapter in chapters.CHAPTERS:
+        places = [name for name, strings in modules.items() if chapter.stem in strings]
+        assert len(places) == 1 and "/papers/" in places[0], (chapter.stem, places)
+
+
+def test_measuring_collapse_refuses_bad_values_before_the_kernel(no_kernel, capsys):
+    assert cli.main(["run", "measuring_collapse", "-p", "timing_repeats", "0", "--dry-run"]) == 2
+    assert "timing_repeats must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert cli.main(["run", "measuring_collapse", "-p", "noise_levels", "[]", "--dry-run"]) == 2
+    assert "noise_levels must be a non-empty list" in capsys.readouterr().err
+    assert cli.main(["run", "measuring_collapse", "-p", "dim", "-5", "--dry-run"]) == 2
+    assert "dim must be an integer >= 1, got -5" in capsys.readouterr().err
+    assert no_kernel == []

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from ncutils.book import cli, execute
-from test_book import make_book, make_notebook
+from test_book import make_book, make_notebook, toy_chapters  # noqa: F401 (a fixture)
 
 
 @pytest.mark.skipif(os.name == "nt", reason="Windows has no IPC transport: the build keeps TCP there")
@@ -19,10 +19,10 @@ def test_kernels_talk_over_ipc():
 
 
 @pytest.mark.skipif(os.name == "nt", reason="Windows has no IPC transport: the build keeps TCP there")
-def test_no_tcp_warning_and_real_errors_still_show(tmp_path, capfd):
+def test_no_tcp_warning_and_real_errors_still_show(tmp_path, capfd, toy_chapters):
     root = make_book(tmp_path)
-    make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"\nepochs = 3\nlr = 0.1\ndataset = "digits"',
-                  body='import sys\nprint("a real problem", file=sys.stderr)\nprint(epochs)')
+    make_notebook(root / "notebooks" / "chap.ipynb",
+                  body='import sys\nprint("a real problem", file=sys.stderr)\nprint(overrides["epochs"])')
     cli.build("smoke", root=root, html=False)
     captured = capfd.readouterr()
     assert "without encryption" not in captured.err + captured.out
@@ -32,7 +32,7 @@ def test_no_tcp_warning_and_real_errors_still_show(tmp_path, capfd):
 
 
 @pytest.mark.skipif(os.name == "nt", reason="Windows has no IPC transport")
-def test_ipc_sockets_stay_out_of_the_working_folder(tmp_path, monkeypatch):
+def test_ipc_sockets_stay_out_of_the_working_folder(tmp_path, monkeypatch, toy_chapters):
     import glob
     import tempfile
 

@@ -159,14 +159,16 @@ def test_settings_that_train_nothing_keep_the_key(monkeypatch, base_key, chapter
 
 
 def test_every_chapter_says_what_it_trains():
+    from ncutils.book import chapters
+
     stems = set(profiles.chapters(REPO))
-    assert not set(runs_cli.CHAPTER_RUNS) & set(runs_cli.NO_TRAINED_RUNS)
-    assert stems == set(runs_cli.CHAPTER_RUNS) | set(runs_cli.NO_TRAINED_RUNS)
+    trained = {chapter.stem for chapter in chapters.CHAPTERS if chapter.trains is not None}
+    assert stems == {chapter.stem for chapter in chapters.CHAPTERS}
     trains = re.compile(r"(?<![.\w])train\(|\brun_grid\(")
     for path in sorted((REPO / "notebooks").glob("*.ipynb")):
         code = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells
                          if cell.cell_type == "code")
-        assert bool(trains.search(code)) == (path.stem in runs_cli.CHAPTER_RUNS), path.stem
+        assert bool(trains.search(code)) == (path.stem in trained), path.stem
 
 
 def test_profile_configs_follow_the_notebooks():
@@ -175,7 +177,9 @@ def test_profile_configs_follow_the_notebooks():
     by_chapter: dict[str, list] = {}
     for stem, config in pairs:
         by_chapter.setdefault(stem, []).append(config)
-    assert set(by_chapter) == set(runs_cli.CHAPTER_RUNS)
+    from ncutils.book import chapters
+
+    assert set(by_chapter) == {chapter.stem for chapter in chapters.CHAPTERS if chapter.trains is not None}
     # run_grid(grid, seeds=seeds): every entry once per seed
     from ncutils.papers import parker, yang
 

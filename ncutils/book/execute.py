@@ -29,12 +29,11 @@ from ncutils._io import read_json, write_if_changed, write_json_atomic
 from ncutils.book import findings, provenance
 from ncutils.book.profiles import (
     BookLayout,
-    Chapter,
+    Notebook,
     Job,
     chapter_problems,
     chapters,
     load_profile,
-    parameter_problems,
     parse_value,
     resolve_chapter,
 )
@@ -136,7 +135,7 @@ def _environment(**variables: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _failure_message(job_path: Path, chapter: Chapter, output: Path, error: Exception) -> str:
+def _failure_message(job_path: Path, chapter: Notebook, output: Path, error: Exception) -> str:
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(error, PapermillExecutionError):
@@ -155,7 +154,7 @@ def _failure_message(job_path: Path, chapter: Chapter, output: Path, error: Exce
 
 def execute(
     root: Path,
-    chapter: Chapter,
+    chapter: Notebook,
     injected: dict[str, Any],
     parameters: dict[str, Any],
     output: Path,
@@ -424,12 +423,12 @@ def check_run(
     *,
     profile: str = "cpu",
     root: Path | None = None,
-) -> tuple[Chapter, dict[str, Any], dict[str, Any]]:
+) -> tuple[Notebook, dict[str, Any], dict[str, Any]]:
     """Check a run as :func:`run_notebook` does before its kernel starts, running nothing.
 
     Returns
     -------
-    (Chapter, dict, dict)
+    (Notebook, dict, dict)
         The chapter, its values in the profile, and the parsed overrides.
 
     Raises
@@ -442,10 +441,9 @@ def check_run(
     chapter = resolve_chapter(chapters(root), notebook)
     values = load_profile(root, profile).get(chapter.stem, {})
     parsed = {name: parse_value(text) for name, text in overrides}
-    problems = parameter_problems(chapter, parsed, "-p")
+    problems = chapter_problems(chapter, values, f"notebooks/profiles/{profile}.yaml")
     if not problems:
-        problems = chapter_problems(chapter, {**chapter.defaults, **values, **parsed, "profile": profile},
-                                    f"-p (on profile {profile})")
+        problems = chapter_problems(chapter, {**values, **parsed}, f"-p (on profile {profile})")
     if problems:
         raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
     return chapter, values, parsed
@@ -495,15 +493,16 @@ def run_notebook(
     root = provenance.project_root() if root is None else Path(root).resolve()
     layout = BookLayout(root)
     chapter, values, parsed = check_run(notebook, overrides, profile=profile, root=root)
-    injected = {**values, **parsed, "profile": custom_label(profile, parsed)}
-    parameters = {**chapter.defaults, **injected}
+    label = custom_label(profile, parsed)
+    injected = {"profile": label, "overrides": {**values, **parsed}}
+    parameters = dict(chapter.declaration.resolve({**values, **parsed}, profile=label))
     if output is None:
         output = layout.custom / f"{custom_stem(chapter.stem, profile, parsed)}.ipynb"
     else:
         output = Path(output).resolve()
     findings_path = output.with_name(f"{output.stem}.findings.json")
     git = provenance.git_state(root)
-    print(f"running {chapter.stem} with " + ", ".join(f"{k}={v!r}" for k, v in sorted(injected.items())), flush=True)
+    print(f"running {chapter.stem} ({label}) with " + ", ".join(f"{k}={v!r}" for k, v in sorted(injected["overrides"].items())), flush=True)
     seconds = execute(root, chapter, injected, parameters, output, findings_path, git=git)
     print(f"done in {seconds:.1f} s: {output}", flush=True)
     if findings_path.exists():

@@ -43,13 +43,13 @@ import json
 import numbers
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ncutils import verdicts
 from ncutils._io import write_json_atomic
-from ncutils.book import provenance
+from ncutils.book import chapters, provenance
+from ncutils.chapter import Finding
 
 __all__ = [
     "FINDINGS",
@@ -84,48 +84,9 @@ PAPERS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Finding:
-    """A finding of one paper that the book tests.
-
-    Attributes
-    ----------
-    id : str
-        Short identifier, e.g. ``"P1"``.
-    paper : str
-        Bibliography key of the paper (a key of :data:`PAPERS`).
-    claim : str
-        The paper's claim, in one sentence.
-    chapter : str or None
-        Stem of the notebook that tests it (``notebooks/<chapter>.ipynb``), or
-        ``None`` while no chapter does: the scoreboard then shows
-        ``no chapter yet`` instead of ``not yet run``.
-    """
-
-    id: str
-    paper: str
-    claim: str
-    chapter: str | None = None
-
-
-_REGISTRY = (
-    Finding("P1", "parker2023", "NC emerges in most hidden layers and its degree grows with depth.", chapter="parker_p1_depth"),
-    Finding("P2", "parker2023", "Almost all of the reduction of within-class variance happens in the shallow layers.", chapter="parker_p2_variance"),
-    Finding("P3", "parker2023", "The angular separation between class means increases with depth.", chapter="parker_p3_angles"),
-    Finding("P4", "parker2023", "Simple datasets need only the shallow layers; hard ones use the whole network.", chapter="parker_p4_difficulty"),
-    Finding("R1", "rangamani2023", "Within-class covariance shrinks relative to between-class covariance with depth and over training.", chapter="rangamani_intermediate"),
-    Finding("R2", "rangamani2023", "In the top layers the span of the class means aligns with the top singular vectors of the layer's weight matrix.", chapter="rangamani_intermediate"),
-    Finding("Y1", "yang2023", "A network trained on coarse labels still encodes the fine labels: clustering its features recovers them (93% CIFAR-10 test accuracy).", chapter="yang_fine_structure"),
-    Finding("Y2", "yang2023", "Fine labels are recoverable from coarse-label features in a simplified synthetic setting.", chapter="yang_fine_structure"),
-    Finding("K1", "kothapalli2023", "NC1-NC4 emerge in the terminal phase of training and the classifier becomes the nearest-class-center rule.", chapter="kothapalli_terminal_phase"),
-    Finding("K2", "kothapalli2023", "In the locally elastic SDE model features separate and collapse if and only if the same-class effect beats the cross-class effect (alpha > beta).", chapter="kothapalli_lesde"),
-    Finding("G1", "garrod2024", "At the deep-NC optimum of the deep linear UFM the layer Hessian has K^2 equal outlier eigenvalues, eigenvectors mu_c(l+1) x mu_c'(l), over a bulk.", chapter="garrod_ufm"),
-    Finding("G2", "garrod2024", "The gradient aligns with the Hessian's outlier eigenspace (coefficients 1/K on the diagonal, 0 off it).", chapter="garrod_ufm"),
-    Finding("G3", "garrod2024", "In the ReLU UFM the Hessian keeps its outliers but they are no longer equal.", chapter="garrod_ufm"),
-)
-
-#: Every finding the book tests, by id, in scoreboard order.
-FINDINGS: dict[str, Finding] = {finding.id: finding for finding in _REGISTRY}
+#: Every finding the book tests, by id, in scoreboard order: read from the chapters' declarations
+#: (:mod:`ncutils.book.chapters`), each :class:`~ncutils.chapter.Finding` naming its chapter.
+FINDINGS: Mapping[str, Finding] = chapters.findings()
 
 _CHECK_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 

@@ -13,20 +13,12 @@ import subprocess
 from pathlib import Path
 from typing import Any, Sequence
 
-from ncutils.book import provenance
+from ncutils.book import chapters, provenance
 
-__all__ = ["CPU_ALLOCATIONS", "allocation_report", "build_manifest", "manifest_markdown"]
+__all__ = ["allocation_report", "build_manifest", "manifest_markdown"]
 
-#: DESIGN.md 8.1: the cpu book's 15 minutes on 2 cores, by chapter group (seconds).
-CPU_ALLOCATIONS: tuple[tuple[str, tuple[str, ...], float], ...] = (
-    ("measuring collapse", ("measuring_collapse",), 15),
-    ("Parker P1-P4", ("parker_p1_depth", "parker_p2_variance", "parker_p3_angles", "parker_p4_difficulty"), 300),
-    ("Rangamani R1-R2", ("rangamani_intermediate",), 150),
-    ("Yang Y1-Y2", ("yang_fine_structure",), 120),
-    ("Kothapalli K1-K2", ("kothapalli_terminal_phase", "kothapalli_lesde"), 180),
-    ("Garrod G1-G3", ("garrod_ufm",), 90),
-)
-#: DESIGN.md 8.1: rendering the website (seconds).
+#: The cpu book is allocated 15 minutes on 2 cores: each chapter group its declared budget
+#: (:attr:`ncutils.chapter.Chapter.budget`), rendering the website this (seconds).
 CPU_RENDER_ALLOCATION = 30.0
 
 def _git_branch(root: Path) -> str | None:
@@ -66,7 +58,7 @@ def build_manifest(root: Path, profile: str, records: Sequence[dict[str, Any]], 
 
 
 def allocation_report(records: Sequence[dict[str, Any]], *, workers: int, cores: int = 2) -> list[dict[str, Any]]:
-    """Each DESIGN.md 8.1 group's time in this build beside its allocation (the cpu profile).
+    """Each chapter group's time in this build beside its cpu budget (the chapters' declarations).
 
     ``seconds`` sums the group's notebooks' wall times; with ``workers > 1`` notebooks ran side
     by side and shared the cores, so wall times overlap and each is longer than alone.
@@ -79,11 +71,12 @@ def allocation_report(records: Sequence[dict[str, Any]], *, workers: int, cores:
     >>> rows = allocation_report([{"notebook": "garrod_ufm", "status": "ran", "seconds": 80.0,
     ...                            "cpu_seconds": 150.0}], workers=1)
     >>> rows[0]["group"], rows[0]["seconds"], rows[0]["cpu_seconds_per_core"], rows[0]["allocation"]
-    ('Garrod G1-G3', 80.0, 75.0, 90)
+    ('Garrod G1-G3', 80.0, 75.0, 90.0)
     """
     ran = {record["notebook"]: record for record in records if record["status"] == "ran"}
     rows = []
-    for group, stems, allocation in CPU_ALLOCATIONS:
+    for budget, stems in chapters.budgets():
+        group, allocation = budget.group, budget.seconds
         present = [ran[stem] for stem in stems if stem in ran]
         if not present:
             continue
@@ -135,7 +128,7 @@ def manifest_markdown(manifest: dict[str, Any]) -> str:
         ],
     )
     if manifest.get("allocations"):
-        lines += ["## Time against the cpu allocations (DESIGN 8.1)", ""]
+        lines += ["## Time against the cpu allocations", ""]
         lines += _md_table(
             ["chapters", "wall time (s)", "CPU time / 2 cores (s)", "allocation (s)"],
             [[row["group"], row["seconds"], row["cpu_seconds_per_core"], row["allocation"]]

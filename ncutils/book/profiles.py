@@ -1,12 +1,14 @@
 """Which chapters the book has and which parameters each profile gives them.
 
-A *chapter* is a notebook in ``notebooks/`` whose one ``parameters`` cell
-holds literal defaults; a *profile* (``notebooks/profiles/<profile>.yaml``)
-overrides some of them per chapter; ``_toc.yml`` orders the chapters. This
-module reads the three, checks them against each other (:func:`plan`,
-:func:`validate`) and returns the :class:`Job` list that
-:mod:`ncutils.book.execute` runs, each with the cache key that decides
-whether a chapter must run again.
+A *chapter* is declared once in its paper module (:class:`ncutils.chapter.Chapter`, listed
+in :mod:`ncutils.book.chapters`: its parameters and their defaults, what it trains, its
+findings) and has a notebook in ``notebooks/`` whose ``parameters`` cell holds only
+``profile`` and ``overrides``; a *profile* (``notebooks/profiles/<profile>.yaml``) gives
+parameter values per chapter; ``_toc.yml`` orders the chapters. This module reads the four,
+checks them against each other (:func:`plan`, :func:`validate`: every value is checked by the
+chapter's declaration before any kernel starts) and returns the :class:`Job` list that
+:mod:`ncutils.book.execute` runs, each with the cache key that decides whether a chapter
+must run again.
 
 Nothing here executes a notebook.
 """
@@ -15,21 +17,23 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import yaml
+
+from ncutils.book import chapters as registry
+from ncutils.chapter import Chapter
 
 __all__ = [
     "GENERATED",
     "PROFILES",
-    "PARAMETER_VALIDATORS",
+    "PARAMETERS_CELL_NAMES",
     "BookLayout",
-    "Chapter",
+    "Notebook",
     "Job",
     "chapter_problems",
     "available_profiles",
@@ -50,59 +54,25 @@ __all__ = [
 PROFILES = ("smoke", "cpu", "gpu", "paper")
 
 
-#: Chapter stem -> ``"module:function"`` of the paper module that checks its resolved
-#: parameters before papermill starts (``function(parameters) -> list[str]``, the messages the
-#: notebook would raise). The module may also list ``PER_DATASET_PARAMETERS``: parameters whose
-#: default is a mapping dataset -> value that also take one value for every dataset
-#: (``-p epochs 10``). A function not (yet) defined is skipped.
-PARAMETER_VALIDATORS: dict[str, str] = {
-    "parker_p1_depth": "ncutils.papers.parker.configs:validate_parameters",
-    "parker_p2_variance": "ncutils.papers.parker.configs:validate_parameters",
-    "parker_p3_angles": "ncutils.papers.parker.configs:validate_parameters",
-    "parker_p4_difficulty": "ncutils.papers.parker.configs:validate_parameters",
-    "rangamani_intermediate": "ncutils.papers.rangamani:validate_parameters",
-    "yang_fine_structure": "ncutils.papers.yang:validate_parameters",
-    "kothapalli_terminal_phase": "ncutils.papers.kothapalli:validate_k1_parameters",
-    "kothapalli_lesde": "ncutils.papers.kothapalli:validate_k2_parameters",
-    "garrod_ufm": "ncutils.papers.garrod:validate_parameters",
-}
-
-
-def _validator_module(stem: str) -> tuple[Any, str] | None:
-    target = PARAMETER_VALIDATORS.get(stem)
-    if target is None:
-        return None
-    module_name, function = target.split(":")
-    return importlib.import_module(module_name), function
-
-
-def _per_dataset_parameters(stem: str) -> frozenset[str]:
-    found = _validator_module(stem)
-    return frozenset(getattr(found[0], "PER_DATASET_PARAMETERS", ())) if found else frozenset()
-
-
-def chapter_problems(chapter: "Chapter", parameters: dict[str, Any], origin: str) -> list[str]:
-    """Ask the chapter's paper module what is wrong with its resolved parameters.
+def chapter_problems(chapter: "Notebook", values: Mapping[str, Any], origin: str) -> list[str]:
+    """What the chapter's declaration refuses in parameter values (empty when nothing).
 
     Parameters
     ----------
-    chapter : Chapter
-        The chapter (its stem picks the function of :data:`PARAMETER_VALIDATORS`).
-    parameters : dict
-        Its resolved parameters (defaults updated with the profile's and the overrides).
+    chapter : Notebook
+        The chapter.
+    values : mapping
+        Parameter name -> value (a profile's values, ``-p`` values), over the defaults.
     origin : str
         Prefixed to every message, with the chapter's stem.
 
     Returns
     -------
     list of str
-        Empty when the chapter has no validator or nothing is wrong.
+        Unknown names, values of the wrong type, ``profile`` set by hand, then what the
+        paper module's own checks refuse (:meth:`ncutils.chapter.Chapter.problems`).
     """
-    found = _validator_module(chapter.stem)
-    if found is None or not hasattr(found[0], found[1]):
-        return []
-    messages = getattr(found[0], found[1])(dict(parameters))
-    return [f"{origin}: {chapter.stem}: {message}" for message in messages]
+    return chapter.declaration.problems(values, origin)
 
 
 # Where executed chapters live for the book; _toc.yml entries under this prefix are chapters.
@@ -152,23 +122,33 @@ class BookLayout:
 
 
 @dataclass(frozen=True)
-class Chapter:
-    """A chapter notebook and the defaults of its ``parameters`` cell."""
+class Notebook:
+    """A chapter's notebook beside its declaration."""
 
     stem: str
     path: Path
-    defaults: dict[str, Any]
+    declaration: Chapter | None
     parameters_cell: int
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        """The declared defaults of the chapter's parameters."""
+        return self.declaration.defaults
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a build's worker process only executes the notebook: it gets no declaration (whose
+        # functions need not pickle), and reads the parameters from its Job
+        return (Notebook, (self.stem, self.path, None, self.parameters_cell))
 
 
 @dataclass(frozen=True)
 class Job:
     """One chapter to execute under one profile."""
 
-    chapter: Chapter
+    chapter: Notebook
     profile: str
-    injected: dict[str, Any]  # what papermill injects: the profile's values and `profile`
-    parameters: dict[str, Any] = field(default_factory=dict)  # defaults updated with `injected`
+    injected: dict[str, Any]  # what papermill injects: `profile` and `overrides` (the profile's values)
+    parameters: dict[str, Any] = field(default_factory=dict)  # the declaration's defaults and the overrides
     key: str = ""
 
     @property
@@ -202,30 +182,28 @@ def read_notebook(path: Path) -> Any:
         raise ValueError(f"{path}: not a readable notebook ({error})") from None
 
 
+#: What a chapter notebook's ``parameters`` cell assigns, and nothing else: the book injects the
+#: profile's name and its values for the chapter; the defaults live in the chapter's declaration.
+PARAMETERS_CELL_NAMES = ("profile", "overrides")
+
+
 def notebook_parameters(path: str | os.PathLike) -> tuple[dict[str, Any], int]:
-    """Return the defaults of a notebook's ``parameters`` cell and that cell's index.
+    """Return the values of a notebook's ``parameters`` cell and that cell's index.
 
-    The cell must be the only code cell tagged ``parameters`` and hold only
-    assignments of literals (``epochs = 30``, ``widths = [64, 128]``), one of
-    them ``profile``.
+    The cell must be the only code cell tagged ``parameters`` and assign exactly
+    ``profile`` (a string) and ``overrides`` (a dict literal), e.g.::
 
-    Parameters
-    ----------
-    path : path-like
-        The notebook.
+        profile = "cpu"
+        overrides = {}
 
-    Returns
-    -------
-    defaults : dict
-        Parameter name -> default value.
-    index : int
-        Index of the parameters cell among the notebook's cells.
+    The chapter's parameters and their defaults are in its declaration
+    (:class:`ncutils.chapter.Chapter`), not in the notebook.
 
     Raises
     ------
     ValueError
         If the notebook has no (or several) parameters cells, or the cell holds
-        anything but literal assignments, or lacks ``profile``.
+        anything else.
     """
     path = Path(path)
     notebook = read_notebook(path)
@@ -241,36 +219,44 @@ def notebook_parameters(path: str | os.PathLike) -> tuple[dict[str, Any], int]:
         tree = ast.parse(notebook.cells[index].source)
     except SyntaxError as error:
         raise ValueError(f"{path}: the parameters cell is not valid Python ({error})") from None
-    defaults: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for statement in tree.body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
-            target, value = statement.targets[0], statement.value
-        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
-            target, value = statement.target, statement.value
-        else:
-            raise ValueError(
-                f"{path}: line {statement.lineno} of the parameters cell is not a plain assignment"
-            )
-        if not isinstance(target, ast.Name):
-            raise ValueError(f"{path}: line {statement.lineno} of the parameters cell must assign one name")
+        if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)):
+            raise ValueError(f"{path}: line {statement.lineno} of the parameters cell is not a plain assignment")
         try:
-            defaults[target.id] = ast.literal_eval(value)
+            values[statement.targets[0].id] = ast.literal_eval(statement.value)
         except ValueError:
-            raise ValueError(
-                f"{path}: parameter {target.id!r} must have a literal default (number, string, list, dict, ...)"
-            ) from None
-    if "profile" not in defaults:
-        raise ValueError(f"{path}: the parameters cell must define `profile` (e.g. profile = \"cpu\")")
-    return defaults, index
+            raise ValueError(f"{path}: {statement.targets[0].id!r} in the parameters cell must be a literal") from None
+    if sorted(values) != sorted(PARAMETERS_CELL_NAMES) or not isinstance(values["profile"], str) \
+            or not isinstance(values["overrides"], dict):
+        raise ValueError(f"{path}: the parameters cell must assign exactly `profile = \"cpu\"` and "
+                         f"`overrides = {{}}` (the defaults are in the chapter's declaration); found "
+                         f"{', '.join(sorted(values)) or 'nothing'}")
+    return values, index
 
 
-def chapters(root: Path) -> dict[str, Chapter]:
-    """Return every chapter notebook in ``notebooks/`` by stem (sorted)."""
+def chapters(root: Path) -> dict[str, Notebook]:
+    """Every chapter of the registry (:mod:`ncutils.book.chapters`) with its notebook, by stem.
+
+    Raises
+    ------
+    ValueError
+        A notebook without a declaration, or a notebook whose ``parameters`` cell is not the
+        standard one. (A declaration without a notebook is a chapter not in this checkout; the
+        tests hold the project's registry, notebooks and ``_toc.yml`` to the same stems.)
+    """
     layout = BookLayout(root)
+    declared = {chapter.stem: chapter for chapter in registry.CHAPTERS}
+    stems = sorted(path.stem for path in layout.notebooks.glob("*.ipynb"))
+    problems = [f"notebooks/{stem}.ipynb has no chapter declaration in the registry (ncutils.book.chapters)"
+                for stem in stems if stem not in declared]
+    if problems:
+        raise ValueError("invalid book configuration:\n  " + "\n  ".join(problems))
     found = {}
-    for path in sorted(layout.notebooks.glob("*.ipynb")):
-        defaults, index = notebook_parameters(path)
-        found[path.stem] = Chapter(path.stem, path, defaults, index)
+    for stem in stems:
+        path = layout.notebooks / f"{stem}.ipynb"
+        found[stem] = Notebook(stem, path, declared[stem], notebook_parameters(path)[1])
     return found
 
 
@@ -354,60 +340,12 @@ def load_profile(root: Path, profile: str) -> dict[str, dict[str, Any]]:
     return profile_values
 
 
-def _compatible(default: Any, value: Any, per_dataset: bool = False) -> bool:
-    """Whether a profile value has the type of the notebook's default.
-
-    ``per_dataset``: the paper module takes one number for every dataset where the default
-    is a mapping dataset -> number (``epochs``), so such a number is compatible too.
-    """
-    if default is None or value is None:
-        return True
-    if per_dataset and isinstance(default, dict) and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in default.values())
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, type(default))
-
-
-def parameter_problems(chapter: Chapter, values: dict[str, Any], origin: str) -> list[str]:
+def parameter_problems(chapter: Notebook, values: Mapping[str, Any], origin: str) -> list[str]:
     """List what is wrong with parameter values given to a chapter (empty when nothing is).
 
-    Parameters
-    ----------
-    chapter : Chapter
-        The chapter whose ``parameters`` cell the values must fit.
-    values : dict
-        Parameter name -> value, from a profile or the command line.
-    origin : str
-        Where the values come from, prefixed to every message
-        (``"notebooks/profiles/cpu.yaml"``, ``"-p"``).
-
-    Returns
-    -------
-    list of str
-        One message per unknown parameter, value of the wrong type, or
-        attempt to set ``profile`` (the build injects it).
+    The same as :func:`chapter_problems`: one check, by the chapter's declaration.
     """
-    problems = []
-    per_dataset = _per_dataset_parameters(chapter.stem)
-    for name, value in values.items():
-        if name == "profile":
-            problems.append(f"{origin}: `profile` is injected by the build; do not set it")
-        elif name not in chapter.defaults:
-            problems.append(
-                f"{origin}: unknown parameter {name!r} for notebook {chapter.stem!r} "
-                f"(its parameters: {', '.join(sorted(chapter.defaults))})"
-            )
-        elif not _compatible(chapter.defaults[name], value, name in per_dataset):
-            problems.append(
-                f"{origin}: parameter {name!r} of {chapter.stem!r} should be like "
-                f"{chapter.defaults[name]!r} ({type(chapter.defaults[name]).__name__}), got {value!r}"
-            )
-    return problems
+    return chapter_problems(chapter, values, origin)
 
 
 def parse_value(text: str) -> Any:
@@ -426,7 +364,7 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def resolve_chapter(chapter_index: dict[str, Chapter], notebook: str) -> Chapter:
+def resolve_chapter(chapter_index: dict[str, Notebook], notebook: str) -> Notebook:
     """Find a chapter by stem (``"measuring_collapse"``) or notebook path.
 
     Raises
@@ -461,7 +399,7 @@ def _ncutils_digest(root: Path) -> str:
     return _digest([(str(path.relative_to(package)), path.read_text()) for path in files])
 
 
-def plan(root: Path, profile: str, chapter_index: dict[str, Chapter] | None = None) -> list[Job]:
+def plan(root: Path, profile: str, chapter_index: dict[str, Notebook] | None = None) -> list[Job]:
     """Validate one profile and return its jobs in ``_toc.yml`` order.
 
     Parameters
@@ -507,19 +445,15 @@ def plan(root: Path, profile: str, chapter_index: dict[str, Chapter] | None = No
             problems.append(f"_toc.yml: {GENERATED}/{stem} has no notebook notebooks/{stem}.ipynb")
     for stem, overrides in values.items():
         if stem in chapter_index:
-            found = parameter_problems(chapter_index[stem], overrides, origin)
-            problems += found
-            if not found:
-                chapter = chapter_index[stem]
-                problems += chapter_problems(chapter, {**chapter.defaults, **overrides, "profile": profile}, origin)
+            problems += chapter_problems(chapter_index[stem], overrides, origin)
     if problems:
         raise ValueError("invalid book configuration:\n  " + "\n  ".join(problems))
     code = _ncutils_digest(root)
     jobs = []
     for stem in toc:
         chapter = chapter_index[stem]
-        injected = {**values[stem], "profile": profile}
-        parameters = {**chapter.defaults, **injected}
+        injected = {"profile": profile, "overrides": dict(values[stem])}
+        parameters = dict(chapter.declaration.resolve(values[stem], profile=profile))
         key = _digest(_notebook_digest(chapter.path), parameters, code, profile)
         jobs.append(Job(chapter, profile, injected, parameters, key))
     return jobs

@@ -21,7 +21,7 @@ runs, more than one machine should do in one ``make book``. This module
    the next call submits them again.
 
 Chapters whose computation is not a TrainConfig grid have nothing to submit and say
-so (:data:`NOT_GRIDS`): K2 trains its networks with
+so (each declaration's :attr:`~ncutils.chapter.Chapter.trains_nothing`): K2 trains its networks with
 :func:`ncutils.theory.lesde.train_trials` (per-sample SGD of many trials at once, in the
 chapter), G1-G3 optimise the unconstrained features model (:mod:`ncutils.theory.ufm`,
 with its own checkpoints), and ``measuring_collapse`` trains nothing.
@@ -41,23 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ncutils.book import chapters
 from ncutils.book.profiles import plan
 
-__all__ = ["EXECUTORS", "NOT_GRIDS", "TrainingRun", "missing_runs", "train_one",
+__all__ = ["EXECUTORS", "TrainingRun", "missing_runs", "train_one",
            "train_profile", "training_runs"]
 
 EXECUTORS = ("local", "slurm")
-
-
-#: Chapters with no TrainConfig grid (:data:`ncutils.runs_cli.NO_TRAINED_RUNS`), and why
-#: (reported, never submitted).
-NOT_GRIDS: dict[str, str] = {
-    "measuring_collapse": "trains nothing (known-answer features)",
-    "kothapalli_lesde": "K2 trains with ncutils.theory.lesde.train_trials (per-sample SGD over trials, "
-                        "in the chapter), not a TrainConfig grid",
-    "garrod_ufm": "G1-G3 optimise the unconstrained features model (ncutils.theory.ufm, own checkpoints), "
-                  "not a TrainConfig grid",
-}
 
 
 @dataclass
@@ -79,16 +69,17 @@ def training_runs(root: Path, profile: str) -> tuple[list[TrainingRun], dict[str
 
     The profile is validated first (:func:`ncutils.book.profiles.plan`: types and each
     paper module's checks), then :func:`ncutils.runs_cli.profile_configs` (the one list of
-    each chapter's grid: :data:`ncutils.runs_cli.CHAPTER_RUNS`) gives the configs.
+    each chapter's declared :attr:`~ncutils.chapter.Chapter.trains`) gives the configs.
 
     Returns
     -------
     runs : list of TrainingRun
     skipped : dict
-        Chapter stem -> why it has nothing to submit (:data:`NOT_GRIDS`).
+        Chapter stem -> why it has nothing to submit (its declaration's
+        :attr:`~ncutils.chapter.Chapter.trains_nothing`).
     """
     from ncutils import runs as store
-    from ncutils.runs_cli import NO_TRAINED_RUNS, profile_configs
+    from ncutils.runs_cli import profile_configs
 
     stems = [job.stem for job in plan(root, profile)]
     found: dict[str, TrainingRun] = {}
@@ -97,7 +88,7 @@ def training_runs(root: Path, profile: str) -> tuple[list[TrainingRun], dict[str
         run = found.setdefault(key, TrainingRun(key, config))
         if stem not in run.chapters:
             run.chapters.append(stem)
-    skipped = {stem: NOT_GRIDS.get(stem, "declares no TrainConfig grid") for stem in stems if stem in NO_TRAINED_RUNS}
+    skipped = {stem: chapters.chapter(stem).trains_nothing for stem in stems if chapters.chapter(stem).trains is None}
     return list(found.values()), skipped
 
 

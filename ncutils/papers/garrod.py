@@ -40,10 +40,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ncutils import verdicts
+from ncutils import runs, verdicts
+from ncutils.chapter import Budget, Chapter, Finding
 from ncutils.theory import ufm
 
 __all__ = [
+    "CHAPTER",
     "PAPER_SETTINGS",
     "chapter_configs",
     "g1_equal_outliers",
@@ -511,3 +513,58 @@ def g3_verdict(solutions: pd.DataFrame, *, max_grad_norm: float) -> dict[str, An
                    + ", ".join(f"{label} (loss {row.loss:.4g}, gradient norm {row.grad_norm:.1e})"
                                for label, row in lower.sort_values("loss").iterrows()))
     return {**choice, "outcome": verdicts.Outcome(state, reason), "tested": tested}
+
+
+# ----------------------------------------------------------------------------- the chapter
+#: Parameters that do not change a checkpointed ReLU UFM run (the linear run is never
+#: checkpointed: the ``linear_`` parameters do not count either).
+_UFM_IGNORED = ("profile", "relu_workers", "relu_checkpoint", "checkpoint_every")
+
+
+def ufm_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """What keys the chapter's stored UFM runs and dense Hessians: its settings and the UFM code."""
+    modules = sorted(f"theory/ufm/{path.stem}" for path in (runs._PACKAGE_DIR / "theory" / "ufm").glob("*.py"))
+    return {"settings": {name: value for name, value in parameters.items() if name not in _UFM_IGNORED},
+            "source": runs._source_digests([*modules, "stats", "_checks"]),
+            "packages": {name: runs.package_version(name) for name in ("torch", "numpy")}}
+
+
+def scale(parameters: Mapping[str, Any]) -> str:
+    """What the chapter optimises at these parameters, in one line.
+
+    Examples
+    --------
+    >>> scale(CHAPTER.defaults)
+    'K = 3, n = 40, L = 5; linear UFM d = 60, 3000 steps; ReLU UFM d = 65, 20000 steps, 4 seeds'
+    """
+    return (f"K = {parameters['num_classes']}, n = {parameters['per_class']}, L = {parameters['depth']}; "
+            f"linear UFM d = {parameters['linear_width']}, {parameters['linear_steps']} steps; "
+            f"ReLU UFM d = {parameters['relu_width']}, {parameters['relu_steps']} steps, "
+            f"{len(parameters['relu_seeds'])} seeds")
+
+
+CHAPTER = Chapter(
+    stem="garrod_ufm",
+    title="Low-dimensional spectra from deep neural collapse (Garrod & Keating)",
+    defaults={
+        "seed": 0, "num_classes": 3, "per_class": 40, "depth": 5, "lambda_w": 0.01, "lambda_h": 0.01,
+        "linear_width": 60, "linear_layer": 3, "linear_steps": 3000, "linear_lr": 0.1, "linear_polish": 0,
+        "relu_width": 65, "relu_layer": 4, "relu_steps": 20000, "relu_lr": 0.1, "relu_polish": 200,
+        "relu_seeds": [0, 1, 2, 3], "relu_workers": 2, "relu_checkpoint": False, "checkpoint_every": 10000,
+        "momentum": 0.9, "snapshots": 10, "dense_hessian": True,
+    },
+    findings=(
+        Finding("G1", "garrod2024", "At the deep-NC optimum of the deep linear UFM the layer Hessian has K^2 equal "
+                                    "outlier eigenvalues, eigenvectors mu_c(l+1) x mu_c'(l), over a bulk."),
+        Finding("G2", "garrod2024", "The gradient aligns with the Hessian's outlier eigenspace (coefficients 1/K "
+                                    "on the diagonal, 0 off it)."),
+        Finding("G3", "garrod2024", "In the ReLU UFM the Hessian keeps its outliers but they are no longer equal."),
+    ),
+    budget=Budget("Garrod G1-G3", 90.0),
+    validate=validate_parameters,
+    trains_nothing="G1-G3 optimise the unconstrained features model (ncutils.theory.ufm, own checkpoints), "
+                   "not a TrainConfig grid",
+    fingerprint=ufm_fingerprint,
+    scale=scale,
+    paper_setting="K = 3, n = 40, L = 5, d = 65 (ReLU); 10^6 gradient-descent steps",
+)

@@ -23,12 +23,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ncutils import verdicts
+from ncutils import runs, verdicts
+from ncutils._checks import resolve_device
+from ncutils.chapter import Budget, Chapter, Finding
+from ncutils.models import architecture_version
 from ncutils.grid import Grid
 from ncutils.papers.parker.criteria import spearman
 from ncutils.train import TrainConfig
 
 __all__ = [
+    "K1",
+    "K2",
     "K1_METRICS",
     "k1_config",
     "k1_configs",
@@ -597,3 +602,115 @@ def phase_check(table: pd.DataFrame, *, margin: float = 0.1, min_share: float = 
             "points_all": int(len(far)), "passed": bool(share >= min_share),
             "separated_beta_positive": float(positive["separated"].mean()) if len(positive) else float("nan"),
             "rows_beta_positive": int(len(positive))}
+
+
+# ----------------------------------------------------------------------------- the chapters
+#: K1 and K2 share the cpu book's 3 minutes.
+BUDGET = Budget("Kothapalli K1-K2", 180.0)
+
+
+def k1_scale(parameters: Mapping[str, Any]) -> str:
+    """What the K1 chapter trains at these parameters, in one line.
+
+    Examples
+    --------
+    >>> k1_scale(K1.defaults)
+    'MLP and small VGG on mnist5k (1000 training samples); 60 epochs; 1 seed'
+    """
+    names = {"mlp": "MLP", "cnn": "small VGG", "vgg11": "VGG11", "resnet18": "ResNet-18"}
+    networks = " and ".join(names.get(network, network) for network in parameters["networks"])
+    subset = f" ({parameters['limit_train']} training samples)" if parameters.get("limit_train") else ""
+    seeds = len(parameters["seeds"])
+    return (f"{networks} on {', '.join(k1_datasets(parameters))}{subset}; {parameters['epochs']} epochs; "
+            f"{seeds} seed{'s' if seeds != 1 else ''}")
+
+
+def k2_scale(parameters: Mapping[str, Any]) -> str:
+    """What the K2 chapter trains at these parameters, in one line.
+
+    Examples
+    --------
+    >>> k2_scale(K2.defaults)
+    'mlp and cnn on 3 classes of digits; 20 trials x 1500 one-sample SGD steps at 3 label-noise levels'
+    """
+    return (f"{' and '.join(parameters['networks'])} on {len(parameters['classes'])} classes of "
+            f"{parameters['dataset']}; {parameters['trials']} trials x {parameters['iterations']} one-sample SGD "
+            f"steps at {len(parameters['label_noise'])} label-noise levels")
+
+
+#: K2's settings that change what :func:`ncutils.theory.lesde.train_trials` computes, and
+#: the modules it (and the notebook's data loading) runs; its architectures count by version.
+_K2_SETTINGS = ("dataset", "classes", "networks", "label_noise", "trials", "iterations", "lr",
+                "log_every", "probe_per_class", "seed")
+_K2_MODULES = ("theory/lesde", "data", "_checks")
+
+
+def k2_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """What keys the K2 trials in the results store: settings, device type, code and versions."""
+    networks = parameters.get("networks") or {}
+    supplier = runs.DATASET_PACKAGES.get(parameters.get("dataset"))
+    # cpu and cuda give different numbers: the device type the trials run on keys them
+    device = resolve_device(parameters.get("device", "cpu")).type
+    return {"settings": {**{name: parameters.get(name) for name in _K2_SETTINGS}, "device": device},
+            "architectures": {name: [spec.get("arch"), architecture_version(spec.get("arch"))]
+                              for name, spec in networks.items()},
+            "source": runs._source_digests(_K2_MODULES),
+            "packages": {name: runs.package_version(name) for name in ("torch", "numpy", supplier) if name}}
+
+
+_PAPYAN_SETTING = ("VGG11 and ResNet-18 on CIFAR-10 and FashionMNIST, 350 epochs of SGD with "
+                   "learning-rate drops at 1/3 and 2/3 (Papyan, Han and Donoho's protocol)")
+
+K1 = Chapter(
+    stem="kothapalli_terminal_phase",
+    title="K1 · The terminal phase: NC1–NC4 once training error is zero",
+    defaults={"networks": ["mlp", "cnn"], "dataset": "mnist5k", "extra_datasets": [], "epochs": 60,
+              "lr": 0.05, "batch_size": 32, "seeds": [0], "limit_train": 1000, "limit_test": 1000,
+              "device": "auto", "data_dir": None, "download": False},
+    findings=(Finding("K1", "kothapalli2023", "NC1-NC4 emerge in the terminal phase of training and the "
+                                              "classifier becomes the nearest-class-center rule."),),
+    budget=BUDGET,
+    validate=validate_k1_parameters,
+    trains=k1_configs,
+    scale=k1_scale,
+    paper_setting=_PAPYAN_SETTING,
+)
+
+K2 = Chapter(
+    stem="kothapalli_lesde",
+    title="K2 · The locally elastic SDE: alpha against beta",
+    defaults={
+        # the simulated phase diagram (library check)
+        "grid_alphas": [-0.5, -0.4, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        "grid_betas": [-0.5, -0.4, -0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        "sim_steps": 200,
+        "sim_trials": 5,
+        "sim_samples": 20,
+        # trained networks (the verdict)
+        "dataset": "digits",
+        "classes": [0, 1, 2],
+        "networks": {"mlp": {"arch": "mlp", "depth": 3, "width": 64},
+                     "cnn": {"arch": "vgg", "config": [8, "M", 16, "M"], "fc_widths": [32], "batchnorm": False}},
+        "label_noise": [0.0, 0.3333333333333333, 0.6666666666666666],
+        "trials": 20,
+        "iterations": 1500,
+        "lr": 0.01,
+        "log_every": 25,
+        "probe_per_class": 30,
+        "sg_window": 11,
+        "seed": 0,
+        "data_dir": None,
+        "download": False,  # torchvision datasets (gpu, paper: MNIST) are fetched only when True
+        "device": "cpu",  # where the trials train ("auto": a GPU when there is one)
+    },
+    findings=(Finding("K2", "kothapalli2023", "In the locally elastic SDE model features separate and collapse "
+                                              "if and only if the same-class effect beats the cross-class effect "
+                                              "(alpha > beta)."),),
+    budget=BUDGET,
+    validate=validate_k2_parameters,
+    trains_nothing=("K2 trains with ncutils.theory.lesde.train_trials (per-sample SGD over many trials at once), "
+                    "not a TrainConfig grid"),
+    fingerprint=k2_fingerprint,
+    scale=k2_scale,
+    paper_setting="a LeNet-like network on MNIST, 100 trials of 10,000 one-sample SGD steps",
+)

@@ -31,17 +31,20 @@ import torch
 from torch import nn
 
 from ncutils import verdicts
+from ncutils.chapter import Budget, Chapter, Finding
 from ncutils.grid import Grid, GridEntry
 from ncutils.papers.parker.criteria import spearman
 from ncutils.train import TrainConfig
 
 __all__ = [
+    "CHAPTER",
     "CHECKPOINT_EPOCHS",
     "PAPER_ARCHITECTURES",
     "PAPER_TRAINING",
     "RESNET_LR",
     "alignment_exclusions",
     "chapter_grid",
+    "chapter_runs",
     "checkpoint_epochs",
     "consumer_input_dims",
     "decay_milestones",
@@ -51,6 +54,7 @@ __all__ = [
     "r2_run",
     "random_subspace_alignment",
     "rangamani_config",
+    "scale",
     "training_drop",
     "validate_parameters",
     "verdict",
@@ -382,3 +386,64 @@ def verdict(passed: Sequence[bool | None], *, reason_none: str = "no run could b
     if not evaluable:
         return verdicts.inconclusive(reason_none, passed_runs=0, eligible_runs=0)
     return verdicts.combine_runs(evaluable)
+
+
+# ----------------------------------------------------------------------------- the chapter
+def scale(parameters: Mapping[str, Any]) -> str:
+    """What the chapter trains at these parameters, in one line.
+
+    Examples
+    --------
+    >>> scale(CHAPTER.defaults)
+    'MLP 8 x 128 on digits, ConvNet 8 x 32 on digits; 30 epochs; 2 seeds'
+    """
+    names = {"rangamani_mlp": "MLP", "rangamani_convnet": "ConvNet", "resnet18": "ResNet-18"}
+    parts = []
+    for spec in parameters["architectures"].values():
+        kwargs = spec.get("arch_kwargs") or {}
+        size = f" {kwargs['depth']} x {kwargs['width']}" if "depth" in kwargs and "width" in kwargs else ""
+        parts.append(f"{names.get(spec['arch'], spec['arch'])}{size} on {', '.join(spec['datasets'])}")
+    seeds = len(parameters["seeds"])
+    subset = f" ({parameters['limit_train']} training samples)" if parameters.get("limit_train") else ""
+    return f"{', '.join(parts)}{subset}; {parameters['epochs']} epochs; {seeds} seed{'s' if seeds != 1 else ''}"
+
+
+def chapter_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
+    """Every run the chapter trains: :func:`chapter_grid` once per seed."""
+    return chapter_grid(parameters).configs(parameters.get("seeds"))
+
+
+CHAPTER = Chapter(
+    stem="rangamani_intermediate",
+    title="R1-R2 · Intermediate collapse and weight/class-mean alignment",
+    defaults={
+        # the paper's networks, narrower and shallower on cpu (gpu/paper: 10 x 1024 MLP, 20 x 128 ConvNet, ResNet-18)
+        "architectures": {
+            "mlp": {"arch": "rangamani_mlp", "arch_kwargs": {"depth": 8, "width": 128}, "datasets": ["digits"],
+                    "lr": 0.05, "weight_decay": 5e-4, "lr_decay": 0.1, "decay_steps": 3, "batch_size": 64},
+            "convnet": {"arch": "rangamani_convnet", "arch_kwargs": {"depth": 8, "width": 32}, "datasets": ["digits"],
+                        "lr": 0.05, "weight_decay": 5e-4, "lr_decay": 0.1, "decay_steps": 3, "batch_size": 64},
+        },
+        "epochs": 30,
+        "batch_size": 128,
+        "warmup_epochs": 1,
+        "seeds": [0, 1],
+        "limit_train": None,
+        "limit_test": None,
+        "device": "auto",
+        "data_dir": None,
+        "download": False,
+    },
+    findings=(
+        Finding("R1", "rangamani2023", "Within-class covariance shrinks relative to between-class covariance "
+                                       "with depth and over training."),
+        Finding("R2", "rangamani2023", "In the top layers the span of the class means aligns with the top "
+                                       "singular vectors of the layer's weight matrix."),
+    ),
+    budget=Budget("Rangamani R1-R2", 150.0),
+    validate=validate_parameters,
+    trains=chapter_runs,
+    scale=scale,
+    paper_setting=("MLP 10 x 1024, ConvNet 20 x 128 and ResNet-18 on MNIST, FashionMNIST, CIFAR-10 and SVHN; "
+                   "350 epochs of SGD with weight decay, MSE loss"),
+)

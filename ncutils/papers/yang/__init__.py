@@ -29,8 +29,9 @@ Neural Representations", ICML.
 """
 
 from ncutils.papers.yang import configs, criteria, recovery
+from ncutils.papers.yang.chapter import CHAPTER
 from ncutils.papers.yang.configs import *  # noqa: F403
 from ncutils.papers.yang.criteria import *  # noqa: F403
 from ncutils.papers.yang.recovery import *  # noqa: F403
 
-__all__ = sorted({*configs.__all__, *criteria.__all__, *recovery.__all__})
+__all__ = sorted({*configs.__all__, *criteria.__all__, *recovery.__all__, "CHAPTER"})
