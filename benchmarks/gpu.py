@@ -14,13 +14,14 @@ each time is the best of ``--repeats`` rounds, with the device synchronised arou
    classes): ``ncutils.metrics.nc1`` (classes discovered, two passes, C x C route),
    ``ncutils`` with the classes fixed up front (``ClassStats(num_classes=C)``, no host read
    per batch) and the dense float64 route of public code (``Sigma_W``, ``Sigma_B`` as D x D
-   matrices, ``torch.linalg.pinv``), with the relative difference of the values.
-   Target (DESIGN.md section 7): at D = 4,096, N = 10,000 at least 50x.
+   matrices, ``torch.linalg.pinv``: the reference :func:`ncutils.synthetic.dense_nc1`), with
+   the relative difference of the values.
+   Target (the project's performance goal): at D = 4,096, N = 10,000 at least 50x.
 2. **Layer sweep / one forward pass**: ``ncutils.sweep.layer_sweep(..., num_classes=C)`` with
    the device's default memory budget (keep on a CPU, recompute on a GPU), against one plain
    eval-mode forward pass over the same N inputs at the same batch size. The consumer layers'
    alignment SVDs (``sweep.batched_alignments``, a per-layer cost independent of N) are timed
-   inside the same calls and reported beside the ratio, not inside it (DESIGN.md section 8.5).
+   inside the same calls and reported beside the ratio, not inside it (they do not grow with N).
    Target: at most 3x on a GPU, for ResNet-18 (N = 10,000, 32 px) and MLP 7 x 1,024
    (N = 20,000, 28 px).
 3. **Training epoch fp32 vs bf16** (ResNet-18 at batch 512), only when
@@ -50,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ncutils import metrics, sweep, train  # noqa: E402
 from ncutils.models import build_model  # noqa: E402
 from ncutils.stats import ClassStats, ProjectedScatter  # noqa: E402
+from ncutils.synthetic import dense_nc1  # noqa: E402
 
 NUM_CLASSES = 10
 FULL = dict(nc1_n=10_000, nc1_dims=(1024, 4096), resnet_n=10_000, resnet_width=64, mlp_n=20_000,
@@ -94,20 +96,6 @@ def make_features(n: int, dim: int, device: torch.device) -> tuple[torch.Tensor,
     features = 2.0 * torch.randn(NUM_CLASSES, dim, generator=generator)[labels]
     features += torch.randn(n, dim, generator=generator)
     return features.to(device), labels.to(device)
-
-
-def dense_nc1(features: torch.Tensor, labels: torch.Tensor) -> float:
-    """The public-code route in float64 on the features' device: D x D covariances and pinv."""
-    h = features.double()
-    sums = torch.zeros(NUM_CLASSES, h.shape[1], dtype=torch.float64, device=h.device).index_add_(0, labels, h)
-    counts = torch.bincount(labels, minlength=NUM_CLASSES).double()
-    means = sums / counts[:, None]
-    residuals = h - means[labels]
-    sigma_w = residuals.T @ residuals / h.shape[0]
-    centred = means - means.mean(dim=0)
-    sigma_b = centred.T @ centred / NUM_CLASSES
-    pinv = torch.linalg.pinv(sigma_b, rtol=metrics.DEFAULT_RCOND)  # SVD-based, as np.linalg.pinv
-    return float(torch.trace(sigma_w @ pinv)) / NUM_CLASSES
 
 
 def fixed_nc1(features: torch.Tensor, labels: torch.Tensor, batch: int = 4096) -> float:

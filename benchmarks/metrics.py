@@ -9,10 +9,13 @@ What is timed, on the same float32 features (N samples, C Gaussian classes):
 
 * ``ncutils``: ``ncutils.metrics.nc1(features, labels)``, i.e. pass 1 (``ClassStats``)
   + pass 2 (``ProjectedScatter``) + the C x C eigendecomposition; best of 3 runs.
-* ``dense numpy``: the route of public NC code (e.g. ``validate_NC.py`` of Papyan/Han's
-  follow-ups): float64 class means, ``Sigma_W`` (D x D) from the residuals,
-  ``Sigma_B`` (D x D), ``np.trace(Sigma_W @ np.linalg.pinv(Sigma_B, rcond)) / C``; one run.
-* ``dense torch``: the same in float32 with ``torch.linalg.pinv``; one run.
+* ``dense float64``: the route of public NC code (e.g. ``validate_NC.py`` of Papyan/Han's
+  follow-ups), the package's reference :func:`ncutils.synthetic.dense_nc1`: float64 class
+  means, ``Sigma_W`` (D x D) from the residuals, ``Sigma_B`` (D x D),
+  ``trace(Sigma_W @ pinv(Sigma_B, rcond)) / C`` with ``torch.linalg.pinv``; one run.
+  (Up to 2026-12 this route ran in numpy, ``np.linalg.pinv``: the "dense np" columns of
+  ``RESULTS.md``; both are LAPACK SVDs in float64.)
+* ``dense float32``: the same in float32 with ``torch.linalg.pinv``'s default tolerance; one run.
 
 Both routes run with the same torch/BLAS thread count (``--threads``, default: torch's).
 
@@ -44,6 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ncutils import metrics  # noqa: E402
 from ncutils.stats import ClassStats, ProjectedScatter  # noqa: E402
+from ncutils.synthetic import dense_nc1  # noqa: E402
+from ncutils.timing import best_time  # noqa: E402
 
 
 def make_features(n_samples: int, dim: int, num_classes: int, seed: int = 0):
@@ -55,65 +60,31 @@ def make_features(n_samples: int, dim: int, num_classes: int, seed: int = 0):
     return features, labels
 
 
-def dense_nc1_numpy(features: torch.Tensor, labels: torch.Tensor, rcond: float) -> float:
-    """NC1 the way public code does it: D x D float64 covariances and np.linalg.pinv."""
-    h = features.numpy().astype(np.float64)
-    y = labels.numpy()
-    classes = np.unique(y)
-    means = np.stack([h[y == c].mean(axis=0) for c in classes])
-    residuals = h - means[np.searchsorted(classes, y)]
-    sigma_w = residuals.T @ residuals / len(y)
-    centred = means - means.mean(axis=0)
-    sigma_b = centred.T @ centred / len(classes)
-    return float(np.trace(sigma_w @ np.linalg.pinv(sigma_b, rcond=rcond)) / len(classes))
-
-
-def dense_nc1_torch(features: torch.Tensor, labels: torch.Tensor) -> float:
-    """The same in float32 torch with torch.linalg.pinv (its default tolerance)."""
-    classes = torch.unique(labels)
-    means = torch.stack([features[labels == c].mean(dim=0) for c in classes])
-    residuals = features - means[torch.searchsorted(classes, labels)]
-    sigma_w = residuals.T @ residuals / len(labels)
-    centred = means - means.mean(dim=0)
-    sigma_b = centred.T @ centred / len(classes)
-    return float(torch.trace(sigma_w @ torch.linalg.pinv(sigma_b)) / len(classes))
-
-
-def timed(function, *args, repeats: int = 1):
-    """(best wall time in seconds, value of the last call)."""
-    best, value = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        value = function(*args)
-        best = min(best, time.perf_counter() - start)
-    return best, value
-
-
-def compare(dims, n_samples: int, num_classes: int, with_torch: bool) -> list[dict]:
+def compare(dims, n_samples: int, num_classes: int, with_float32: bool) -> list[dict]:
     rows = []
-    header = f"{'D':>6} {'ncutils s':>10} {'dense np s':>11} {'ratio':>8}"
-    if with_torch:
-        header += f" {'dense torch s':>14} {'ratio':>8}"
-    header += f" {'rel. diff (np)':>15}"
+    header = f"{'D':>6} {'ncutils s':>10} {'dense f64 s':>12} {'ratio':>8}"
+    if with_float32:
+        header += f" {'dense f32 s':>12} {'ratio':>8}"
+    header += f" {'rel. diff (f64)':>16}"
     print(header)
     for dim in dims:
         features, labels = make_features(n_samples, dim, num_classes)
-        ours_s, ours = timed(metrics.nc1, features, labels, repeats=3)
-        numpy_s, dense = timed(dense_nc1_numpy, features, labels, metrics.DEFAULT_RCOND)
+        ours_s, ours = best_time(lambda: metrics.nc1(features, labels), repeats=3)
+        dense_s, dense = best_time(lambda: dense_nc1(features, labels, metrics.DEFAULT_RCOND), repeats=1)
         row = {
             "dim": dim,
             "ncutils_s": ours_s,
-            "dense_numpy_s": numpy_s,
-            "ratio_numpy": numpy_s / ours_s,
+            "dense_float64_s": dense_s,
+            "ratio_float64": dense_s / ours_s,
             "nc1": ours,
-            "rel_diff_numpy": abs(ours - dense) / abs(dense),
+            "rel_diff_float64": abs(ours - dense) / abs(dense),
         }
-        line = f"{dim:>6} {ours_s:>10.3f} {numpy_s:>11.2f} {numpy_s / ours_s:>7.0f}x"
-        if with_torch:
-            torch_s, _ = timed(dense_nc1_torch, features, labels)
-            row.update(dense_torch_s=torch_s, ratio_torch=torch_s / ours_s)
-            line += f" {torch_s:>14.2f} {torch_s / ours_s:>7.0f}x"
-        line += f" {row['rel_diff_numpy']:>15.1e}"
+        line = f"{dim:>6} {ours_s:>10.3f} {dense_s:>12.2f} {dense_s / ours_s:>7.0f}x"
+        if with_float32:
+            float32_s, _ = best_time(lambda: dense_nc1(features, labels, None, dtype=torch.float32), repeats=1)
+            row.update(dense_float32_s=float32_s, ratio_float32=float32_s / ours_s)
+            line += f" {float32_s:>12.2f} {float32_s / ours_s:>7.0f}x"
+        line += f" {row['rel_diff_float64']:>16.1e}"
         print(line, flush=True)
         rows.append(row)
         del features
@@ -196,7 +167,8 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=None, help="default 1024 4096")
     parser.add_argument("--big-dim", type=int, default=65_536)
     parser.add_argument("--big-batch", type=int, default=500)
-    parser.add_argument("--no-torch", action="store_true", help="skip the dense torch route")
+    parser.add_argument("--no-float32", "--no-torch", dest="no_float32", action="store_true",
+                        help="skip the dense float32 route")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for both routes (default: torch's choice)")
     parser.add_argument("--_big-child", nargs=4, type=int, help=argparse.SUPPRESS)
@@ -214,7 +186,7 @@ def main() -> None:
           f"load average {load} | torch {torch.__version__}, {torch.get_num_threads()} threads | "
           f"numpy {np.__version__}")
     print(f"exact NC1, N = {args.n:,}, C = {args.classes}, float32 features\n")
-    compare(dims, args.n, args.classes, with_torch=not args.no_torch)
+    compare(dims, args.n, args.classes, with_float32=not args.no_float32)
 
     print(f"\nD = {args.big_dim:,}, N = {big_n:,}, streamed in batches of {args.big_batch} "
           f"(fresh process):")

@@ -74,7 +74,7 @@ def test_exclusions_list_trivial_and_high_baseline_layers():
 # --------------------------------------------------------------------------- nulls
 @pytest.fixture(scope="module")
 def untrained_sweep():
-    """The untrained network (DESIGN 8.2's null for R1 and R2): a paper-style MLP, digits."""
+    """The untrained network (the null for R1 and R2): a paper-style MLP, digits."""
     data = load_dataset("digits", "train", limit=400)
     torch.manual_seed(0)
     model = build_model("rangamani_mlp", input_shape=data.input_shape, num_classes=10, depth=8, width=64)
@@ -130,3 +130,114 @@ def test_nc_layer_and_verdict(untrained_sweep):
     assert rangamani.verdict([True]).state == "inconclusive"
     assert rangamani.verdict([None, None]).state == "inconclusive"
     assert rangamani.verdict([True, None, True]).state == "reproduced"
+
+
+# --------------------------------------------------------------------------- the chapter's loop
+def _measured(sweep: pd.DataFrame, dims, last: pd.DataFrame, *, k: int = 10, weighted_shift: float = 0.0):
+    ours = {0: dict(zip(sweep["name"], sweep["relative_within_trace"])),
+            5: dict(zip(last["name"], last["relative_within_trace"] + weighted_shift))}
+    return rangamani.RunMeasurements(initial=sweep.assign(epoch=0), last=last.assign(epoch=5), last_epoch=5,
+                                     k=k, dims=dims, weighted=ours)
+
+
+def test_judge_run_passes_a_collapse_and_its_nulls_fail(untrained_sweep):
+    sweep, dims = untrained_sweep
+    row, layers = rangamani.judge_run(_measured(sweep, dims, _collapsed(sweep), weighted_shift=1e-3))
+    assert row["R1_passed"] is True and row["R1w_passed"] is True and row["R2_passed"] is True
+    assert row["weighting_gap"] == pytest.approx(1e-3)
+    assert row["null_R1_passed"] is False and row["null_R2_untrained"] in (None, False)
+    assert row["null_R2_random"] is False
+    assert row["nc_layer"] == sweep.sort_values("layer")["name"].iloc[2]
+    assert list(layers["name"]) and set(row["R2_counted"].split(", ")) <= set(layers["name"])
+    # the untrained network as if trained: nothing passes
+    row, _ = rangamani.judge_run(_measured(sweep, dims, sweep))
+    assert row["R1_passed"] is False and row["R2_passed"] in (None, False) and row["nc_layer"] == "none"
+
+
+def test_alignment_tables_hold_rank_k_and_the_plot_rank(untrained_sweep):
+    sweep, dims = untrained_sweep
+    alignments, baselines = rangamani.alignment_tables(_measured(sweep, dims, _collapsed(sweep)))
+    assert set(alignments["rank"]) == {10} and sorted(set(alignments["epoch"])) == [0, 5]
+    assert len(baselines) == len(dims) and baselines["layer"].notna().all()
+    measured = rangamani.RunMeasurements(**{**_measured(sweep, dims, sweep, k=5).__dict__,
+                                            "plot_alignment": {0: sweep, 5: sweep}})
+    alignments, baselines = rangamani.alignment_tables(measured)
+    assert sorted(set(alignments["rank"])) == [5, 10] and sorted(set(baselines["rank"])) == [5, 10]
+
+
+def _per_run(untrained_sweep, eligible):
+    sweep, dims = untrained_sweep
+    rows = []
+    for seed, flag in enumerate(eligible):
+        row, _ = rangamani.judge_run(_measured(sweep, dims, _collapsed(sweep)))
+        rows.append({"architecture": "mlp", "dataset": "digits", "seed": seed, "eligible": flag, **row})
+    return pd.DataFrame(rows)
+
+
+def test_verdict_texts_and_records(untrained_sweep):
+    per_run = _per_run(untrained_sweep, [True, True, False])
+    facts = rangamani.verdict_facts(per_run)
+    assert facts["R_nc_layers"].count("mlp/digits/seed") == 3  # every run
+    assert facts["R2_nulls"].count("untrained") == 2  # eligible runs only
+    r1 = rangamani.r1_finding(per_run, excluded="mlp/digits/seed 2 (0.500)")
+    assert r1["outcome"].state == "reproduced" and r1["value"].startswith("2/2 runs pass")
+    assert "2/3 of >= 2" in r1["criterion"] and "DESIGN" not in r1["criterion"]
+    assert r1["tested"].startswith("mlp/digits/seed 0, mlp/digits/seed 1 (eligible")
+    assert len(r1["details"]["runs"]) == 3 and r1["details"]["excluded"].startswith("mlp/digits/seed 2")
+    r2 = rangamani.r2_finding(per_run, pd.DataFrame())
+    assert r2["outcome"].state == "reproduced" and r2["value"].startswith("2/2 runs pass; min alignment 0.950")
+    none = rangamani.r1_finding(_per_run(untrained_sweep, [False]), excluded="all")
+    assert none["value"] == "no eligible run" and none["outcome"].state == "inconclusive"
+
+
+def test_runs_table_training_facts_and_run_selection():
+    from types import SimpleNamespace
+
+    def run(accuracies):
+        history = pd.DataFrame({"epoch": range(1, len(accuracies) + 1), "train_acc": accuracies,
+                                "test_acc": [0.5] * len(accuracies)})
+        return SimpleNamespace(history=history, train_seconds=1.0)
+
+    result = SimpleNamespace(results={("mlp", "digits", 0): run([0.5, 1.0, 1.0]),
+                                      ("mlp", "digits", 1): run([0.5, 0.9]),
+                                      ("convnet", "digits", 0): run([1.0])})
+    runs = rangamani.runs_table(result, min_train_acc=0.99)
+    assert list(runs["eligible"]) == [True, False, True] and list(runs["first_100%"].fillna(-1)) == [2, -1, 1]
+    facts = rangamani.training_facts(runs)
+    assert facts == {"R_excluded": "mlp/digits/seed 1 (0.900)", "R_runs": "2 of 3",
+                     "R_train_acc": "1.0000, 0.9000, 1.0000"}
+    assert list(rangamani.of_run(runs, ("mlp", "digits", 1))["train_acc"]) == [0.9]
+    key, _ = rangamani.first_run(result, "convnet")
+    assert key == ("convnet", "digits", 0)
+    assert rangamani.scaled_epochs(15, [1, 2, 3, 5, 10, 15]) == [1, 3, 15]  # 4 ties 3 and 5: the first
+
+
+def test_stored_measurements_read_the_store_and_match_a_fresh_sweep(tmp_path):
+    # 12 Gaussian classes: C != 10, so the rank-10 alignment of the paper's plot is computed apart,
+    # from the stored statistics; it must be what a fresh rank-10 sweep of the weights gives
+    import dataclasses
+
+    from ncutils.grid import Grid, GridEntry, run_grid
+    from ncutils.train import load_data
+
+    net = {"arch": "rangamani_mlp", "arch_kwargs": {"depth": 3, "width": 16}, "datasets": ["gaussian"],
+           "lr": 0.05, "weight_decay": 5e-4, "lr_decay": 0.1, "decay_steps": 3, "batch_size": 32}
+    grid = rangamani.chapter_grid({"architectures": {"mlp": net}, "epochs": 2, "batch_size": 32,
+                                   "warmup_epochs": 1, "device": "cpu", "limit_train": 200, "limit_test": 50})
+    grid = Grid(tuple(GridEntry(entry.labels, dataclasses.replace(entry.config, dataset_kwargs={"num_classes": 12,
+                                                                                                "dim": 16}))
+                      for entry in grid.entries))
+    result = run_grid(grid, seeds=[0], runs_dir=str(tmp_path), progress=False, workers=1)
+    run = result.results[("mlp", "gaussian", 0)]
+    measured = rangamani.stored_measurements(run)
+    assert measured.k == 12 and measured.last_epoch == 2 and sorted(measured.plot_alignment) == [0, 2]
+    train_data, _ = load_data(run.config)
+    for epoch in (0, 2):
+        fresh = layer_sweep(run.model_at(epoch), train_data.inputs, train_data.labels, alignment_rank=10,
+                            metrics=["alignment"])
+        pd.testing.assert_series_equal(measured.plot_alignment[epoch]["alignment"], fresh["alignment"],
+                                       rtol=1e-9)
+        stats = run.statistics_at(epoch).class_stats()
+        assert set(measured.weighted[epoch]) == set(stats)
+    criteria = rangamani.judge_runs(result, rangamani.runs_table(result))
+    assert len(criteria.per_run) == 1 and sorted(set(criteria.alignments["rank"])) == [10, 12]

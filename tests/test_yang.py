@@ -383,3 +383,38 @@ def test_shuffled_baseline_and_series_through_the_pipeline(tiny_grid):
     assert series["nc1_ratio"].iloc[0] == 1.0 and series["statistic_kept"].iloc[0] == 1.0
     assert np.isnan(series["train_acc"].iloc[0]) and series["train_acc"].iloc[1:].between(0, 1).all()
     assert yang.y1_epoch_series(result, **TINY_OPTIONS)["from_cache"].all()
+
+
+# ----------------------------------------------------------------------------- the chapter's texts
+def test_y1_facts_and_finding():
+    recovery, runs = y1_tables(0.95, 0.52, seeds=(0, 1, 2))
+    runs.loc[runs["seed"] == 2, "train_acc"] = 0.5  # one run left out
+    table = yang.y1_table(recovery, runs, **THRESHOLDS)
+    facts = yang.y1_facts(table, shuffled_seeds=[])
+    assert facts["Y1_runs"] == "2 of 2" and facts["Y1_collapsed"] == "2 of 2"
+    assert facts["Y1_excluded"] == "digits/mod5/seed 2" and facts["Y1_shuffled_seeds"] == "none"
+    assert facts["Y1_fraction_min"] == pytest.approx(0.95 / 0.97)
+    assert facts["Y1_null_max"] == pytest.approx(0.52) and facts["Y1_null_at_chance"] == "2 of 2"
+    finding = yang.y1_finding(table, facts, {"Y1_series_runs": 2}, architecture="mlp", pairings=["mod5"],
+                              seeds=[0, 1, 2], reference_seeds=[0], shuffled_seeds=[], **THRESHOLDS)
+    assert finding["outcome"].state == yang.y1_outcome(table).state == verdicts.REPRODUCED
+    assert finding["value"] == "recovered / fine-trained test accuracy 0.98-0.98; coarse NC1 last/init <= 0.050"
+    assert finding["tested"] == "mlp on digits, pairings mod5, seeds [0, 1, 2] (2 eligible runs), reference seeds [0]"
+    assert finding["details"]["series"] == {"Y1_series_runs": 2} and len(finding["details"]["runs"]) == 3
+    assert "2/3 of >= 2" in finding["criterion"]
+
+
+def test_y2_facts_and_finding():
+    table = yang.y2_table(*y2_tables(0.97, 0.8), **Y2_THRESHOLDS)
+    facts = yang.y2_facts(table)
+    assert facts["Y2_runs"] == "2 of 2"
+    assert facts["Y2_separated_accuracy_min"] == pytest.approx(0.97)
+    assert facts["Y2_kept_min"] == pytest.approx(0.8) and facts["Y2_unseparated_accuracy_max"] == pytest.approx(0.51)
+    finding = yang.y2_finding(table, facts, separations=[0.0, 2.0, 4.0], separated=[4.0], unseparated=[0.0],
+                              epochs=[5, 100], seeds=[0, 1], arch_kwargs={"depth": 3}, data={"dim": 16},
+                              max_nc1_ratio=0.1, min_keep=0.5, min_accuracy=0.9, chance_quantile=0.99)
+    assert finding["outcome"].state == verdicts.REPRODUCED
+    assert finding["value"] == "separated: recovered 0.97-0.97, statistic kept 0.80-0.80; unseparated: max 0.510"
+    assert finding["criterion"].startswith("per seed at 100 epochs: separated -> coarse NC1 <= 0.1 x initial")
+    assert finding["tested"] == ("MLP {'depth': 3} on gaussian {'dim': 16}, fine_separation [0.0, 2.0, 4.0], "
+                                 "seeds [0, 1], 100 epochs")

@@ -1,7 +1,7 @@
 """Rangamani, Lindegaard, Galanti, Poggio (ICML 2023), chapters R1-R2: settings and criteria.
 
 The settings are those of the official code (``mariuslindegaard/Intermediate_Neural_Collapse``,
-branch ICML2023; ``papers/NOTES.md`` section 2): MSE on one-hot targets, SGD with momentum
+branch ICML2023): MSE on one-hot targets, SGD with momentum
 0.9, batch 128, one linear warm-up epoch, multi-step decay at ``i * epochs // steps``,
 350 epochs, weights kept at :data:`CHECKPOINT_EPOCHS`; ``mlp_large`` and ``convnet_deep``
 (:func:`ncutils.models.build_model` ``"rangamani_mlp"``, ``"rangamani_convnet"``) with lr
@@ -9,8 +9,13 @@ branch ICML2023; ``papers/NOTES.md`` section 2): MSE on one-hot targets, SGD wit
 grid's rates (decay 0.1 in 2 steps).
 
 The criteria are pure functions of layer-sweep tables (:func:`ncutils.sweep.layer_sweep`
-columns, one run) and return a dict with ``passed``; :func:`verdict` combines runs by
-DESIGN.md 8.3 (:func:`ncutils.verdicts.combine_runs`).
+columns, one run) and return a dict with ``passed``; :func:`verdict` combines runs
+(:func:`ncutils.verdicts.combine_runs`: reproduced when at least 2/3 of at least 2 evaluable
+runs pass, not reproduced at most 1/3, inconclusive otherwise). The chapter's loop over its
+runs lives here too: :func:`runs_table` (eligibility), :func:`stored_measurements` (what is
+read from the results store: nothing is trained), :func:`judge_run` / :func:`judge_runs`
+(R1, R2 and their nulls) and the texts of its verdicts (:func:`verdict_facts`,
+:func:`r1_finding`, :func:`r2_finding`).
 
 References
 ----------
@@ -23,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,23 +47,40 @@ __all__ = [
     "CHECKPOINT_EPOCHS",
     "PAPER_ARCHITECTURES",
     "PAPER_TRAINING",
+    "PLOT_RANK",
     "RESNET_LR",
+    "RUN_COLUMNS",
+    "ChapterCriteria",
+    "RunMeasurements",
     "alignment_exclusions",
+    "alignment_tables",
     "chapter_grid",
     "chapter_runs",
     "checkpoint_epochs",
     "consumer_input_dims",
     "decay_milestones",
     "depth_trend",
+    "first_run",
+    "judge_run",
+    "judge_runs",
     "nc_layer",
+    "of_run",
+    "r1_finding",
     "r1_run",
+    "r2_finding",
     "r2_run",
     "random_subspace_alignment",
     "rangamani_config",
+    "runs_table",
     "scale",
+    "scaled_epochs",
+    "shown_epochs",
+    "stored_measurements",
     "training_drop",
+    "training_facts",
     "validate_parameters",
     "verdict",
+    "verdict_facts",
 ]
 
 #: Epochs whose weights the official code logs (``log-epochs`` of matrix_customnets.yaml).
@@ -241,7 +264,7 @@ def random_subspace_alignment(n: int, k: int, *, draws: int = 2000, seed: int = 
 
     Examples
     --------
-    >>> round(random_subspace_alignment(32, 10, draws=500), 2)  # DESIGN 8.6: 0.49
+    >>> round(random_subspace_alignment(32, 10, draws=500), 2)
     0.49
     """
     if k < 1 or n < 1:
@@ -318,7 +341,8 @@ def alignment_exclusions(dims: Mapping[str, int], k: int, *, max_random: float =
                          draws: int = 2000) -> pd.DataFrame:
     """Per probe point with a consumer: its dimension ``n``, the random-subspace expected
     alignment at ``k`` and why it is left out of R2 (``"trivial: n <= k"``, ``"random
-    baseline > max_random"``) or ``""`` when it counts (DESIGN 8.6)."""
+    baseline > max_random"``: a random matrix would already align that well) or ``""`` when it
+    counts."""
     rows = []
     for name, n in dims.items():
         baseline = random_subspace_alignment(n, k, draws=draws)
@@ -380,12 +404,373 @@ def r2_run(initial: pd.DataFrame, last: pd.DataFrame, dims: Mapping[str, int], *
 
 
 def verdict(passed: Sequence[bool | None], *, reason_none: str = "no run could be evaluated") -> verdicts.Outcome:
-    """DESIGN 8.3 over the evaluable runs (``None`` entries are left out): reproduced at
+    """The runs combined, over the evaluable ones (``None`` entries are left out): reproduced at
     >= 2/3 of at least 2 runs, not reproduced at <= 1/3, inconclusive otherwise."""
     evaluable = [bool(flag) for flag in passed if flag is not None]
     if not evaluable:
         return verdicts.inconclusive(reason_none, passed_runs=0, eligible_runs=0)
     return verdicts.combine_runs(evaluable)
+
+
+# --------------------------------------------------------------------------- the chapter's runs
+#: The labels of one run in the chapter's tables (a :func:`chapter_grid` key plus the seed).
+RUN_COLUMNS: tuple[str, ...] = ("architecture", "dataset", "seed")
+
+
+def runs_table(result: Any, *, min_train_acc: float = 0.99) -> pd.DataFrame:
+    """One row per trained run of a :func:`chapter_grid` result: how far it trained, and whether
+    it is eligible (train accuracy at the last epoch at least ``min_train_acc``).
+
+    Parameters
+    ----------
+    result : ncutils.grid.GridResult
+        Keyed ``(architecture, dataset, seed)``.
+    min_train_acc : float, default 0.99
+
+    Returns
+    -------
+    DataFrame
+        ``architecture``, ``dataset``, ``seed``, ``epochs``, ``train_acc``, ``test_acc`` (last
+        epoch), ``first_100%`` (first epoch at 100% train accuracy, NaN if none),
+        ``train_seconds`` and ``eligible``.
+    """
+    rows = []
+    for (architecture, dataset, seed), run in result.results.items():
+        history = run.history
+        rows.append({"architecture": architecture, "dataset": dataset, "seed": seed,
+                     "epochs": int(history["epoch"].max()), "train_acc": float(history["train_acc"].iloc[-1]),
+                     "test_acc": float(history["test_acc"].iloc[-1]),
+                     "first_100%": history.loc[history["train_acc"] >= 1.0, "epoch"].min(),
+                     "train_seconds": run.train_seconds})
+    table = pd.DataFrame(rows)
+    table["eligible"] = table["train_acc"] >= min_train_acc
+    return table
+
+
+def _run_name(row: Any) -> str:
+    return f"{row.architecture}/{row.dataset}/seed {row.seed}"
+
+
+def training_facts(runs: pd.DataFrame) -> dict[str, str]:
+    """The chapter's glue texts on :func:`runs_table`: ``R_excluded`` (runs left out, with their
+    train accuracy), ``R_runs`` ("k of n" eligible) and ``R_train_acc`` (every final train accuracy).
+
+    Example
+    -------
+    >>> runs = pd.DataFrame({"architecture": ["mlp", "mlp"], "dataset": "digits", "seed": [0, 1],
+    ...                      "train_acc": [1.0, 0.5], "eligible": [True, False]})
+    >>> training_facts(runs)["R_excluded"], training_facts(runs)["R_runs"]
+    ('mlp/digits/seed 1 (0.500)', '1 of 2')
+    """
+    excluded = ", ".join(f"{_run_name(r)} ({r.train_acc:.3f})" for r in runs.itertuples() if not r.eligible)
+    return {"R_excluded": excluded or "none",
+            "R_runs": f"{int(runs['eligible'].sum())} of {len(runs)}",
+            "R_train_acc": ", ".join(f"{a:.4f}" for a in runs["train_acc"])}
+
+
+def of_run(frame: pd.DataFrame, key: Sequence[Any]) -> pd.DataFrame:
+    """The rows of ``frame`` for one run, ``key`` = ``(architecture, dataset, seed)``."""
+    mask = np.ones(len(frame), dtype=bool)
+    for column, value in zip(RUN_COLUMNS, key):
+        mask &= (frame[column] == value).to_numpy()
+    return frame[mask]
+
+
+def first_run(result: Any, architecture: str) -> tuple[tuple[Any, ...], Any]:
+    """``(key, run)`` of the first run of ``architecture`` in a :func:`chapter_grid` result (the
+    one the chapter's figures show)."""
+    key = next(key for key in result.results if key[0] == architecture)
+    return key, result.results[key]
+
+
+def scaled_epochs(run_epochs: int, stored: Sequence[int], paper_epochs: Sequence[int] = (10, 100, 350),
+                  paper_length: int = 350) -> list[int]:
+    """The stored epochs nearest to the paper's plotted epochs scaled to a run of ``run_epochs``.
+
+    The official plots show epochs 10, 100 and 350 of 350; a shorter run shows
+    ``round(run_epochs * e / 350)`` (at least 1) for each, each replaced by the nearest stored
+    epoch (duplicates dropped).
+
+    Example
+    -------
+    >>> scaled_epochs(30, [1, 2, 3, 5, 10, 20, 30])
+    [1, 10, 30]
+    """
+    wanted = [max(1, round(run_epochs * e / paper_length)) for e in paper_epochs]
+    return sorted({min(stored, key=lambda s: abs(s - w)) for w in wanted})
+
+
+def shown_epochs(run: Any) -> list[int]:
+    """:func:`scaled_epochs` of a trained run: among its swept epochs after the initialisation."""
+    stored = sorted(run.sweeps["epoch"].unique())
+    return scaled_epochs(run.config.epochs, [e for e in stored if e > 0])
+
+
+# --------------------------------------------------------------------------- measured per run
+#: The rank of the paper's alignment plot (its datasets have 10 classes).
+PLOT_RANK = 10
+
+
+@dataclass(frozen=True)
+class RunMeasurements:
+    """What R1 and R2 read off one stored run: its sweeps at epoch 0 and the last epoch.
+
+    Attributes
+    ----------
+    initial, last : DataFrame
+        The layer sweeps (:func:`ncutils.sweep.layer_sweep` columns) at epoch 0 and the last
+        swept epoch, alignment at rank ``k``.
+    last_epoch : int
+    k : int
+        The number of classes (the classifier's outputs).
+    dims : dict
+        :func:`consumer_input_dims` of the network.
+    weighted : dict
+        Epoch (0, last) -> probe point -> Rangamani's class-weighted relative within trace.
+    plot_alignment : dict
+        Epoch (0, last) -> sweep with the alignment at rank :data:`PLOT_RANK`, when ``k``
+        differs from it; empty otherwise.
+    """
+
+    initial: pd.DataFrame
+    last: pd.DataFrame
+    last_epoch: int
+    k: int
+    dims: dict[str, int]
+    weighted: dict[int, dict[str, float]]
+    plot_alignment: dict[int, pd.DataFrame] = field(default_factory=dict)
+
+
+def stored_measurements(run: Any) -> RunMeasurements:
+    """:class:`RunMeasurements` of one trained run, read from the results store.
+
+    The sweeps are the run's (loaded with it). Rangamani's class-weighted traces and, where
+    the number of classes is not :data:`PLOT_RANK`, the alignment at that rank are computed
+    from the sweep statistics the store keeps for the run's epochs
+    (:meth:`ncutils.train.RunResult.statistics_at`, i.e. :func:`ncutils.runs.stored_statistics`):
+    no forward pass once they are stored, and nothing is trained.
+
+    Parameters
+    ----------
+    run : ncutils.train.RunResult
+    """
+    from ncutils.metrics import class_weighted_relative_traces_from_stats
+    from ncutils.sweep import sweep_table
+
+    sweeps = run.sweeps
+    last_epoch = int(sweeps["epoch"].max())
+    k = int(run.model.get_submodule(run.model.classifier_name).out_features)
+    weighted, plot_alignment = {}, {}
+    for epoch in (0, last_epoch):
+        statistics = run.statistics_at(epoch)
+        weighted[epoch] = {name: class_weighted_relative_traces_from_stats(stats)[0]
+                           for name, stats in statistics.class_stats().items()}
+        if k != PLOT_RANK:  # the paper's plot uses rank 10: computed apart where C != 10
+            plot_alignment[epoch] = sweep_table(statistics, run.model_at(epoch), alignment_rank=PLOT_RANK)
+    return RunMeasurements(initial=sweeps[sweeps["epoch"] == 0], last=sweeps[sweeps["epoch"] == last_epoch],
+                           last_epoch=last_epoch, k=k, dims=consumer_input_dims(run.model),
+                           weighted=weighted, plot_alignment=plot_alignment)
+
+
+# --------------------------------------------------------------------------- judged per run
+def judge_run(measured: RunMeasurements, *, max_spearman: float = -0.7, min_factor: float = 10.0,
+              top_threshold: float = 0.2, min_alignment: float = 0.9, min_margin: float = 0.2,
+              max_random: float = 0.5, nc_cdnv: float = 0.2) -> tuple[dict[str, Any], pd.DataFrame]:
+    """R1 and R2 of one run, with Rangamani's weighting beside ours and the two nulls.
+
+    Pure: everything comes from ``measured``. R1 (:func:`r1_run`) with our relative within
+    trace and with the class-weighted one (``R1w_*``; ``weighting_gap`` the largest difference
+    between the two over layers and both epochs); R2 (:func:`r2_run`) at rank ``k``; the
+    nulls: the untrained network (epoch 0 judged as if it were the last) for R1 and R2, and a
+    random matrix (each layer's alignment replaced by the random-subspace expectation) for R2;
+    the official NC layer (:func:`nc_layer`, CDNV below ``nc_cdnv``).
+
+    Returns
+    -------
+    (dict, DataFrame)
+        The run's row of the chapter's table (``nc_layer``, ``R1_*``, ``R1w_*``,
+        ``weighting_gap``, ``R2_*``, ``null_*``), and :func:`r2_run`'s table of its top layers.
+    """
+    initial, last, weighted = measured.initial, measured.last, measured.weighted
+    r1_options = dict(max_spearman=max_spearman, min_factor=min_factor)
+    r2_options = dict(k=measured.k, top_threshold=top_threshold, min_alignment=min_alignment,
+                      min_margin=min_margin, max_random=max_random)
+    r1 = r1_run(initial, last, **r1_options)
+    r2 = r2_run(initial, last, measured.dims, **r2_options)
+
+    def swap(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
+        return frame.assign(relative_within_trace=frame["name"].map(weighted[epoch]))
+
+    pairs = ((initial, 0), (last, measured.last_epoch))
+    r1_weighted = r1_run(swap(initial, 0), swap(last, measured.last_epoch), **r1_options)
+    weighting_gap = max(abs(swap(frame, epoch)["relative_within_trace"] - frame["relative_within_trace"]).max()
+                        for frame, epoch in pairs)
+    r1_null = r1_run(initial, initial, **r1_options)
+    r2_null = r2_run(initial, initial, measured.dims, **r2_options)
+    exclusions = alignment_exclusions(measured.dims, measured.k, max_random=max_random)
+    random_last = last.assign(alignment=last["name"].map(dict(zip(exclusions["name"], exclusions["random"]))))
+    r2_random = r2_run(initial, random_last, measured.dims, **r2_options)
+    row = {
+        "nc_layer": nc_layer(last, threshold=nc_cdnv) or "none",
+        "R1_spearman": r1["spearman"], "R1_initial": r1["initial"], "R1_final": r1["final"],
+        "R1_factor": r1["factor"], "R1_passed": r1["passed"],
+        "R1w_spearman": r1_weighted["spearman"], "R1w_factor": r1_weighted["factor"],
+        "R1w_passed": r1_weighted["passed"], "weighting_gap": weighting_gap,
+        "R2_top": ", ".join(r2["layers"]["name"]) or "none", "R2_counted": ", ".join(r2["counted"]) or "none",
+        "R2_excluded": "; ".join(r2["excluded"]) or "none",
+        "R2_min_alignment": r2["min_alignment"], "R2_margin_init": r2["min_margin_init"],
+        "R2_margin_random": r2["min_margin_random"], "R2_passed": r2["passed"],
+        "null_R1_spearman": r1_null["spearman"], "null_R1_factor": r1_null["factor"],
+        "null_R1_passed": r1_null["passed"], "null_R2_untrained": r2_null["passed"],
+        "null_R2_random": r2_random["passed"],
+    }
+    return row, r2["layers"]
+
+
+def alignment_tables(measured: RunMeasurements, *,
+                     max_random: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The alignment figure's data for one run: alignment by layer, and the random baselines.
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        ``layer``, ``name``, ``alignment``, ``rank``, ``epoch`` at epoch 0 and the last epoch, at
+        rank ``k`` and (when it differs) :data:`PLOT_RANK`; and :func:`alignment_exclusions` at
+        each of those ranks with ``rank`` and ``layer``.
+    """
+    alignments = [frame[["layer", "name", "alignment"]].assign(rank=measured.k, epoch=epoch)
+                  for epoch, frame in ((0, measured.initial), (measured.last_epoch, measured.last))]
+    alignments += [frame[["layer", "name", "alignment"]].assign(rank=PLOT_RANK, epoch=epoch)
+                   for epoch, frame in measured.plot_alignment.items()]
+    layers = dict(zip(measured.last["name"], measured.last["layer"]))
+    baselines = []
+    for rank in sorted({measured.k, PLOT_RANK}):
+        table = alignment_exclusions(measured.dims, rank, max_random=max_random)
+        baselines.append(table.assign(rank=rank, layer=table["name"].map(layers)))
+    return pd.concat(alignments, ignore_index=True), pd.concat(baselines, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class ChapterCriteria:
+    """R1 and R2 over the chapter's runs (:func:`judge_runs`).
+
+    Attributes
+    ----------
+    per_run : DataFrame
+        One row per run: :data:`RUN_COLUMNS`, ``eligible`` and :func:`judge_run`'s columns.
+    top_layers : DataFrame
+        Every run's top layers (:func:`r2_run`), labelled by run.
+    alignments, baselines : DataFrame
+        :func:`alignment_tables` of every run, labelled by run.
+    """
+
+    per_run: pd.DataFrame
+    top_layers: pd.DataFrame
+    alignments: pd.DataFrame
+    baselines: pd.DataFrame
+
+
+def judge_runs(result: Any, runs: pd.DataFrame, *, max_spearman: float = -0.7, min_factor: float = 10.0,
+               top_threshold: float = 0.2, min_alignment: float = 0.9, min_margin: float = 0.2,
+               max_random: float = 0.5, nc_cdnv: float = 0.2) -> ChapterCriteria:
+    """:func:`stored_measurements` and :func:`judge_run` on every run of a :func:`chapter_grid`
+    result; ``runs`` (:func:`runs_table`) says which are eligible. Thresholds as
+    :func:`judge_run`."""
+    per_run, layer_tables, alignments, baselines = [], [], [], []
+    for key, run in result.results.items():
+        label = dict(zip(RUN_COLUMNS, key))
+        measured = stored_measurements(run)
+        row, layers = judge_run(measured, max_spearman=max_spearman, min_factor=min_factor,
+                                top_threshold=top_threshold, min_alignment=min_alignment, min_margin=min_margin,
+                                max_random=max_random, nc_cdnv=nc_cdnv)
+        eligible = bool(of_run(runs, key)["eligible"].iloc[0])
+        per_run.append({**label, "eligible": eligible, **row})
+        layer_tables.append(layers.assign(**label))
+        run_alignments, run_baselines = alignment_tables(measured, max_random=max_random)
+        alignments.append(run_alignments.assign(**label))
+        baselines.append(run_baselines.assign(**label))
+    return ChapterCriteria(pd.DataFrame(per_run), pd.concat(layer_tables, ignore_index=True),
+                           pd.concat(alignments, ignore_index=True), pd.concat(baselines, ignore_index=True))
+
+
+# --------------------------------------------------------------------------- the verdicts' texts
+def _run_names(frame: pd.DataFrame) -> str:
+    return ", ".join(_run_name(r) for r in frame.itertuples()) or "no run"
+
+
+def verdict_facts(per_run: pd.DataFrame) -> dict[str, str]:
+    """The glue texts of the chapter's verdict prose, from :attr:`ChapterCriteria.per_run`.
+
+    ``R1_nulls`` and ``R1_weighted`` (per eligible run: the untrained network's R1 numbers,
+    R1 with Rangamani's weighting), ``R_weighting_gap`` (largest gap between the weightings,
+    every run), ``R_nc_layers`` (every run's NC layer), ``R2_counted``, ``R2_excluded`` and
+    ``R2_nulls`` (per eligible run: the top layers counted, those left out, and whether the
+    untrained and random-matrix nulls pass).
+    """
+    eligible = per_run[per_run["eligible"]]
+    return {
+        "R1_nulls": ", ".join(f"Spearman {r.null_R1_spearman:.2f}, fall {r.null_R1_factor:.3g}x"
+                              for r in eligible.itertuples()) or "none",
+        "R1_weighted": ", ".join(
+            f"Spearman {r.R1w_spearman:.2f}, fall {r.R1w_factor:.3g}x ({'pass' if r.R1w_passed else 'fail'})"
+            for r in eligible.itertuples()) or "none",
+        "R_weighting_gap": f"{per_run['weighting_gap'].max():.2g}",
+        "R_nc_layers": ", ".join(f"{_run_name(r)}: {r.nc_layer}" for r in per_run.itertuples()),
+        "R2_counted": "; ".join(f"{_run_name(r)}: {r.R2_counted}" for r in eligible.itertuples()) or "none",
+        "R2_excluded": "; ".join(f"{_run_name(r)}: {r.R2_excluded}" for r in eligible.itertuples()) or "none",
+        "R2_nulls": ", ".join(f"untrained {r.null_R2_untrained}, random {r.null_R2_random}"
+                              for r in eligible.itertuples()) or "none",
+    }
+
+
+def r1_finding(per_run: pd.DataFrame, *, excluded: str, min_train_acc: float = 0.99,
+               max_spearman: float = -0.7, min_factor: float = 10.0) -> dict[str, Any]:
+    """R1's record (the arguments of :func:`ncutils.book.findings.record` but its id and the
+    parameters): claim, value, criterion, outcome (:func:`verdict` over the eligible runs),
+    tested and details. ``excluded`` names the runs left out (:func:`training_facts`)."""
+    eligible = per_run[per_run["eligible"]]
+    value = (f"{int(eligible['R1_passed'].sum())}/{len(eligible)} runs pass; Spearman "
+             + ", ".join(f"{v:.2f}" for v in eligible["R1_spearman"]) + "; fall at the last hidden layer "
+             + ", ".join(f"{v:.3g}x" for v in eligible["R1_factor"])) if len(eligible) else "no eligible run"
+    return {
+        "claim": "The relative within-class trace falls with depth at the last epoch and, at the last hidden "
+                 f"layer, over training (tested on {_run_names(eligible)}).",
+        "value": value,
+        "criterion": f"per eligible run: Spearman(layer, log tr S_W/(tr S_W + tr S_B)) <= {max_spearman} at the "
+                     f"last epoch and a fall >= {min_factor:g}x at the last hidden layer from epoch 0; reproduced "
+                     "when >= 2/3 of >= 2 eligible runs pass",
+        "outcome": verdict(list(eligible["R1_passed"]), reason_none="no eligible run"),
+        "tested": f"{_run_names(eligible)} (eligible runs: train accuracy >= {min_train_acc:.0%})",
+        "details": {"runs": per_run[["architecture", "dataset", "seed", "R1_spearman", "R1_factor", "R1_passed",
+                                     "R1w_spearman", "R1w_factor", "R1w_passed", "null_R1_spearman",
+                                     "null_R1_factor", "nc_layer"]].to_dict("records"), "excluded": excluded},
+    }
+
+
+def r2_finding(per_run: pd.DataFrame, top_layers: pd.DataFrame, *, top_threshold: float = 0.2,
+               min_alignment: float = 0.9, min_margin: float = 0.2, max_random: float = 0.5) -> dict[str, Any]:
+    """R2's record, as :func:`r1_finding`: the runs judged are the eligible ones with a counted
+    top layer (``R2_passed`` not None); ``top_layers`` from :attr:`ChapterCriteria.top_layers`."""
+    eligible = per_run[per_run["eligible"]]
+    evaluable = eligible[eligible["R2_passed"].notna()]
+    value = (f"{int(evaluable['R2_passed'].astype(bool).sum())}/{len(evaluable)} runs pass; min alignment "
+             + ", ".join(f"{v:.3f}" for v in evaluable["R2_min_alignment"]) + "; min margin over init "
+             + ", ".join(f"{v:.3f}" for v in evaluable["R2_margin_init"]) + "; over random "
+             + ", ".join(f"{v:.3f}" for v in evaluable["R2_margin_random"])) if len(evaluable) else "no evaluable run"
+    return {
+        "claim": f"In the top layers (relative within trace below {top_threshold:g}) the class means' span aligns "
+                 f"with the top singular vectors of the layer's weight (tested on {_run_names(evaluable)}).",
+        "value": value,
+        "criterion": f"per eligible run, every counted top layer: alignment at k = C >= {min_alignment} and "
+                     f">= {min_margin} above both its value at initialisation and a random matrix's expectation; "
+                     f"layers with n <= k or a random k-subspace above {max_random} left out; reproduced when "
+                     ">= 2/3 of >= 2 evaluable runs pass",
+        "outcome": verdict(list(eligible["R2_passed"]), reason_none="no eligible run with a top layer that counts"),
+        "tested": f"{_run_names(evaluable)} (eligible runs with a counted top layer)",
+        "details": {"top_layers": top_layers.to_dict("records"), "excluded_layers": list(per_run["R2_excluded"]),
+                    "nulls": per_run[["architecture", "dataset", "seed", "null_R2_untrained",
+                                      "null_R2_random"]].to_dict("records")},
+    }
 
 
 # ----------------------------------------------------------------------------- the chapter

@@ -1,6 +1,6 @@
 """Yang, Steinhardt, Hu (2023), chapters Y1-Y2: fine-grained structure survives collapse.
 
-Three modules, all names re-exported here (``from ncutils.papers import yang``). *Configurations*
+Four modules, all names re-exported here (``from ncutils.papers import yang``). *Configurations*
 (:mod:`~ncutils.papers.yang.configs`): :func:`yang_config` (one run: cross-entropy, SGD with momentum
 and a step decay), :func:`y1_grid` (networks trained on coarse labels, pairs of classes
 merged, beside the same network trained on the fine labels: the reference, and on shuffled
@@ -16,11 +16,15 @@ through the results store (each k-means kept as a ``computed`` entry keyed by
 to ``metrics.py`` clusters nothing again), and :func:`y1_epoch_series` /
 :func:`epoch_series_facts` follow each coarse run across its stored epochs. *Criteria*
 (:mod:`~ncutils.papers.yang.criteria`): :func:`y1_table` / :func:`y1_outcome` and :func:`y2_table` / :func:`y2_outcome`, pure
-functions of those tables with every threshold an argument (DESIGN.md 8.6); the runs are
-combined by :func:`ncutils.verdicts.combine_runs` (DESIGN.md 8.3).
+functions of those tables with every threshold an argument, fixed before the results; the runs
+are combined by :func:`ncutils.verdicts.combine_runs` (reproduced when at least 2/3 of at least
+2 eligible runs pass, not reproduced at most 1/3, inconclusive otherwise). *Report*
+(:mod:`~ncutils.papers.yang.report`): :func:`y1_facts` / :func:`y2_facts` (the numbers the
+chapter's prose quotes) and :func:`y1_finding` / :func:`y2_finding` (each finding's record).
 
-No official code exists (``papers/NOTES.md`` section 3). Everything below that the paper does
-not confirm is an *assumption* and :data:`ASSUMPTIONS` lists each one, for the chapter to show.
+No official code exists, and only the paper's abstract could be read. Everything below that the
+paper does not confirm is an *assumption* and :data:`ASSUMPTIONS` lists each one, for the chapter
+to show.
 
 References
 ----------
@@ -28,10 +32,11 @@ Yang, Steinhardt, Hu (2023), "Are Neurons Actually Collapsed? On the Fine-Graine
 Neural Representations", ICML.
 """
 
-from ncutils.papers.yang import configs, criteria, recovery
+from ncutils.papers.yang import configs, criteria, recovery, report
 from ncutils.papers.yang.chapter import CHAPTER
 from ncutils.papers.yang.configs import *  # noqa: F403
 from ncutils.papers.yang.criteria import *  # noqa: F403
 from ncutils.papers.yang.recovery import *  # noqa: F403
+from ncutils.papers.yang.report import *  # noqa: F403
 
-__all__ = sorted({*configs.__all__, *criteria.__all__, *recovery.__all__, "CHAPTER"})
+__all__ = sorted({*configs.__all__, *criteria.__all__, *recovery.__all__, *report.__all__, "CHAPTER"})

@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 PAIRINGS: dict[str, dict[int, int]] = {
-    # c and c + 5 merged (NOTES.md's default; CIFAR-10: airplane+dog, automobile+frog,
+    # c and c + 5 merged (the default pairing; CIFAR-10: airplane+dog, automobile+frog,
     # bird+horse, cat+ship, deer+truck): pairs that share no obvious meaning
     "mod5": modulo_label_map(10, 5),
     # CIFAR-10 pairs of similar classes, the harder case for recovery: airplane+ship,
@@ -46,9 +46,10 @@ PAIRINGS: dict[str, dict[int, int]] = {
 YANG_TRAINING: dict[str, Any] = {"loss": "ce", "optimizer": "sgd", "momentum": 0.9,
                                  "schedule": "multistep", "lr_decay": 0.1}
 
-#: What the chapter assumes where the paper could not be read (NOTES.md section 3).
+#: What the chapter assumes where the paper could not be read (only its abstract could).
 ASSUMPTIONS: tuple[str, ...] = (
-    "Pairing: classes c and c + 5 form a super-class (NOTES.md's default); on CIFAR-10 a "
+    "Pairing: classes c and c + 5 form a super-class (our default: pairs that share no obvious "
+    "meaning); on CIFAR-10 a "
     "semantic pairing (airplane+ship, automobile+truck, cat+dog, deer+horse, bird+frog) is a "
     "robustness check on the gpu and paper profiles.",
     "Architecture: ResNet-18 (CIFAR stem) on CIFAR-10; on the cpu profile an MLP with 5 hidden "

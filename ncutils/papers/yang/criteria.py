@@ -1,8 +1,9 @@
 """Yang et al. (2023), Y1-Y2: the pre-registered criteria, pure functions of the recovery tables.
 
 :func:`y1_table` / :func:`y1_outcome` and :func:`y2_table` / :func:`y2_outcome`, with every
-threshold an argument (DESIGN.md 8.6); the runs are combined by
-:func:`ncutils.verdicts.combine_runs` (DESIGN.md 8.3).
+threshold an argument, fixed before the results; the runs are combined by
+:func:`ncutils.verdicts.combine_runs` (reproduced when at least 2/3 of at least 2 eligible runs
+pass, not reproduced at most 1/3, inconclusive otherwise).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def y1_table(recovery: pd.DataFrame, runs: pd.DataFrame, *, min_train_acc: float
     """Y1 per coarse-trained run: did collapse happen, and are the fine labels recovered?
 
     A run is *eligible* when its coarse train accuracy is at least ``min_train_acc``. It
-    *passes* when both halves hold (DESIGN.md 8.6): **collapse** — coarse NC1 of the
+    *passes* when both halves hold: **collapse** — coarse NC1 of the
     penultimate features at the last epoch is at most ``max_nc1_ratio`` times its value at
     initialisation — and **recovery** — the fine test accuracy recovered by clustering (test
     points inside their true coarse class) is at least ``min_fraction`` times the reference:
@@ -49,7 +50,7 @@ def y1_table(recovery: pd.DataFrame, runs: pd.DataFrame, *, min_train_acc: float
     reach ``min_train_acc``. The baselines (raw input, initialisation, and the network of the
     same group trained on shuffled coarse labels: ``source="shuffled"`` rows, mean over its
     seeds) and the null (random fine labels) are reported with their margins; they are no
-    condition (DESIGN.md 8.6).
+    condition (raw k-means can be strong without saying anything about survival).
 
     Parameters
     ----------
@@ -140,7 +141,7 @@ def y1_table(recovery: pd.DataFrame, runs: pd.DataFrame, *, min_train_acc: float
 
 
 def y1_outcome(table: pd.DataFrame) -> verdicts.Outcome:
-    """Combine :func:`y1_table`'s eligible runs (DESIGN.md 8.3); inconclusive without a reference.
+    """Combine :func:`y1_table`'s eligible runs (reproduced at >= 2/3 of >= 2); inconclusive without a reference.
 
     Example
     -------
@@ -161,7 +162,7 @@ def y1_outcome(table: pd.DataFrame) -> verdicts.Outcome:
 def y2_table(recovery: pd.DataFrame, runs: pd.DataFrame, *, separated: Sequence[float],
              unseparated: Sequence[float], min_train_acc: float, max_nc1_ratio: float,
              min_keep: float, min_accuracy: float) -> pd.DataFrame:
-    """Y2 per (fine separation, seed) at the longest training: the checks of DESIGN.md 8.6.
+    """Y2 per (fine separation, seed) at the longest training: the chapter's pre-registered checks.
 
     Where the fine clusters are ``separated`` in input space: coarse NC1 falls at least
     ``1 / max_nc1_ratio`` times from initialisation, the fine-structure statistic keeps at
@@ -238,7 +239,7 @@ def y2_table(recovery: pd.DataFrame, runs: pd.DataFrame, *, separated: Sequence[
 
 
 def y2_outcome(table: pd.DataFrame) -> verdicts.Outcome:
-    """One run of Y2 is one seed: it passes when every judged setting passes (DESIGN.md 8.3).
+    """One run of Y2 is one seed: it passes when every judged setting passes (runs combined at >= 2/3 of >= 2).
 
     A seed is eligible when every judged (separated or unseparated) setting is eligible.
 

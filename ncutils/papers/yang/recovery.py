@@ -309,7 +309,7 @@ def measure(model: nn.Module, config: TrainConfig, *, sources: Sequence[str] = _
     are recovered with :func:`ncutils.cluster.fine_structure` (k-means per coarse class) and
     scored with their permutation chance level; with ``null=True`` the same is done once more
     on the trained features with fine labels drawn at random inside each coarse class
-    (:func:`ncutils.cluster.random_fine_labels`, train and test): the null of DESIGN.md 8.2.
+    (:func:`ncutils.cluster.random_fine_labels`, train and test): the null, which must stay at chance.
     Nothing is cached here (a bare model has no store key): :func:`measure_run` is the same
     for a stored run, through the results store.
 
