@@ -299,7 +299,7 @@ def test_an_amendment_is_dated_shown_and_listed_on_the_scoreboard(findings_path)
                                original_result="not reproduced: -0.62", parameters=PARAMETERS)
     card = findings._AmendmentCard(entry)._repr_html_()
     assert 'class="nc-amendment"' in card and "Amendment to P1, 2026-12-01" in card
-    assert "<em>Pre-registered criterion:</em> Spearman &lt;= -0.7 over all layers" in card
+    assert "<em>Pre-registered criterion:</em> Spearman ≤ -0.7 over all layers" in card
     assert "<em>Its result:</em> not reproduced: -0.62" in card and "<em>Reason:</em> the input" in card
     # the same amendment again replaces itself; a later one is listed after it
     findings.amendment("P1", "2026-12-01", "Spearman <= -0.7 over all layers", "Spearman <= -0.7 over the hidden "
