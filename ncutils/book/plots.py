@@ -23,7 +23,7 @@ import html
 import io
 import itertools
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 from matplotlib.axes import Axes
