@@ -90,6 +90,12 @@ def test_tables_show_blank_cells_and_a_note_instead_of_nan():
     assert plots.BLANK_NOTE not in plots.table_html(frame.fillna(0))
 
 
+def test_tables_show_settings_dicts_as_text_not_python():
+    frame = pd.DataFrame({"arch": ["mlp", "vgg"], "arch_kwargs": [{"depth": 7, "width": 128}, None]})
+    cells = re.findall(r"<td>([^<]*)</td>", plots.table_html(frame))
+    assert cells == ["mlp", "depth=7, width=128", "vgg", ""]
+
+
 class _Formatter:
     def __init__(self):
         self.type_printers = {}

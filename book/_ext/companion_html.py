@@ -5,9 +5,10 @@
   ``<span class="math">\\(...\\)</span>`` by :mod:`ncutils.book.findings`) would show raw TeX.
   The asset policy "always" adds it to every page.
 * **Each script once.** sphinx-thebe adds its inline configuration (``const THEBE_JS_URL = ...``)
-  every time Sphinx reads the sources, so a page can carry it twice, and the second ``const``
-  is a console error ("Identifier 'THEBE_JS_URL' has already been declared"). Identical
-  scripts are dropped from each page's context.
+  once to the registry and once to the builder (file name ``None`` in one, ``""`` in the other),
+  so every page carried it twice, and the second ``const`` is a console error ("Identifier
+  'THEBE_JS_URL' has already been declared"). Identical scripts are dropped from each page's
+  context.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 def _script_key(script: Any) -> tuple:
     attributes = getattr(script, "attributes", {}) or {}
-    return (getattr(script, "filename", str(script)), tuple(sorted((str(k), str(v)) for k, v in attributes.items())))
+    # an inline script has the file name None when an extension adds it, "" once the builder has
+    return (getattr(script, "filename", str(script)) or "", tuple(sorted((str(k), str(v)) for k, v in attributes.items())))
 
 
 def _dedupe_scripts(app, pagename: str, templatename: str, context: dict, doctree) -> None:
@@ -36,6 +38,7 @@ def _dedupe_scripts(app, pagename: str, templatename: str, context: dict, doctre
 
 def setup(app) -> dict[str, Any]:
     app.set_html_assets_policy("always")
-    # last, after every extension has added its scripts
-    app.connect("html-page-context", _dedupe_scripts, priority=990)
+    # early: html-page-context is emitted with emit_firstresult, so a handler after one that returns
+    # a template name never runs
+    app.connect("html-page-context", _dedupe_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

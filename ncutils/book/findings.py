@@ -428,6 +428,12 @@ def _runs_text(runs: Mapping[str, Any]) -> str:
     return text + (f" ({'; '.join(extras)})" if extras else "")
 
 
+def _provenance_html(record: Mapping[str, Any]) -> str:
+    """A card's provenance (profile, seed, device, commit, parameters), folded: one click away."""
+    return (f'<details class="nc-provenance"><summary>Provenance</summary>'
+            f"<p>{html.escape(provenance.describe(record))}</p></details>")
+
+
 class _Card:
     """Display object for a verdict: HTML in the book, text elsewhere."""
 
@@ -455,8 +461,8 @@ class _Card:
             f'<div class="nc-verdict nc-{status}" data-id="{escape(entry["id"])}">'
             f'<p class="nc-verdict-title"><strong>{escape(entry["id"])}: {escape(entry["verdict"])}</strong></p>'
             + "".join(lines)
-            + f'<p class="nc-provenance">{escape(provenance.describe(entry["provenance"]))}</p>'
-            "</div>"
+            + _provenance_html(entry["provenance"])
+            + "</div>"
         )
 
     def __repr__(self) -> str:
@@ -685,8 +691,8 @@ class _AmendmentCard:
             f'<p class="nc-amendment-title"><strong>Amendment to {escape(entry["id"])}, '
             f'{escape(entry["date"])}</strong></p>'
             "<p>" + "<br>".join(rows) + "</p>"
-            f'<p class="nc-provenance">{escape(provenance.describe(entry["provenance"]))}</p>'
-            "</div>"
+            + _provenance_html(entry["provenance"])
+            + "</div>"
         )
 
     def __repr__(self) -> str:

@@ -191,6 +191,12 @@ def figure_html(figure: Figure) -> str:
     )
 
 
+def _mapping_text(value):
+    if not isinstance(value, Mapping):
+        return value
+    return ", ".join(f"{key}={_mapping_text(item) if isinstance(item, Mapping) else item}" for key, item in value.items())
+
+
 def table_html(frame: pd.DataFrame) -> str:
     """A data table as HTML with missing values as blank cells and a note saying so.
 
@@ -202,7 +208,8 @@ def table_html(frame: pd.DataFrame) -> str:
     -------
     str
         pandas' own HTML (same row and column limits as its notebook display) with ``NaN``,
-        ``None`` and ``NaT`` written as empty cells, then :data:`BLANK_NOTE` when there were any.
+        ``None`` and ``NaT`` written as empty cells, then :data:`BLANK_NOTE` when there were any;
+        a cell holding a dict (e.g. an architecture's settings) reads ``depth=7, width=128``.
 
     Example
     -------
@@ -210,6 +217,12 @@ def table_html(frame: pd.DataFrame) -> str:
     False
     """
     missing = frame.isna()
+    mappings = [position for position in range(frame.shape[1]) if frame.dtypes.iloc[position] == object
+                and frame.iloc[:, position].map(lambda value: isinstance(value, Mapping)).any()]
+    if mappings:  # a dict of settings reads as "depth=7, width=128", not as Python
+        frame = frame.copy()
+        for position in mappings:
+            frame.isetitem(position, frame.iloc[:, position].map(_mapping_text))
     if missing.to_numpy().any():
         # to_html's na_rep covers NaN but writes None in object columns as "None"; numeric
         # columns keep their dtype (and pandas' number format)
@@ -852,3 +865,8 @@ def phase_diagram_plot(
 
 
 __all__ += ["metric_panels", "phase_diagram_plot"]
+
+
+# A notebook that imports this module shows its data tables without NaN (and its figures with
+# their captions) from the first table on, not only once it has drawn a figure.
+_enable_notebook_display()
