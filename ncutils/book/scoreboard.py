@@ -136,7 +136,8 @@ def _verdict_cell(entry: Mapping[str, Any] | None, finding_id: str, *, outdated:
     parts = [_badge(entry["verdict"], note="outdated" if outdated else None)]
     if entry.get("value") is not None:
         parts.append(f'<span class="nc-measured">{tex_html(_format_value(entry["value"]))}</span>')
-    if reason and entry.get("reason") and entry["verdict"] == verdicts.INCONCLUSIVE:
+    if (reason and entry.get("reason") and entry["verdict"] == verdicts.INCONCLUSIVE
+            and str(entry["reason"]) != _format_value(entry.get("value"))):  # not the same words twice
         parts.append(f'<span class="nc-reason">{tex_html(entry["reason"])}</span>')
     if entry.get("criterion"):
         parts.append(f'<span class="nc-criterion">criterion: {tex_html(entry["criterion"])}</span>')
