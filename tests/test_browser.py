@@ -320,3 +320,30 @@ def test_every_chapter_shows_its_verdict_box_in_the_first_screen(page_reports, v
     late = {page: f"{report['verdict_box']:.0f} px > {report['screen']} px" for page, report in chapters.items()
             if report["verdict_box"] is not None and report["verdict_box"] >= report["screen"]}
     assert not missing and not late, f"without a verdict box: {missing}; below the first screen: {late}"
+
+
+def test_the_checks_flag_nan_raw_dicts_and_markdown_but_not_ordinary_words():
+    clean = {"text": "Nanjing financial data: 0.5, {x} and * one star", "page_overflow": 0, "main_overflow": 0,
+             "wide": []}
+    assert _problems(clean, []) == []
+    for text, what in (("value NaN here", "'nan'"), ("{'depth': 3}", "raw Python dict"), ("**bold**", "raw Markdown")):
+        assert what in _problems({**clean, "text": text}, [])[0]
+    assert _problems({**clean, "page_overflow": 12}, [])[0].startswith("horizontal overflow")
+    assert _problems(clean, ["boom"]) == ["console error: boom"]
+
+
+def test_each_script_is_kept_once_whatever_its_file_name():
+    import sys
+
+    sys.path.insert(0, str(REPO / "book" / "_ext"))
+    try:
+        import companion_html
+    finally:
+        sys.path.pop(0)
+    from sphinx.builders.html._assets import _JavaScript
+
+    scripts = [_JavaScript(None, body="const A = 1"), _JavaScript("x.js"), _JavaScript("", body="const A = 1"),
+               _JavaScript("x.js")]
+    context = {"script_files": scripts}
+    companion_html._dedupe_scripts(None, "page", "page.html", context, None)
+    assert [str(script) for script in context["script_files"]] == [str(scripts[0]), str(scripts[1])]
