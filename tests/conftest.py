@@ -1,6 +1,12 @@
-"""Shared test helpers: tiny training configs and a one-thread torch fixture."""
+"""Shared test helpers: tiny training configs, a one-thread torch fixture, the smoke build of the book."""
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,3 +33,37 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------- the whole book
+
+REPO = Path(__file__).resolve().parent.parent
+IGNORED = {".git", ".venv", "_build", "runs", "__pycache__", ".pytest_cache", ".hypothesis", ".ipynb_checkpoints"}
+
+
+def _ignore(directory: str, names: list[str]) -> set[str]:
+    skipped = {name for name in names if name in IGNORED or name.endswith(".egg-info")}
+    if Path(directory).resolve() == (REPO / "book").resolve():
+        skipped.add("generated")
+    return skipped
+
+
+def _build(root: Path) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(root)}
+    environment.pop("NC_FINDINGS_FILE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ncutils.book", "build", "--profile", "smoke"],
+        cwd=root, env=environment, capture_output=True, text=True, timeout=900,
+    )
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """The whole book built twice on the smoke profile in a copy of the working tree: (root, first, second)."""
+    root = tmp_path_factory.mktemp("book") / "repo"
+    shutil.copytree(REPO, root, ignore=_ignore)
+    first = _build(root)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    second = _build(root)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    return root, first, second

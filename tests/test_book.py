@@ -7,9 +7,7 @@ smoke profile (twice: the second build must reuse every notebook).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -255,34 +253,8 @@ def test_every_profile_of_the_repository_is_valid():
 
 # --------------------------------------------------------------------------- the whole book
 
-IGNORED = {".git", ".venv", "_build", "runs", "__pycache__", ".pytest_cache", ".hypothesis", ".ipynb_checkpoints"}
-
-
-def _ignore(directory: str, names: list[str]) -> set[str]:
-    skipped = {name for name in names if name in IGNORED or name.endswith(".egg-info")}
-    if Path(directory).resolve() == (REPO / "book").resolve():
-        skipped.add("generated")
-    return skipped
-
-
-def _build(root: Path) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(root)}
-    environment.pop("NC_FINDINGS_FILE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "ncutils.book", "build", "--profile", "smoke"],
-        cwd=root, env=environment, capture_output=True, text=True, timeout=900,
-    )
-
-
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory):
-    root = tmp_path_factory.mktemp("book") / "repo"
-    shutil.copytree(REPO, root, ignore=_ignore)
-    first = _build(root)
-    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
-    second = _build(root)
-    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
-    return root, first, second
+# The smoke build of the whole book is the session fixture ``built_book`` of tests/conftest.py,
+# shared with tests/test_browser.py.
 
 
 @pytest.mark.slow
@@ -319,8 +291,9 @@ def test_every_chapter_page_has_its_figures_and_verdicts(built_book):
     root, _, _ = built_book
     for stem in profiles.toc_chapters(root):
         notebook = nbformat.read(str(root / "book" / "generated" / f"{stem}.ipynb"), as_version=4)
-        figures = sum("image/png" in output.get("data", {}) for cell in notebook.cells
-                      for output in cell.get("outputs", []))
+        # plots.figure_html: a figure is stored as HTML (image, numbered caption, provenance)
+        figures = sum("image/png" in output.get("data", {}) or 'class="nc-figure"' in output.get("data", {}).get("text/html", "")
+                      for cell in notebook.cells for output in cell.get("outputs", []))
         page = (root / "_build" / "html" / "book" / "generated" / f"{stem}.html").read_text()
         assert figures >= 1, f"{stem} produced no figure"
         assert page.count("<img") >= figures, f"{stem}: figures missing from the page"

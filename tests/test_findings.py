@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -169,12 +170,19 @@ def _entry(identifier, passed, value, notebook="chapter_x", profile="cpu", **fie
 
 
 def _row(markdown, finding_id):
-    """The matrix row of a finding: profile -> (badge word, tooltip, note)."""
+    """The table row of a finding: profile (or profile/kind for amended columns) -> what its cell shows."""
     row = re.search(rf'<tr data-id="{finding_id}">(.*?)</tr>', markdown).group(1)
-    cells = re.findall(r'<td data-profile="([^"]+)"><span class="nc-badge ([\w-]+)"(?: title="([^"]*)")?>([^<]+)</span>'
-                       r'(?:<span class="nc-badge-note">([^<]+)</span>)?</td>', row)
-    return {profile: (html.unescape(word), css, html.unescape(title) or None, note or None)
-            for profile, css, title, word, note in cells}
+    cells = {}
+    for profile, kind, content in re.findall(r'<td data-profile="([^"]*)" data-kind="(\w+)" data-label="[^"]*">(.*?)</td>', row):
+        def part(css_class):
+            found = re.search(rf'<span class="{css_class}">(.*?)</span>', content)
+            return html.unescape(re.sub(r"<[^>]+>", "", found.group(1))) if found else None
+        badge = re.search(r'<span class="nc-badge ([\w-]+)">([^<]+)</span>', content)
+        key = profile if kind in ("verdict", "placeholder") else f"{profile}/{kind}"
+        cells[key] = {"word": html.unescape(badge.group(2)) if badge else None, "css": badge.group(1) if badge else None,
+                      "measured": part("nc-measured"), "criterion": part("nc-criterion"), "reason": part("nc-reason"),
+                      "note": part("nc-badge-note"), "text": html.unescape(re.sub(r"<[^>]+>", "", content))}
+    return cells
 
 
 def _details(markdown, finding_id):
@@ -195,20 +203,76 @@ def test_scoreboard_shows_every_finding_and_never_passes_unrun_ones():
     board = scoreboard.scoreboard_markdown(content, ["smoke", "cpu"], outdated={"cpu": ["chapter_x"]})
     matrix = board.split("## Criteria and tested claims")[0]
     assert "✅" not in board and "❌" not in board and "❔" not in board  # no emoji font needed
+    assert ' title="' not in matrix  # nothing only on hover
+    # smoke recorded nothing: one line, not a column of "not yet run"
+    assert re.search(r'<p class="nc-not-run-line">Not run in this build: <strong>smoke</strong>\.', matrix)
     for finding_id in findings.FINDINGS:
-        assert set(_row(matrix, finding_id)) == {"smoke", "cpu"}
+        assert set(_row(matrix, finding_id)) == {"cpu"}
         assert f"### {finding_id} · " in board
-    assert [cell[0] for cell in _row(matrix, "G3").values()] == ["not yet run"] * 2
     for finding_id in [f.id for f in findings.FINDINGS.values() if f.id not in ("P1", "R2")]:
-        expected = scoreboard.placeholder(finding_id)
-        assert [cell[0] for cell in _row(matrix, finding_id).values()] == [expected] * 2
-    p1 = _row(matrix, "P1")
-    assert p1["smoke"][:2] == ("not yet run", "nc-not-run")
-    assert p1["cpu"] == ("reproduced", "nc-pass", "reproduced (0.5) — outdated", "outdated")
-    assert _row(matrix, "R2")["cpu"][:3] == ("not reproduced", "nc-fail", "not reproduced (0.25) — outdated")
+        assert _row(matrix, finding_id)["cpu"]["word"] == scoreboard.placeholder(finding_id)
+    p1 = _row(matrix, "P1")["cpu"]
+    assert (p1["word"], p1["css"], p1["measured"], p1["criterion"], p1["note"]) == (
+        "reproduced", "nc-pass", "0.5", "criterion: c", "outdated")
+    r2 = _row(matrix, "R2")["cpu"]
+    assert (r2["word"], r2["css"], r2["measured"]) == ("not reproduced", "nc-fail", "0.25")
     assert "cpu: **reproduced** (0.5) — outdated" in _line(_details(board, "P1"), "Verdicts")
+    assert _line(_details(board, "P1"), "Verdicts").endswith("; not run: smoke")
     assert "chapter_x.etf" in board.split("## Checks of the library")[1]
     assert "chapter_x.etf" not in board.split("## Every recorded verdict")[0]
+
+
+def test_scoreboard_sets_the_pre_registered_verdict_beside_the_amended_one():
+    amendment = {"id": "P1", "date": "2026-12-01", "original": "Spearman <= -0.7 in every run",
+                 "replacement": "r", "reason": "why", "original_result": "not reproduced: 1 of 3 runs",
+                 "provenance": {}}
+    content = {"schema": 1, "profiles": {"cpu": {"findings": {"P1": _entry("P1", True, -0.9), "P2": _entry("P2", False, 0.1)},
+                                                 "checks": {}, "amendments": {"P1": [amendment]}}}}
+    row = _row(scoreboard.scoreboard_markdown(content, ["cpu"]), "P1")
+    assert row["cpu/original"]["word"] == "not reproduced" and row["cpu/original"]["measured"] == "1 of 3 runs"
+    assert row["cpu/original"]["criterion"] == "criterion: Spearman ≤ -0.7 in every run"
+    assert "amended 2026-12-01" in row["cpu/original"]["text"]
+    assert row["cpu/amended"]["word"] == "reproduced" and row["cpu/amended"]["measured"] == "-0.9"
+    p2 = _row(scoreboard.scoreboard_markdown(content, ["cpu"]), "P2")
+    assert p2["cpu/original"]["word"] == "not reproduced" and p2["cpu/amended"]["text"] == "not amended"
+
+
+def test_scoreboard_shows_the_scale_of_the_record_else_of_the_declaration_else_nothing(monkeypatch):
+    content = {"schema": 1, "profiles": {"cpu": {"findings": {
+        "P1": _entry("P1", True, 0.5, scale="MLP width 64, 3 seeds"),
+        "P2": _entry("P2", True, 0.5, scale={"epochs": 30, "seeds": 3})}, "checks": {}}}}
+    declared = dataclasses.replace(findings.FINDINGS["P3"])
+    object.__setattr__(declared, "scale", "ResNet-18 on CIFAR-10")  # the declaration's field, when it exists
+    monkeypatch.setitem(findings.FINDINGS, "P3", declared)
+    board = scoreboard.scoreboard_markdown(content, ["cpu"])
+    scale = {finding_id: re.search(rf'<tr data-id="{finding_id}">.*?<td class="nc-scale" data-label="Scale">(.*?)</td>',
+                                   board).group(1) for finding_id in ("P1", "P2", "P3", "P4")}
+    assert scale == {"P1": "MLP width 64, 3 seeds", "P2": "epochs 30, seeds 3", "P3": "ResNet-18 on CIFAR-10", "P4": ""}
+    assert "- *Scale*: MLP width 64, 3 seeds" in _details(board, "P1")
+
+
+def test_introduction_table_shows_each_finding_with_its_verdict_number_reason_and_chapter():
+    content = {"schema": 1, "profiles": {
+        "smoke": {"findings": {"P1": _entry("P1", False, 0.1, profile="smoke")}, "checks": {}},
+        "cpu": {"findings": {"P1": _entry("P1", True, -0.93, runs={"passed": 3, "eligible": 3, "threshold": "t",
+                                                                   "margin": 0.3}),
+                             "P4": _entry("P4", None, None, verdict="inconclusive", reason="only 2 eligible datasets")},
+                "checks": {}}}}
+    table = scoreboard.findings_markdown(content)
+    assert table.startswith("Verdicts of the **cpu** profile")
+    assert table.count("<tr data-id=") == len(findings.FINDINGS)
+    p1 = re.search(r'<tr data-id="P1">(.*?)</tr>', table).group(1)
+    assert '<span class="nc-badge nc-pass">reproduced</span><span class="nc-measured">-0.93</span>' in p1
+    assert '<span class="nc-criterion">criterion: c</span>' in p1
+    assert '<td class="nc-why" data-label="Why">3 of 3 eligible runs pass</td>' in p1
+    assert '<a href="generated/parker_p1_depth.html">' in p1 and '<a href="scoreboard.html#scoreboard-p1">' in p1
+    p4 = re.search(r'<tr data-id="P4">(.*?)</tr>', table).group(1)
+    assert "inconclusive" in p4 and "only 2 eligible datasets" in p4
+    k2 = re.search(r'<tr data-id="K2">(.*?)</tr>', table).group(1)
+    assert "not yet run" in k2
+    assert r'<span class="math notranslate nohighlight">\(\alpha &gt; \beta\)</span>' in k2  # TeX, not ASCII
+    assert scoreboard.findings_markdown(content, "smoke").startswith("Verdicts of the **smoke** profile")
+    assert scoreboard.findings_markdown({"schema": 1, "profiles": {}}).startswith("No verdict of the **cpu** profile")
 
 
 def test_merge_lets_later_records_win():
@@ -246,11 +310,12 @@ def test_environment_lists_package_versions():
 
 def test_scoreboard_says_no_chapter_yet_for_every_finding_without_a_chapter():
     board = scoreboard.scoreboard_markdown({"schema": 1, "profiles": {}}, ["smoke", "cpu", "gpu", "paper"])
+    assert "No profile has recorded a verdict yet" in board
     without = [finding.id for finding in findings.FINDINGS.values() if finding.chapter is None]
     for finding_id in findings.FINDINGS:
-        words = [cell[0] for cell in _row(board, finding_id).values()]
+        words = [cell["word"] for cell in _row(board, finding_id).values()]
         expected = "no chapter yet" if finding_id in without else "not yet run"
-        assert words == [expected] * 4
+        assert words == [expected]
         details = _details(board, finding_id)
         assert _line(details, "Tested claim").endswith(": —") and _line(details, "Criterion").endswith(": —")
 
@@ -284,13 +349,14 @@ def test_scoreboard_shows_the_tested_claim_and_inconclusive_reasons():
     p4 = _details(board, "P4")
     assert _line(p4, "Tested claim") == "- *Tested claim*: MLP on digits and mnist1d"
     assert "cpu: **inconclusive**: only 2 eligible datasets" in _line(p4, "Verdicts")
-    assert _row(board, "P4")["cpu"][:3] == ("inconclusive", "nc-inconclusive", "inconclusive: only 2 eligible datasets")
+    cell = _row(board, "P4")["cpu"]
+    assert (cell["word"], cell["css"], cell["reason"]) == ("inconclusive", "nc-inconclusive", "only 2 eligible datasets")
     p1 = _details(board, "P1")
     assert _line(p1, "Tested claim") == "- *Tested claim*: smoke: MLP, seed 0; cpu: MLP, seeds 0-2"
     assert "cpu: **reproduced** (-0.9), 2 of 3 runs" in _line(p1, "Verdicts")
     assert _line(_details(board, "P2"), "Tested claim").endswith(": —")
     details = board.split("## Every recorded verdict")[1].split("## Checks of the library")[0]
-    assert "| P4 | cpu | tested | MLP on digits and mnist1d | — | inconclusive: only 2 eligible datasets |" in details
+    assert "| P4 | cpu | — | inconclusive: only 2 eligible datasets |" in details
 
 
 def test_an_amendment_is_dated_shown_and_listed_on_the_scoreboard(findings_path):
@@ -299,7 +365,7 @@ def test_an_amendment_is_dated_shown_and_listed_on_the_scoreboard(findings_path)
                                original_result="not reproduced: -0.62", parameters=PARAMETERS)
     card = findings._AmendmentCard(entry)._repr_html_()
     assert 'class="nc-amendment"' in card and "Amendment to P1, 2026-12-01" in card
-    assert "<em>Pre-registered criterion:</em> Spearman &lt;= -0.7 over all layers" in card
+    assert "<em>Pre-registered criterion:</em> Spearman ≤ -0.7 over all layers" in card
     assert "<em>Its result:</em> not reproduced: -0.62" in card and "<em>Reason:</em> the input" in card
     # the same amendment again replaces itself; a later one is listed after it
     findings.amendment("P1", "2026-12-01", "Spearman <= -0.7 over all layers", "Spearman <= -0.7 over the hidden "

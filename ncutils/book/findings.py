@@ -63,6 +63,8 @@ __all__ = [
     "load",
     "merge",
     "record",
+    "tex_html",
+    "tex_text",
 ]
 
 # New keys (verdict states, reason, tested, runs, amendments) are optional, so files of schema 1
@@ -276,6 +278,80 @@ def _store(kind: str, fields: dict[str, Any], parameters: dict[str, Any] | None)
     return entry
 
 
+# --------------------------------------------------------------------------- math in rendered text
+
+_GREEK = ("alpha|beta|gamma|delta|epsilon|eta|theta|kappa|lambda|mu|nu|rho|sigma|tau|phi|omega|"
+          "Gamma|Delta|Theta|Lambda|Sigma|Phi|Omega")
+_BRACED = r"\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\}"  # {...} with one level of nested braces
+_ASCII_GREEK = re.compile(rf"(?<![\w\\$])({_GREEK})(?:_({_BRACED}|[A-Za-z0-9']+))?(?:\^({_BRACED}|[A-Za-z0-9]+))?(?![\w])")
+_ASCII_POWER = re.compile(rf"(?<![\w\\$^])([A-Za-z])\^({_BRACED}|[0-9A-Za-z]+)(?![\w])")
+_TEX_SEGMENT = re.compile(r"(\$[^$\n]+\$)")
+_OPERATORS = {"<=": "≤", ">=": "≥", "!=": "≠"}
+
+
+def _greek_tex(match: re.Match) -> str:
+    name, subscript, superscript = match.groups()
+    tex = "\\" + name
+    if subscript == "hat":
+        tex, subscript = f"\\hat{{{tex}}}", None
+    if subscript:
+        tex += "_" + (subscript if subscript.startswith("{") or len(subscript) == 1 else f"{{{subscript}}}")
+    if superscript:
+        tex += "^" + (superscript if superscript.startswith("{") or len(superscript) == 1 else f"{{{superscript}}}")
+    return f"${tex}$"
+
+
+def _power_tex(match: re.Match) -> str:
+    base, power = match.groups()
+    return f"${base}^{power if power.startswith('{') or len(power) == 1 else '{' + power + '}'}$"
+
+
+def tex_text(text: Any) -> str:
+    r"""Write the ASCII math of a chapter's text as TeX between ``$``, for MathJax.
+
+    Greek letters spelt out (``lambda_{K^2}``, ``Sigma_W``, ``alpha_hat``, ``alpha``), single-letter
+    powers (``K^2``) and ``<=``, ``>=``, ``!=`` (as ``≤``, ``≥``, ``≠``); text already between ``$`` is
+    kept as it is.
+
+    Example
+    -------
+    >>> tex_text("lambda_{K^2} >= 10 x lambda_{K^2+1} when alpha > beta; tr Sigma_W, K^2 outliers")
+    '$\\lambda_{K^2}$ ≥ 10 x $\\lambda_{K^2+1}$ when $\\alpha$ > $\\beta$; tr $\\Sigma_W$, $K^2$ outliers'
+    """
+    def outside_math(text: str, change) -> str:
+        parts = _TEX_SEGMENT.split(text)
+        parts[::2] = [change(part) for part in parts[::2]]  # even parts are outside $...$
+        return "".join(parts)
+
+    def operators(part: str) -> str:
+        for ascii_operator, symbol in _OPERATORS.items():
+            part = part.replace(ascii_operator, symbol)
+        return part
+
+    text = outside_math(str(text), operators)
+    text = outside_math(text, lambda part: _ASCII_GREEK.sub(_greek_tex, part))
+    return outside_math(text, lambda part: _ASCII_POWER.sub(_power_tex, part))
+
+
+def tex_html(text: Any) -> str:
+    r"""Escape text for HTML with its math (:func:`tex_text`) as MathJax inline math.
+
+    The math is written as Sphinx writes it (``<span class="math notranslate nohighlight">\(...\)</span>``),
+    which the book's MathJax typesets inside raw HTML too.
+
+    Example
+    -------
+    >>> tex_html("a < b and alpha")
+    'a &lt; b and <span class="math notranslate nohighlight">\\(\\alpha\\)</span>'
+    """
+    parts = _TEX_SEGMENT.split(tex_text(text))
+    return "".join(
+        html.escape(part) if index % 2 == 0
+        else f'<span class="math notranslate nohighlight">\\({html.escape(part[1:-1])}\\)</span>'
+        for index, part in enumerate(parts)
+    )
+
+
 class _PlainText:
     """Glue value that ``{glue:text}`` pastes as it is (a str would paste with quotes)."""
 
@@ -312,6 +388,12 @@ def _runs_text(runs: Mapping[str, Any]) -> str:
     return text + (f" ({'; '.join(extras)})" if extras else "")
 
 
+def _provenance_html(record: Mapping[str, Any]) -> str:
+    """A card's provenance (profile, seed, device, commit, parameters), folded: one click away."""
+    return (f'<details class="nc-provenance"><summary>Provenance</summary>'
+            f"<p>{html.escape(provenance.describe(record))}</p></details>")
+
+
 class _Card:
     """Display object for a verdict: HTML in the book, text elsewhere."""
 
@@ -323,15 +405,15 @@ class _Card:
         entry = self.entry
         status = _STATUS.get(entry["verdict"], "inconclusive")
         escape = html.escape
-        lines = [f"<p>{escape(entry['claim'])}</p>"]
+        lines = [f"<p>{tex_html(entry['claim'])}</p>"]
         if entry.get("tested"):
-            lines.append(f"<p><em>Tested:</em> {escape(entry['tested'])}</p>")
-        measured = [f"<em>Criterion:</em> {escape(entry['criterion'])}",
-                    f"<em>Measured:</em> {escape(_format_value(entry['value']))}"]
+            lines.append(f"<p><em>Tested:</em> {tex_html(entry['tested'])}</p>")
+        measured = [f"<em>Criterion:</em> {tex_html(entry['criterion'])}",
+                    f"<em>Measured:</em> {tex_html(_format_value(entry['value']))}"]
         if entry.get("runs"):
-            measured.append(f"<em>Runs:</em> {escape(_runs_text(entry['runs']))}")
+            measured.append(f"<em>Runs:</em> {tex_html(_runs_text(entry['runs']))}")
         if entry.get("reason"):
-            measured.append(f"<em>Reason:</em> {escape(entry['reason'])}")
+            measured.append(f"<em>Reason:</em> {tex_html(entry['reason'])}")
         if self.amended:
             measured.append(f"<em>Criterion amended:</em> {escape(', '.join(self.amended))} (see the amendment)")
         lines.append("<p>" + "<br>".join(measured) + "</p>")
@@ -339,8 +421,8 @@ class _Card:
             f'<div class="nc-verdict nc-{status}" data-id="{escape(entry["id"])}">'
             f'<p class="nc-verdict-title"><strong>{escape(entry["id"])}: {escape(entry["verdict"])}</strong></p>'
             + "".join(lines)
-            + f'<p class="nc-provenance">{escape(provenance.describe(entry["provenance"]))}</p>'
-            "</div>"
+            + _provenance_html(entry["provenance"])
+            + "</div>"
         )
 
     def __repr__(self) -> str:
@@ -559,18 +641,18 @@ class _AmendmentCard:
     def _repr_html_(self) -> str:
         entry = self.entry
         escape = html.escape
-        rows = [f"<em>Pre-registered criterion:</em> {escape(entry['original'])}"]
+        rows = [f"<em>Pre-registered criterion:</em> {tex_html(entry['original'])}"]
         if entry.get("original_result"):
-            rows.append(f"<em>Its result:</em> {escape(entry['original_result'])}")
-        rows += [f"<em>Amended criterion:</em> {escape(entry['replacement'])}",
-                 f"<em>Reason:</em> {escape(entry['reason'])}"]
+            rows.append(f"<em>Its result:</em> {tex_html(entry['original_result'])}")
+        rows += [f"<em>Amended criterion:</em> {tex_html(entry['replacement'])}",
+                 f"<em>Reason:</em> {tex_html(entry['reason'])}"]
         return (
             f'<div class="nc-amendment" data-id="{escape(entry["id"])}">'
             f'<p class="nc-amendment-title"><strong>Amendment to {escape(entry["id"])}, '
             f'{escape(entry["date"])}</strong></p>'
             "<p>" + "<br>".join(rows) + "</p>"
-            f'<p class="nc-provenance">{escape(provenance.describe(entry["provenance"]))}</p>'
-            "</div>"
+            + _provenance_html(entry["provenance"])
+            + "</div>"
         )
 
     def __repr__(self) -> str:

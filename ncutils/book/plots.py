@@ -6,13 +6,23 @@ here computes a metric. Figures are created outside ``pyplot`` so a notebook
 shows each one exactly once: when it is the value of the cell (or passed to
 ``display``).
 
-A figure can carry its provenance (see :func:`ncutils.book.provenance.caption`) as
-a small footer line via the ``caption`` argument.
+A figure can carry its provenance (see :func:`ncutils.book.provenance.caption`) via the
+``caption`` argument and the sentence a reader should take from it via ``takeaway``. Neither is
+drawn into the image: in a notebook a figure is shown as HTML (:func:`figure_html`), a numbered
+caption ("Figure 3. <takeaway>") under the image, with the provenance folded into a
+``<details>`` block, and alt text that says what the figure shows (:func:`describe`).
+
+Data tables (:class:`pandas.DataFrame`) shown in a notebook that imported this module render
+missing values as blank cells with a note under the table (:func:`table_html`), never ``NaN``.
 """
 
 from __future__ import annotations
 
-import textwrap
+import base64
+import html
+import io
+import itertools
+import sys
 from typing import Mapping, Sequence
 
 import pandas as pd
@@ -20,8 +30,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = [
-    "FIGSIZE", "add_caption", "line_plot", "new_figure", "scaling_plot",
-    "spectrum_evolution",
+    "DPI", "FIGSIZE", "add_caption", "describe", "figure_html", "line_plot", "new_figure",
+    "scaling_plot", "spectrum_evolution", "table_html",
     # Parker chapters
     "depth_panels", "difficulty_scatter", "epoch_layer_heatmaps",
 ]
@@ -30,27 +40,206 @@ __all__ = [
 FIGSIZE = (6.4, 4.0)
 
 
+#: Resolution of the figures' PNG images (dots per inch): sharp on high-density screens.
+DPI = 150
+
+#: Number of the next figure shown in this process (one kernel per chapter: figures count from 1).
+_numbers = itertools.count(1)
+
+#: The note under a data table that had missing values.
+BLANK_NOTE = "Blank cells: no value (not measured, or not defined for that row)."
+
+
 def _style() -> None:
     import seaborn as sns
 
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    # larger type than seaborn's "notebook" context: multi-panel figures are shrunk to the column
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind", font_scale=1.2)
     _enable_notebook_display()
 
 
 def _enable_notebook_display() -> None:
-    """Let IPython show a bare Figure as a PNG.
+    """Let IPython show a Figure as :func:`figure_html` and a DataFrame as :func:`table_html`.
 
-    IPython registers its figure formatter only when pyplot's inline backend starts; the
-    figures here never touch pyplot, so register it ourselves (a no-op outside IPython).
+    IPython registers its PNG figure formatter only when pyplot's inline backend starts (seaborn
+    imports pyplot); the HTML one replaces it, so a figure is stored once, with its caption. A
+    no-op outside IPython.
     """
+    if "IPython" not in sys.modules:  # never import IPython into a plain Python process
+        return
     try:
         from IPython import get_ipython
-        from IPython.core.pylabtools import select_figure_formats
     except ImportError:
         return
     shell = get_ipython()
-    if shell is not None:
-        select_figure_formats(shell, {"png"}, bbox_inches="tight")
+    if shell is None:
+        return
+    formatters = shell.display_formatter.formatters
+    formatters["text/html"].for_type(Figure, figure_html)
+    formatters["text/html"].for_type(pd.DataFrame, table_html)
+    for mime in ("image/png", "image/svg+xml", "image/jpeg", "application/pdf"):
+        formatters[mime].type_printers.pop(Figure, None)
+
+
+def _figure_axes(figure: Figure) -> list[Axes]:
+    """The visible data panels of a figure (colour bars left out)."""
+    return [ax for ax in figure.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+
+
+def _legend_labels(ax: Axes) -> tuple[str, list[str]]:
+    legend = ax.get_legend()
+    if legend is None:
+        return "", []
+    return legend.get_title().get_text(), [text.get_text() for text in legend.get_texts() if text.get_text()]
+
+
+def describe(figure: Figure) -> str:
+    """Alt text for a figure: what each panel plots, read off its axes (titles, labels, legends).
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+
+    Returns
+    -------
+    str
+        e.g. ``"Plot of nc1 (log scale) against noise; lines: NC1, NC2."``; with several
+        panels, one sentence per panel after the figure's title.
+
+    Example
+    -------
+    >>> frame = pd.DataFrame({"noise": [0.0, 1.0], "nc1": [0.1, 1.0]})
+    >>> describe(line_plot(frame, "noise", "nc1", title="NC1 grows with noise"))
+    'Plot of nc1 against noise (NC1 grows with noise).'
+    """
+    from matplotlib.collections import QuadMesh
+
+    sentences = []
+    title = figure._suptitle.get_text() if getattr(figure, "_suptitle", None) is not None else ""
+    panels = _figure_axes(figure)
+    if len(panels) > 1:
+        sentences.append(f"{len(panels)} panels" + (f": {title}" if title else "") + ".")
+    for position, ax in enumerate(panels, 1):
+        x, y = ax.get_xlabel() or "x", ax.get_ylabel() or "y"
+        heatmap = any(isinstance(item, QuadMesh) for item in ax.collections)
+        if ax.get_yscale() == "log" and "log" not in y:
+            y += " (log scale)"
+        if ax.get_xscale() == "log" and "log" not in x:
+            x += " (log scale)"
+        text = f"Heat map of {y} by {x}" if heatmap else f"Plot of {y} against {x}"
+        legend_title, labels = _legend_labels(ax)
+        if labels:
+            shown = ", ".join(labels[:8]) + (f" and {len(labels) - 8} more" if len(labels) > 8 else "")
+            text += f"; {legend_title or 'lines'}: {shown}"
+        panel_title = ax.get_title()
+        if len(panels) > 1:
+            text = f"Panel {position}{f' ({panel_title})' if panel_title else ''}: {text[0].lower()}{text[1:]}"
+        elif panel_title or title:
+            text += f" ({panel_title or title})"
+        sentences.append(text + ".")
+    return " ".join(sentences) if sentences else "An empty figure."
+
+
+def _png(figure: Figure) -> tuple[str, int, int]:
+    """The figure as a base64 PNG at :data:`DPI`, with its width and height in CSS pixels."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    data = buffer.getvalue()
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    # shown at 96 CSS pixels per inch of the figure; the image holds DPI dots per inch
+    return base64.b64encode(data).decode("ascii"), round(width * 96 / DPI), round(height * 96 / DPI)
+
+
+def figure_html(figure: Figure) -> str:
+    """A figure as HTML: the image, a numbered caption, the provenance folded away.
+
+    The number is given the first time the figure is shown and kept (figures count from 1 in
+    each kernel, that is per chapter). The caption is the figure's takeaway
+    (:func:`add_caption`), else its title.
+
+    Parameters
+    ----------
+    figure : matplotlib.figure.Figure
+
+    Returns
+    -------
+    str
+        ``<figure class="nc-figure">`` with an ``<img>`` (PNG at :data:`DPI`, alt text from
+        :func:`describe`) and a ``<figcaption>`` ("Figure N. ..." and a ``<details>`` block
+        with the provenance, when the figure has one).
+    """
+    escape = html.escape
+    number = getattr(figure, "_nc_number", None)
+    if number is None:
+        number = figure._nc_number = next(_numbers)
+    data, width, height = _png(figure)
+    takeaway = getattr(figure, "_nc_takeaway", None)
+    if not takeaway:
+        titles = [figure._suptitle.get_text()] if getattr(figure, "_suptitle", None) is not None else []
+        titles += [ax.get_title() for ax in _figure_axes(figure)]
+        takeaway = next((text for text in titles if text), "")
+    caption = f'<span class="nc-figure-number">Figure {number}.</span> {escape(takeaway)}'.rstrip()
+    provenance = getattr(figure, "_nc_provenance", None)
+    if provenance:
+        caption += (f'<details class="nc-figure-provenance"><summary>Provenance</summary>'
+                    f"<p>{escape(provenance)}</p></details>")
+    return (
+        f'<figure class="nc-figure" id="nc-figure-{number}">'
+        f'<img src="data:image/png;base64,{data}" width="{width}" height="{height}" '
+        f'alt="{escape(describe(figure))}" style="max-width: 100%; height: auto;">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def _mapping_text(value):
+    if not isinstance(value, Mapping):
+        return value
+    return ", ".join(f"{key}={_mapping_text(item) if isinstance(item, Mapping) else item}" for key, item in value.items())
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    """A data table as HTML with missing values as blank cells and a note saying so.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+
+    Returns
+    -------
+    str
+        pandas' own HTML (same row and column limits as its notebook display) with ``NaN``,
+        ``None`` and ``NaT`` written as empty cells, then :data:`BLANK_NOTE` when there were any;
+        a cell holding a dict (e.g. an architecture's settings) reads ``depth=7, width=128``.
+
+    Example
+    -------
+    >>> "NaN" in table_html(pd.DataFrame({"a": [1.0, float("nan")]}))
+    False
+    """
+    missing = frame.isna()
+    mappings = [position for position in range(frame.shape[1]) if frame.dtypes.iloc[position] == object
+                and frame.iloc[:, position].map(lambda value: isinstance(value, Mapping)).any()]
+    if mappings:  # a dict of settings reads as "depth=7, width=128", not as Python
+        frame = frame.copy()
+        for position in mappings:
+            frame.isetitem(position, frame.iloc[:, position].map(_mapping_text))
+    if missing.to_numpy().any():
+        # to_html's na_rep covers NaN but writes None in object columns as "None"; numeric
+        # columns keep their dtype (and pandas' number format)
+        frame = frame.copy()
+        for position, column in enumerate(frame.columns):
+            if frame.dtypes.iloc[position] == object and missing.iloc[:, position].any():
+                frame.isetitem(position, frame.iloc[:, position].mask(missing.iloc[:, position], ""))
+    table = frame.to_html(
+        na_rep="",
+        max_rows=pd.get_option("display.max_rows"),
+        max_cols=pd.get_option("display.max_columns"),
+        show_dimensions=pd.get_option("display.show_dimensions") is True,
+        classes="nc-table",
+        border=0,
+    )
+    note = f'<p class="nc-table-note">{html.escape(BLANK_NOTE)}</p>' if missing.to_numpy().any() else ""
+    return f'<div class="nc-table-scroll">{table}</div>{note}'
 
 
 def new_figure(ncols: int = 1, *, figsize: tuple[float, float] | None = None) -> tuple[Figure, list[Axes]]:
@@ -82,24 +271,37 @@ def new_figure(ncols: int = 1, *, figsize: tuple[float, float] | None = None) ->
     return figure, list(axes)
 
 
-def add_caption(figure: Figure, text: str | None) -> Figure:
-    """Add a one-line footer (e.g. provenance) under the figure; returns it.
+def add_caption(figure: Figure, text: str | None, *, takeaway: str | None = None) -> Figure:
+    """Attach a provenance line (and the figure's takeaway) to a figure; returns it.
+
+    Nothing is drawn into the image: :func:`figure_html` shows the takeaway as the numbered
+    caption under the figure and the provenance in a collapsed ``<details>`` block.
 
     Parameters
     ----------
     figure : matplotlib.figure.Figure
     text : str or None
-        The footer; ``None`` or empty leaves the figure unchanged.
+        The provenance, usually :func:`ncutils.book.provenance.caption`; ``None`` or empty
+        leaves the figure's provenance as it was.
+    takeaway : str, optional
+        What the reader should see in the figure, in one sentence (the caption); without one
+        the caption is the figure's title.
 
     Returns
     -------
     matplotlib.figure.Figure
         The same figure.
+
+    Example
+    -------
+    >>> figure, _ = new_figure()
+    >>> add_caption(figure, "profile smoke · seed 0", takeaway="NC1 falls with depth.")._nc_takeaway
+    'NC1 falls with depth.'
     """
     if text:
-        # about 16 x-small characters per inch: wrap rather than widen the figure
-        wrapped = textwrap.fill(text, width=max(40, int(16 * figure.get_figwidth())))
-        figure.supxlabel(wrapped, fontsize="x-small", color="0.35")
+        figure._nc_provenance = str(text)
+    if takeaway:
+        figure._nc_takeaway = str(takeaway)
     return figure
 
 
@@ -132,6 +334,7 @@ def line_plot(
     references: Mapping[str, float] | None = None,
     caption: str | None = None,
     ax: Axes | None = None,
+    takeaway: str | None = None,
 ) -> Figure:
     """Line plot of ``y`` against ``x`` with markers, one line per ``hue`` value.
 
@@ -153,9 +356,12 @@ def line_plot(
     references : dict, optional
         ``{label: value}`` horizontal reference lines (e.g. a theoretical value).
     caption : str, optional
-        Footer line, usually :func:`ncutils.book.provenance.caption`.
+        Provenance, usually :func:`ncutils.book.provenance.caption`: shown folded under the
+        figure, never drawn into it (:func:`add_caption`).
     ax : matplotlib.axes.Axes, optional
         Draw into this axes (of a figure from :func:`new_figure`).
+    takeaway : str, optional
+        The figure's caption: what to see in it, in one sentence (:func:`add_caption`).
 
     Returns
     -------
@@ -189,7 +395,7 @@ def line_plot(
     ax.set_ylabel(ylabel or _label(y))
     if title:
         ax.set_title(title)
-    return add_caption(figure, caption)
+    return add_caption(figure, caption, takeaway=takeaway)
 
 
 def scaling_plot(
@@ -202,6 +408,7 @@ def scaling_plot(
     title: str | None = None,
     caption: str | None = None,
     ax: Axes | None = None,
+    takeaway: str | None = None,
 ) -> Figure:
     """Log-log plot of run time against problem size, one line per method.
 
@@ -211,7 +418,7 @@ def scaling_plot(
         One row per timing.
     size, seconds, method : str
         Columns: problem size (e.g. the dimension D), time in seconds, method name.
-    xlabel, title, caption, ax
+    xlabel, title, caption, ax, takeaway
         As for :func:`line_plot`.
 
     Returns
@@ -231,6 +438,7 @@ def scaling_plot(
         title=title,
         caption=caption,
         ax=ax,
+        takeaway=takeaway,
     )
 
 
@@ -249,6 +457,7 @@ def spectrum_evolution(
     title: str | None = None,
     caption: str | None = None,
     ax: Axes | None = None,
+    takeaway: str | None = None,
 ) -> Figure:
     """Eigenvalues over training, one line per eigenvalue index, coloured by group.
 
@@ -294,7 +503,7 @@ def spectrum_evolution(
     ax.set_ylabel(ylabel or _label(eigenvalue))
     if title:
         ax.set_title(title)
-    return add_caption(figure, caption)
+    return add_caption(figure, caption, takeaway=takeaway)
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,6 +538,7 @@ def depth_panels(
     x: str = "depth",
     xlabel: str | None = None,
     logx: bool = False,
+    takeaway: str | None = None,
 ) -> Figure:
     """One panel per value of ``panel``: ``metric`` against relative depth, a line per ``hue``.
 
@@ -349,7 +559,7 @@ def depth_panels(
     references : dict, optional
         ``{label: value}`` horizontal reference lines in every panel.
     ylabel, title, caption : str, optional
-        Axis label (default the metric), figure title, provenance footer.
+        Axis label (default the metric), figure title, provenance (:func:`add_caption`).
     ncols : int, default 3
         Panels per row.
     x, xlabel : str
@@ -378,7 +588,7 @@ def depth_panels(
                   ylabel=ylabel or _label(metric), title=f"{_label(panel)}: {value}", ax=ax)
     if title:
         figure.suptitle(title)
-    return add_caption(figure, caption)
+    return add_caption(figure, caption, takeaway=takeaway)
 
 
 def epoch_layer_heatmaps(
@@ -392,6 +602,7 @@ def epoch_layer_heatmaps(
     ncols: int = 3,
     title: str | None = None,
     caption: str | None = None,
+    takeaway: str | None = None,
 ) -> Figure:
     """Heatmaps of ``metric`` over (epoch, layer), one panel per run, one shared colour scale.
 
@@ -411,7 +622,7 @@ def epoch_layer_heatmaps(
     ncols : int, default 3
         Panels per row.
     title, caption : str, optional
-        Figure title and provenance footer.
+        Figure title and provenance (:func:`add_caption`).
 
     Returns
     -------
@@ -447,7 +658,7 @@ def epoch_layer_heatmaps(
         ax.tick_params(axis="x", labelrotation=90)
     if title:
         figure.suptitle(title)
-    return add_caption(figure, caption)
+    return add_caption(figure, caption, takeaway=takeaway)
 
 
 def difficulty_scatter(
@@ -461,6 +672,7 @@ def difficulty_scatter(
     ylabel: str | None = None,
     title: str | None = None,
     caption: str | None = None,
+    takeaway: str | None = None,
 ) -> Figure:
     """Points ``(x, y)`` joined per ``hue`` in order of ``x``, each annotated with its ``label``.
 
@@ -471,7 +683,7 @@ def difficulty_scatter(
     x, y, hue, label : str
         Column names.
     xlabel, ylabel, title, caption : str, optional
-        Labels, title and provenance footer.
+        Labels, title and provenance (:func:`add_caption`).
 
     Returns
     -------
@@ -497,11 +709,12 @@ def difficulty_scatter(
     ax.set_ylabel(ylabel or _label(y))
     if title:
         ax.set_title(title)
-    return add_caption(figure, caption)
+    return add_caption(figure, caption, takeaway=takeaway)
 
 
 def relative_traces_by_layer(sweeps: pd.DataFrame, epochs: Sequence[int], *, nc_layer: str | None = None,
-                             title: str | None = None, caption: str | None = None) -> Figure:
+                             title: str | None = None, caption: str | None = None,
+                             takeaway: str | None = None) -> Figure:
     """Rangamani et al.'s relative traces (``src/Plotting.py``): within/sum and between/sum
     against layer on a log scale, one line per epoch; the "NC layer" marked.
 
@@ -526,11 +739,12 @@ def relative_traces_by_layer(sweeps: pd.DataFrame, epochs: Sequence[int], *, nc_
         axis.legend(fontsize="x-small")
     if title:
         figure.suptitle(title)
-    return add_caption(figure, caption)
+    return add_caption(figure, caption, takeaway=takeaway)
 
 
 def alignment_by_layer(alignments: pd.DataFrame, *, baseline: pd.DataFrame | None = None,
-                       title: str | None = None, caption: str | None = None) -> Figure:
+                       title: str | None = None, caption: str | None = None,
+                       takeaway: str | None = None) -> Figure:
     """Alignment ("PABS") by layer, one panel per rank, one line per epoch, the random-matrix
     baseline dashed (Rangamani et al.'s plot: rank 10, epochs 0 and last, y up to 1.04).
 
@@ -556,7 +770,7 @@ def alignment_by_layer(alignments: pd.DataFrame, *, baseline: pd.DataFrame | Non
         axis.legend(fontsize="x-small")
     if title:
         figure.suptitle(title)
-    return add_caption(figure, caption)
+    return add_caption(figure, caption, takeaway=takeaway)
 
 
 __all__ += ["alignment_by_layer", "relative_traces_by_layer"]
@@ -577,6 +791,7 @@ def metric_panels(
     caption: str | None = None,
     ncols: int = 2,
     sharey: bool = False,
+    takeaway: str | None = None,
 ) -> Figure:
     """One panel per value of ``panel`` (e.g. a metric), ``y`` against ``x``, a line per ``hue``.
 
@@ -612,7 +827,7 @@ def metric_panels(
         ax.set_visible(False)
     if title:
         figure.suptitle(title)
-    return add_caption(figure, caption)
+    return add_caption(figure, caption, takeaway=takeaway)
 
 
 def phase_diagram_plot(
@@ -622,6 +837,7 @@ def phase_diagram_plot(
     points: pd.DataFrame | None = None,
     title: str | None = None,
     caption: str | None = None,
+    takeaway: str | None = None,
 ) -> Figure:
     """Heat map of ``value`` (mean over trials) on the (beta, alpha) grid with the line alpha = beta;
     ``points`` (columns ``beta``, ``alpha``, ``label``) are drawn on top (e.g. estimates from
@@ -645,7 +861,12 @@ def phase_diagram_plot(
     ax.set_ylabel("alpha (same class)")
     if title:
         ax.set_title(title)
-    return add_caption(figure, caption)
+    return add_caption(figure, caption, takeaway=takeaway)
 
 
 __all__ += ["metric_panels", "phase_diagram_plot"]
+
+
+# A notebook that imports this module shows its data tables without NaN (and its figures with
+# their captions) from the first table on, not only once it has drawn a figure.
+_enable_notebook_display()

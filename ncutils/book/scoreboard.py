@@ -10,13 +10,16 @@ and criteria below it, every recorded verdict with its provenance, and the libra
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ncutils import verdicts
-from ncutils.book.findings import FINDINGS, NOT_RUN, PAPERS, Finding, _format_value
+from ncutils.book import provenance
+from ncutils.book.findings import FINDINGS, NOT_RUN, PAPERS, Finding, _format_value, load, tex_html, tex_text
 
-__all__ = ["BADGE_CLASSES", "findings_markdown", "placeholder", "scoreboard_markdown"]
+__all__ = ["BADGE_CLASSES", "HEADLINE_PROFILES", "finding_scale", "findings_markdown", "headline_profile", "placeholder",
+           "scoreboard_markdown"]
 
 
 def _cell(text: Any) -> str:
@@ -68,10 +71,9 @@ def _verdict_text(entry: Mapping[str, Any], outdated: bool) -> str:
     return text
 
 
-def _badge(state: str, *, title: str | None = None, note: str | None = None) -> str:
+def _badge(state: str, *, note: str | None = None) -> str:
     escape = html.escape
-    attributes = f' title="{escape(title)}"' if title else ""
-    badge = f'<span class="nc-badge {BADGE_CLASSES.get(state, "nc-inconclusive")}"{attributes}>{escape(state)}</span>'
+    badge = f'<span class="nc-badge {BADGE_CLASSES.get(state, "nc-inconclusive")}">{escape(state)}</span>'
     if note:
         badge += f'<span class="nc-badge-note">{escape(note)}</span>'
     return badge
@@ -81,37 +83,153 @@ def _anchor(finding_id: str) -> str:
     return f"scoreboard-{finding_id.lower()}"
 
 
+def _scale_text(scale: Any) -> str:
+    """A scale as one line: a text as it is, a mapping as ``key value, ...``, a list joined."""
+    if scale is None or scale == "" or scale == {} or scale == []:
+        return ""
+    if isinstance(scale, Mapping):
+        return ", ".join(f"{key} {_scale_text(value)}" for key, value in scale.items())
+    if isinstance(scale, (list, tuple)):
+        return ", ".join(_scale_text(value) for value in scale)
+    return str(scale)
+
+
+def finding_scale(finding: Finding, entries: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """The scale a finding was judged at: its records' ``scale``, else its declaration's, else ``""``.
+
+    Records of several profiles with different scales give ``profile: scale; ...``.
+    """
+    recorded = {profile: _scale_text(entry.get("scale")) for profile, entry in entries.items()
+                if entry is not None and _scale_text(entry.get("scale"))}
+    if recorded:
+        return _by_profile(recorded)
+    return _scale_text(getattr(finding, "scale", None))
+
+
+def _state_of(text: str | None) -> str | None:
+    """The verdict state a free text (an amendment's original result) starts with, if any."""
+    for state in (verdicts.NOT_REPRODUCED, verdicts.REPRODUCED, verdicts.INCONCLUSIVE):
+        if text and text.strip().lower().startswith(state):
+            return state
+    return None
+
+
+def _one_line_reason(entry: Mapping[str, Any]) -> str:
+    """Why the verdict is what it is, in one line: the recorded reason, else what the criterion did."""
+    if entry.get("reason"):
+        return str(entry["reason"])
+    if entry.get("runs"):
+        return f"{entry['runs']['passed']} of {entry['runs']['eligible']} eligible runs pass"
+    if entry["verdict"] == verdicts.REPRODUCED:
+        return "the criterion held"
+    if entry["verdict"] == verdicts.NOT_REPRODUCED:
+        return "the criterion failed"
+    return ""
+
+
+def _verdict_cell(entry: Mapping[str, Any] | None, finding_id: str, *, outdated: bool = False,
+                  reason: bool = True) -> str:
+    """A verdict as a badge, the measured number and the criterion it is held against (always visible,
+    never only in a tooltip); with ``reason``, an inconclusive verdict's reason too."""
+    if entry is None:
+        return _badge(placeholder(finding_id))
+    parts = [_badge(entry["verdict"], note="outdated" if outdated else None)]
+    if entry.get("value") is not None:
+        parts.append(f'<span class="nc-measured">{tex_html(_format_value(entry["value"]))}</span>')
+    if (reason and entry.get("reason") and entry["verdict"] == verdicts.INCONCLUSIVE
+            and str(entry["reason"]) != _format_value(entry.get("value"))):  # not the same words twice
+        parts.append(f'<span class="nc-reason">{tex_html(entry["reason"])}</span>')
+    if entry.get("criterion"):
+        parts.append(f'<span class="nc-criterion">criterion: {tex_html(entry["criterion"])}</span>')
+    return "".join(parts)
+
+
+def _original_cell(amendments: Sequence[Mapping[str, Any]]) -> str:
+    """The verdict of the pre-registered criterion, from the first amendment of a finding."""
+    first = amendments[0]
+    result = first.get("original_result")
+    state = _state_of(result)
+    parts = [_badge(state) if state else '<span class="nc-badge nc-not-run">not computed</span>']
+    if result:
+        detail = result.strip()[len(state):].lstrip(" :—-") if state else result
+        if detail:
+            parts.append(f'<span class="nc-measured">{tex_html(detail)}</span>')
+    parts.append(f'<span class="nc-criterion">criterion: {tex_html(first["original"])}</span>')
+    dates = ", ".join(item["date"] for item in amendments)
+    parts.append(f'<span class="nc-amended-on">amended {html.escape(dates)}</span>')
+    return "".join(parts)
+
+
+def _run_profiles(recorded: Mapping[str, Any], profiles: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The profiles with at least one recorded finding, and those without any (folded into one line)."""
+    run = [profile for profile in profiles if recorded.get(profile, {}).get("findings")]
+    return run, [profile for profile in profiles if profile not in run]
+
+
+def _not_run_line(not_run: Sequence[str], run: Sequence[str]) -> str:
+    if not not_run:
+        return ""
+    names = ", ".join(f"<strong>{html.escape(profile)}</strong>" for profile in not_run)
+    if run:
+        text = (f"Not run in this build: {names}. No finding has a verdict at {'this profile' if len(not_run) == 1 else 'these profiles'} "
+                "yet; that is never counted as reproduced.")
+    else:
+        text = f"No profile has recorded a verdict yet ({names}); nothing is counted as reproduced."
+    return f'<p class="nc-not-run-line">{text}</p>\n'
+
+
 def _matrix_html(recorded: Mapping[str, Any], profiles: Sequence[str],
                  is_outdated: Callable[[str, Mapping[str, Any]], bool]) -> str:
-    """The finding x profile matrix: one badge per cell, papers as row groups."""
+    """The scoreboard table: a row per finding (papers as row groups), claim and scale, then per profile
+    that was run its verdict with the number and criterion; the pre-registered verdict beside the amended
+    one where a criterion was amended. Profiles not run are one line above the table."""
     escape = html.escape
-    head = "".join(f'<th scope="col">{escape(profile)}</th>' for profile in profiles)
+    run, not_run = _run_profiles(recorded, profiles)
+    amended = {profile: recorded.get(profile, {}).get("amendments", {}) for profile in run}
+    columns: list[tuple[str, str, str]] = []  # (profile, kind, header)
+    for profile in run:
+        if amended[profile]:
+            columns += [(profile, "original", f"{profile}: as pre-registered"), (profile, "amended", f"{profile}: amended")]
+        else:
+            columns.append((profile, "verdict", profile))
+    if not run:
+        columns.append(("", "placeholder", "verdict"))
+    head = "".join(f'<th scope="col">{escape(header)}</th>' for _, _, header in columns)
     rows = []
     paper = None
     for finding in FINDINGS.values():
         if finding.paper != paper:
             paper = finding.paper
-            rows.append(f'<tr class="nc-paper"><th colspan="{len(profiles) + 2}" scope="rowgroup">'
+            rows.append(f'<tr class="nc-paper"><th colspan="{len(columns) + 3}" scope="rowgroup">'
                         f'{escape(PAPERS.get(paper, paper))}</th></tr>')
+        entries = {profile: recorded.get(profile, {}).get("findings", {}).get(finding.id) for profile in run}
         cells = []
-        for profile in profiles:
-            entry = recorded.get(profile, {}).get("findings", {}).get(finding.id)
-            if entry is None:
-                badge = _badge(placeholder(finding.id))
+        for profile, kind, header in columns:
+            entry = entries.get(profile)
+            changes = amended.get(profile, {}).get(finding.id, [])
+            if kind == "placeholder":
+                content = _badge(placeholder(finding.id))
+            elif kind == "original" and changes:
+                content = _original_cell(changes)
+            elif kind == "amended" and not changes:
+                content = '<span class="nc-not-amended">not amended</span>'
             else:
-                outdated = is_outdated(profile, entry)
-                badge = _badge(entry["verdict"], title=_verdict_text(entry, outdated),
-                               note="outdated" if outdated else None)
-            cells.append(f'<td data-profile="{escape(profile)}">{badge}</td>')
-        rows.append(f'<tr data-id="{escape(finding.id)}"><th scope="row" title="{escape(finding.claim)}">'
+                content = _verdict_cell(entry, finding.id, outdated=entry is not None and is_outdated(profile, entry))
+            cells.append(f'<td data-profile="{escape(profile)}" data-kind="{kind}" data-label="{escape(header)}">'
+                         f"{content}</td>")
+        scale = finding_scale(finding, entries)
+        rows.append(f'<tr data-id="{escape(finding.id)}"><th scope="row">'
                     f'<a href="#{_anchor(finding.id)}">{escape(finding.id)}</a></th>'
-                    f'<td class="nc-claim">{escape(finding.claim)}</td>{"".join(cells)}</tr>')
+                    f'<td class="nc-claim" data-label="Paper\'s claim">{tex_html(finding.claim)}</td>'
+                    f'<td class="nc-scale" data-label="Scale">{tex_html(scale)}</td>{"".join(cells)}</tr>')
     legend = " ".join(_badge(state) for state in BADGE_CLASSES)
     return (
         '<div class="nc-scoreboard">\n'
         f'<p class="nc-legend">{legend}</p>\n'
-        '<div class="nc-matrix-scroll"><table class="nc-matrix">'
-        f'<thead><tr><th scope="col">Finding</th><th scope="col" class="nc-claim">Paper\'s claim</th>{head}</tr></thead>'
+        + _not_run_line(not_run, run)
+        + '<div class="nc-matrix-scroll"><table class="nc-matrix nc-stack">'
+        f'<thead><tr><th scope="col">Finding</th><th scope="col" class="nc-claim">Paper\'s claim</th>'
+        f'<th scope="col">Scale</th>{head}</tr></thead>'
         f'<tbody>{"".join(rows)}</tbody></table></div>\n'
         "</div>\n"
     )
@@ -135,17 +253,86 @@ def _by_profile(values: Mapping[str, str]) -> str:
     return "; ".join(f"{profile}: {text}" for profile, text in values.items())
 
 
-def findings_markdown() -> str:
-    """Render the registry of findings as a MyST table (id, paper, claim).
+def _chapter_title(stem: str) -> str:
+    """A chapter's title: the first heading of its notebook, else its stem in words."""
+    path = provenance.project_root() / "notebooks" / f"{stem}.ipynb"
+    try:
+        cells = json.loads(path.read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        cells = []
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            for line in "".join(cell.get("source", [])).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return stem.replace("_", " ")
+
+
+#: The profile whose verdicts the introduction shows first, then the others in this order.
+HEADLINE_PROFILES = ("cpu", "gpu", "paper", "smoke")
+
+
+def headline_profile(content: Mapping[str, Any]) -> str:
+    """The profile the introduction shows: ``cpu`` when it has verdicts, else the first that has."""
+    recorded = content.get("profiles", {})
+    return next((profile for profile in HEADLINE_PROFILES if recorded.get(profile, {}).get("findings")), "cpu")
+
+
+def findings_markdown(content: Mapping[str, Any] | None = None, profile: str | None = None) -> str:
+    """Render the introduction's table of findings: claim, verdict with its number, scale, reason, chapter.
+
+    Parameters
+    ----------
+    content : dict, optional
+        Merged findings content (:func:`~ncutils.book.findings.load`); defaults to the last
+        build's ``_build/findings.json`` (empty when there is none).
+    profile : str, optional
+        Whose verdicts to show; defaults to :func:`headline_profile` (``cpu`` when it has any).
 
     Returns
     -------
     str
-        One row per finding of :data:`FINDINGS`, papers cited with ``{cite:t}``.
+        A sentence naming the profile, then an HTML table (one row per finding of
+        :data:`FINDINGS`; stacked into one card per finding on narrow screens by
+        ``companion.css``).
     """
-    lines = ["| Finding | Paper | Claim |", "|---|---|---|"]
-    lines += [f"| {f.id} | {{cite:t}}`{f.paper}` | {_cell(f.claim)} |" for f in FINDINGS.values()]
-    return "\n".join(lines) + "\n"
+    if content is None:
+        content = load(provenance.project_root() / "_build" / "findings.json")
+    profile = profile or headline_profile(content)
+    sections = content.get("profiles", {}).get(profile, {})
+    recorded = sections.get("findings", {})
+    escape = html.escape
+    rows = []
+    for finding in FINDINGS.values():
+        entry = recorded.get(finding.id)
+        chapter = (f'<a href="generated/{escape(finding.chapter)}.html">{tex_html(_chapter_title(finding.chapter))}</a>'
+                   if finding.chapter else "no chapter yet")
+        reason = tex_html(_one_line_reason(entry)) if entry else ""
+        dates = [item["date"] for item in sections.get("amendments", {}).get(finding.id, [])]
+        if dates:
+            reason += (" " if reason else "") + f'<span class="nc-amended-on">(criterion amended {escape(", ".join(dates))})</span>'
+        rows.append(
+            f'<tr data-id="{escape(finding.id)}">'
+            f'<th scope="row"><a href="scoreboard.html#{_anchor(finding.id)}">{escape(finding.id)}</a>'
+            f'<span class="nc-paper-name">{escape(PAPERS.get(finding.paper, finding.paper))}</span></th>'
+            f'<td class="nc-claim" data-label="Claim">{tex_html(finding.claim)}</td>'
+            f'<td data-label="Verdict ({escape(profile)})">{_verdict_cell(entry, finding.id, reason=False)}</td>'
+            f'<td class="nc-scale" data-label="Scale">{tex_html(finding_scale(finding, {profile: entry}))}</td>'
+            f'<td class="nc-why" data-label="Why">{reason}</td>'
+            f'<td data-label="Chapter">{chapter}</td></tr>'
+        )
+    lead = (f"Verdicts of the **{profile}** profile, each with the number it rests on and the criterion it is "
+            "held against; every profile's verdicts are on the {doc}`scoreboard`.")
+    if not recorded:
+        lead = (f"No verdict of the **{profile}** profile has been recorded in this build yet (build the book to "
+                "fill this table); the {doc}`scoreboard` shows every profile.")
+    table = (
+        '<div class="nc-matrix-scroll"><table class="nc-matrix nc-landing nc-stack">'
+        f'<thead><tr><th scope="col">Finding</th><th scope="col" class="nc-claim">Claim</th>'
+        f'<th scope="col">Verdict ({escape(profile)})</th><th scope="col">Scale</th><th scope="col">Why</th>'
+        f'<th scope="col">Chapter</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    )
+    return f"{lead}\n\n{table}\n"
 
 
 def scoreboard_markdown(
@@ -161,10 +348,12 @@ def scoreboard_markdown(
     content : dict
         Merged findings content (:func:`load`, :func:`merge`).
     profiles : iterable of str
-        Profiles to show, in column order. Every finding gets a cell for every
-        profile: the badge of its verdict (the word on a colour, :data:`BADGE_CLASSES`;
-        the value in the badge's tooltip), or of :func:`placeholder`
-        (``no chapter yet`` / ``not yet run``).
+        Profiles to show, in column order. A profile that recorded no finding at all is
+        named in one line above the table instead of a column of ``not yet run``. Every
+        finding gets a cell for every other profile: the badge of its verdict (the word on a
+        colour, :data:`BADGE_CLASSES`) with the measured number and the criterion beside it,
+        or the badge of :func:`placeholder` (``no chapter yet`` / ``not yet run``); where a
+        criterion was amended, the pre-registered verdict sits beside the amended one.
     outdated : mapping, optional
         Profile -> notebook stems whose stored results predate a change of the
         notebook, its parameters or ``ncutils``; their badges say so.
@@ -172,8 +361,8 @@ def scoreboard_markdown(
     Returns
     -------
     str
-        The compact finding x profile matrix (HTML: a badge per cell, one row group per
-        paper), then per finding its paper's claim, tested claim, criterion and the verdict
+        The finding x profile table (HTML: claim, scale and a verdict cell per profile, one row
+        group per paper; one card per finding on a phone), then per finding its paper's claim, tested claim, criterion and the verdict
         of each profile with the number it rests on, then every record with its provenance
         and amendments, and the library checks.
     """
@@ -184,23 +373,29 @@ def scoreboard_markdown(
     def is_outdated(profile: str, entry: Mapping[str, Any]) -> bool:
         return entry["provenance"].get("notebook") in outdated.get(profile, set())
 
+    run, not_run = _run_profiles(recorded, profiles)
     lines = [_matrix_html(recorded, profiles, is_outdated), "## Criteria and tested claims", ""]
     for finding in FINDINGS.values():
-        entries = {profile: recorded.get(profile, {}).get("findings", {}).get(finding.id) for profile in profiles}
+        entries = {profile: recorded.get(profile, {}).get("findings", {}).get(finding.id) for profile in run}
         present = {profile: entry for profile, entry in entries.items() if entry is not None}
         verdict_items = [
             f"{profile}: **{placeholder(finding.id)}**" if entry is None
-            else f"{profile}: **{entry['verdict']}**" + _verdict_text(entry, is_outdated(profile, entry))[len(entry["verdict"]):]
+            else f"{profile}: **{entry['verdict']}**"
+            + tex_text(_verdict_text(entry, is_outdated(profile, entry))[len(entry["verdict"]):])
             for profile, entry in entries.items()
         ]
+        if not_run:
+            verdict_items.append(f"not run: {', '.join(not_run)}")
+        scale = finding_scale(finding, entries)
         # A record always shows, even for a finding the registry gives no chapter: the data win.
         lines += [
             f"({_anchor(finding.id)})=",
             f"### {finding.id} · {PAPERS.get(finding.paper, finding.paper)}",
             "",
             f"- *Paper's claim* ({{cite:t}}`{finding.paper}`): {finding.claim}",
-            f"- *Tested claim*: {_by_profile({p: e['tested'] for p, e in present.items() if e.get('tested')})}",
-            f"- *Criterion*: {_by_profile({p: e['criterion'] for p, e in present.items()})}",
+            f"- *Tested claim*: {tex_text(_by_profile({p: e['tested'] for p, e in present.items() if e.get('tested')}))}",
+            f"- *Criterion*: {tex_text(_by_profile({p: e['criterion'] for p, e in present.items()}))}",
+            *([f"- *Scale*: {tex_text(scale)}"] if scale else []),
             f"- *Chapter*: {_registry_chapter_link(finding)}",
             "- *Verdicts*: " + "; ".join(verdict_items),
             "",
@@ -217,34 +412,30 @@ def scoreboard_markdown(
                 commit = (origin.get("git_commit") or "no git")[:7] + ("+dirty" if origin.get("git_dirty") else "")
                 verdict = _cell(entry["verdict"])
                 if entry.get("reason"):
-                    verdict += f": {_cell(entry['reason'])}"
+                    verdict += f": {_cell(tex_text(entry['reason']))}"
                 if is_outdated(profile, entry):
                     verdict += " (outdated)"
                 dates = [item["date"] for item in amendments.get(identifier, [])] if section == "findings" else []
                 if dates:
                     verdict += f"; amended {', '.join(dates)}"
-                rows.append(
-                    "| "
-                    + " | ".join(
-                        [
-                            _cell(identifier),
-                            profile,
-                            _cell(entry["claim"]),
-                            _cell(entry.get("tested") or "—"),
-                            _cell(_format_value(entry["value"])),
-                            verdict,
-                            _chapter_link(entry),
-                            _cell(f"seed {origin.get('seed')}, {origin.get('device')}, {commit}"),
-                        ]
-                    )
-                    + " |"
-                )
-    header = [
-        "| Id | Profile | Chapter's claim | Tested | Value | Verdict | Chapter | Provenance |",
-        "|---|---|---|---|---|---|---|---|",
+                cells = [_cell(identifier), profile]
+                if section == "checks":  # a check's description is nowhere else on the page
+                    cells.append(_cell(tex_text(entry["claim"])))
+                cells += [
+                    _cell(tex_text(_format_value(entry["value"]))),
+                    verdict,
+                    _chapter_link(entry),
+                    _cell(f"seed {origin.get('seed')}, {origin.get('device')}, {commit}"),
+                ]
+                rows.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "## Every recorded verdict",
+        "",
+        "Each record with its provenance; the claims, tested claims and criteria are in the section above.",
+        "",
     ]
-    lines += ["## Every recorded verdict", ""]
-    lines += header + detail_rows if detail_rows else ["No finding has been recorded yet."]
+    lines += ["| Id | Profile | Value | Verdict | Chapter | Provenance |", "|---|---|---|---|---|---|"] + detail_rows \
+        if detail_rows else ["No finding has been recorded yet."]
     lines += [
         "",
         "## Checks of the library",
@@ -252,5 +443,6 @@ def scoreboard_markdown(
         "Known-answer checks of `ncutils` itself. They are not findings of the papers and do not count above.",
         "",
     ]
-    lines += header + check_rows if check_rows else ["No check has been recorded yet."]
+    lines += ["| Id | Profile | Check | Value | Verdict | Chapter | Provenance |", "|---|---|---|---|---|---|---|"] \
+        + check_rows if check_rows else ["No check has been recorded yet."]
     return "\n".join(lines) + "\n"

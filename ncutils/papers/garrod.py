@@ -554,9 +554,9 @@ CHAPTER = Chapter(
         "momentum": 0.9, "snapshots": 10, "dense_hessian": True,
     },
     findings=(
-        Finding("G1", "garrod2024", "At the deep-NC optimum of the deep linear UFM the layer Hessian has K^2 equal "
-                                    "outlier eigenvalues, eigenvectors mu_c(l+1) x mu_c'(l), over a bulk."),
-        Finding("G2", "garrod2024", "The gradient aligns with the Hessian's outlier eigenspace (coefficients 1/K "
+        Finding("G1", "garrod2024", r"At the deep-NC optimum of the deep linear UFM the layer Hessian has $K^2$ equal "
+                                    r"outlier eigenvalues, eigenvectors $\mu_c^{(l+1)} \otimes \mu_{c'}^{(l)}$, over a bulk."),
+        Finding("G2", "garrod2024", "The gradient aligns with the Hessian's outlier eigenspace (coefficients $1/K$ "
                                     "on the diagonal, 0 off it)."),
         Finding("G3", "garrod2024", "In the ReLU UFM the Hessian keeps its outliers but they are no longer equal."),
     ),

@@ -705,7 +705,7 @@ K2 = Chapter(
     },
     findings=(Finding("K2", "kothapalli2023", "In the locally elastic SDE model features separate and collapse "
                                               "if and only if the same-class effect beats the cross-class effect "
-                                              "(alpha > beta)."),),
+                                              r"($\alpha > \beta$)."),),
     budget=BUDGET,
     validate=validate_k2_parameters,
     trains_nothing=("K2 trains with ncutils.theory.lesde.train_trials (per-sample SGD over many trials at once), "
