@@ -260,6 +260,19 @@ def _runs(outcome: verdicts.Outcome) -> dict[str, Any] | None:
     }
 
 
+def _scale(finding: Finding, parameters: Mapping[str, Any] | None) -> dict[str, str]:
+    """The record's ``scale`` (what the chapter ran, from its declaration and parameters) and
+    ``paper_setting`` (what the paper ran); empty where the chapter or its parameters are unknown."""
+    if finding.chapter is None:
+        return {}
+    declared = chapters.chapter(finding.chapter)
+    parameters = provenance.current_parameters() if parameters is None else parameters
+    found: dict[str, str] = {"paper_setting": declared.paper_setting} if declared.paper_setting else {}
+    if parameters and all(name in parameters for name in declared.defaults):
+        found["scale"] = declared.scale_text(parameters)
+    return found
+
+
 def _store(kind: str, fields: dict[str, Any], parameters: dict[str, Any] | None) -> dict[str, Any]:
     entry = {
         "kind": kind,
@@ -556,6 +569,7 @@ def record(
         "reason": result.reason,
         "runs": _runs(result),
         "details": details,
+        **_scale(FINDINGS[finding_id], parameters),
     }
     entry = _store("finding", fields, parameters)
     _glue(finding_id, entry["value"], result.state, {"reason": result.reason or "—", "tested": tested or "—"})
