@@ -23,13 +23,14 @@ parameters follow (a value must have its default's type; see :func:`type_problem
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = [
     "Budget",
     "Chapter",
     "ChapterParameters",
+    "Criterion",
     "Finding",
     "ParameterError",
     "type_problem",
@@ -74,6 +75,50 @@ class ChapterParameters(dict):
 
 
 @dataclass(frozen=True)
+class Criterion:
+    """A pre-registered criterion of one finding: thresholds typed once, its text rendered from them.
+
+    Attributes
+    ----------
+    registered : str
+        The day it was written, ``yyyy-mm-dd``.
+    text : str
+        The criterion in words, with ``{name}`` where a threshold goes (``"Spearman <= {max_spearman}"``).
+    thresholds : mapping
+        Threshold name -> value: what the chapter's code reads (``criterion["max_spearman"]``).
+    reason : str
+        For an amendment: why the earlier criterion did not test the paper's claim.
+    seen : str
+        For an amendment: which results had been seen when it was written ("none" before any).
+
+    Examples
+    --------
+    >>> c = Criterion("2026-12-06", "Spearman at most {max_spearman} in every run", {"max_spearman": -0.7})
+    >>> c.render(), c["max_spearman"]
+    ('Spearman at most -0.7 in every run', -0.7)
+    """
+
+    registered: str
+    text: str
+    thresholds: Mapping[str, Any]
+    reason: str = ""
+    seen: str = ""
+
+    def __post_init__(self) -> None:
+        self.render()  # a placeholder without a threshold fails at import, not in a chapter
+
+    def __getitem__(self, name: str) -> Any:
+        return self.thresholds[name]
+
+    def render(self) -> str:
+        """The criterion's text with its thresholds written in."""
+        try:
+            return self.text.format(**self.thresholds)
+        except (KeyError, IndexError) as error:
+            raise ValueError(f"criterion text names a threshold it does not declare: {error}") from None
+
+
+@dataclass(frozen=True)
 class Finding:
     """A finding of one paper that a chapter tests.
 
@@ -88,12 +133,24 @@ class Finding:
     chapter : str or None
         Stem of the notebook that tests it; ``None`` while no chapter does (the scoreboard
         then shows "no chapter yet"). A :class:`Chapter` fills it in for its findings.
+    criteria : tuple of Criterion
+        Its criteria in the order they were registered: the last is the one that decides the
+        verdict, the earlier ones stay visible beside it (empty where the chapter still
+        states its criterion in its own cells).
     """
 
     id: str
     paper: str
     claim: str
     chapter: str | None = None
+    criteria: tuple[Criterion, ...] = ()
+
+    @property
+    def criterion(self) -> Criterion:
+        """The criterion that decides the verdict (the last registered)."""
+        if not self.criteria:
+            raise LookupError(f"{self.id} declares no criterion")
+        return self.criteria[-1]
 
 
 @dataclass(frozen=True)
@@ -191,8 +248,16 @@ class Chapter:
             raise ValueError(f"{self.stem}: give exactly one of `trains` and `trains_nothing` (why it trains none)")
         # the findings point back at their chapter, so a declaration never repeats its stem
         object.__setattr__(self, "findings", tuple(
-            finding if finding.chapter == self.stem else Finding(finding.id, finding.paper, finding.claim, self.stem)
+            finding if finding.chapter == self.stem else replace(finding, chapter=self.stem)
             for finding in self.findings))
+
+    def finding(self, finding_id: str) -> Finding:
+        """One of the chapter's findings by id."""
+        for finding in self.findings:
+            if finding.id == finding_id:
+                return finding
+        raise KeyError(f"{self.stem} tests no finding {finding_id!r} (its findings: "
+                       f"{', '.join(finding.id for finding in self.findings)})")
 
     @property
     def notebook(self) -> str:

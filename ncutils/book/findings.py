@@ -447,6 +447,63 @@ class _Card:
         )
 
 
+class _VerdictBox:
+    """The answer at the top of a chapter: claim, scale beside the paper's, number, verdict, reason.
+
+    Glued as ``<ID>_box`` by :func:`record`; the chapter pastes it under its title with
+    ```` ```{glue} <ID>_box``` ````. Where the criterion was amended, the earlier criterion
+    and its result are shown beside the one that decides the verdict.
+    """
+
+    def __init__(self, entry: Mapping[str, Any], amendments: Sequence[Mapping[str, Any]]) -> None:
+        self.entry = entry
+        self.amendments = list(amendments)
+
+    def _rows(self) -> list[tuple[str, str]]:
+        entry = self.entry
+        finding = FINDINGS[entry["id"]]
+        rows = [("The paper's claim", finding.claim)]
+        if entry.get("scale"):
+            rows.append(("Tested at", entry["scale"]))
+        if entry.get("paper_setting"):
+            rows.append(("The paper's setting", entry["paper_setting"]))
+        rows.append(("Criterion", entry["criterion"]))
+        rows.append(("Measured", _format_value(entry["value"])))
+        if entry.get("runs"):
+            rows.append(("Runs", _runs_text(entry["runs"])))
+        if entry.get("reason"):
+            rows.append(("Why", entry["reason"]))
+        for amendment in self.amendments:
+            earlier = amendment["original"]
+            if amendment.get("original_result"):
+                earlier += f" (its result: {amendment['original_result']})"
+            rows.append((f"Before the amendment of {amendment['date']}", earlier))
+        return rows
+
+    def _repr_html_(self) -> str:
+        entry = self.entry
+        status = _STATUS.get(entry["verdict"], "inconclusive")
+        escape = html.escape
+        body = "".join(f"<dt>{escape(label)}</dt><dd>{tex_html(str(text))}</dd>" for label, text in self._rows())
+        return (f'<div class="verdict-box nc-{status}" data-id="{escape(entry["id"])}">'
+                f'<p class="verdict-box-title"><strong>{escape(entry["id"])}: {escape(entry["verdict"])}</strong></p>'
+                f"<dl>{body}</dl></div>")
+
+    def __repr__(self) -> str:
+        return f"{self.entry['id']}: {self.entry['verdict']}\n" + "\n".join(
+            f"  {label}: {text}" for label, text in self._rows())
+
+
+def _glue_box(entry: Mapping[str, Any]) -> None:
+    try:
+        from myst_nb import glue
+    except ImportError:  # outside the book: the card below says it all
+        return
+    amendments = load(findings_file())["profiles"].get(entry["provenance"]["profile"], {}) \
+        .get("amendments", {}).get(entry["id"], [])
+    glue(f"{entry['id']}_box", _VerdictBox(entry, amendments), display=False)
+
+
 def _display(card: Any) -> None:
     try:
         from IPython.display import display
@@ -573,6 +630,7 @@ def record(
     }
     entry = _store("finding", fields, parameters)
     _glue(finding_id, entry["value"], result.state, {"reason": result.reason or "—", "tested": tested or "—"})
+    _glue_box(entry)
     return entry
 
 
