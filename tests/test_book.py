@@ -7,7 +7,10 @@ smoke profile (twice: the second build must reuse every notebook).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -333,3 +336,80 @@ def test_scoreboard_and_a_chapter_render_at_desktop_and_phone_widths(built_book,
     for path in written:
         width, _ = screenshots.png_size(path)
         assert width == int(path.stem.rsplit("-", 1)[1])
+
+
+TOY_MODULE = '''"""A toy paper with one chapter: what CONTRIBUTING's "Adding a chapter" asks, and nothing more."""
+
+from ncutils.chapter import Budget, Chapter, Criterion, Finding
+
+
+def validate_parameters(parameters):
+    return [] if parameters["draws"] >= 2 else [f"draws must be >= 2, got {parameters['draws']}"]
+
+
+CHAPTER = Chapter(
+    stem="toy_claim",
+    title="T1 · A toy claim",
+    defaults={"draws": 200, "seed": 0},
+    findings=(Finding("T1", "toy2026", "Coins are fair.", criteria=(
+        Criterion("2026-12-06", "the share of heads lies within {tolerance} of one half", {"tolerance": 0.2}),)),),
+    budget=Budget("Toy T1", 5.0),
+    validate=validate_parameters,
+    trains_nothing="draws coins",
+    scale=lambda parameters: f"{parameters['draws']} coin draws",
+    paper_setting="an infinite number of draws",
+)
+'''
+
+TOY_CELLS = [
+    ("markdown", "# T1 · A toy claim\n\n```{glue} T1_box\n```"),
+    ("code", 'profile = "cpu"\noverrides = {}'),
+    ("code", "import random\n\nfrom ncutils.book import findings\nfrom ncutils.papers import toy\n\n"
+             "parameters = toy.CHAPTER.resolve(overrides, profile=profile)\n"
+             "criterion = toy.CHAPTER.finding('T1').criterion\n"
+             "rng = random.Random(parameters.seed)\n"
+             "share = sum(rng.random() < 0.5 for _ in range(parameters.draws)) / parameters.draws\n"
+             "findings.record('T1', 'Coins are fair.', share, criterion.render(),\n"
+             "                abs(share - 0.5) <= criterion['tolerance'], parameters=parameters)"),
+]
+
+
+@pytest.mark.slow
+def test_a_chapter_added_the_documented_way_runs_on_smoke(tmp_path):
+    """CONTRIBUTING's five steps (declaration, registry line, notebook, profile entries, toc line)."""
+    from conftest import _ignore
+
+    root = tmp_path / "repo"
+    shutil.copytree(REPO, root, ignore=_ignore)
+    (root / "ncutils" / "papers" / "toy.py").write_text(TOY_MODULE)
+    registry = root / "ncutils" / "book" / "chapters.py"
+    source = registry.read_text()
+    source = source.replace("from ncutils.papers import ", "from ncutils.papers import toy, ", 1)
+    registry.write_text(source.replace("    garrod.CHAPTER,\n", "    garrod.CHAPTER,\n    toy.CHAPTER,\n", 1))
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
+                      for kind, text in TOY_CELLS]
+    notebook.cells[1].metadata["tags"] = ["parameters"]
+    nbformat.write(notebook, str(root / "notebooks" / "toy_claim.ipynb"))
+    for path in (root / "notebooks" / "profiles").glob("*.yaml"):
+        path.write_text(path.read_text() + ("toy_claim: {draws: 50}\n" if path.stem == "smoke" else "toy_claim: {}\n"))
+    toc = root / "_toc.yml"
+    toc.write_text(toc.read_text().replace("      - file: book/scoreboard",
+                                           "      - file: book/generated/toy_claim\n      - file: book/scoreboard"))
+    environment = {**os.environ, "PYTHONPATH": str(root), "NCUTILS_RUNS_DIR": str(tmp_path / "runs")}
+    environment.pop("NC_FINDINGS_FILE", None)
+
+    def book(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ncutils.book", *arguments], cwd=root, env=environment,
+                              capture_output=True, text=True, timeout=600)
+
+    validated = book("validate")
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    refused = book("run", "toy_claim", "--profile", "smoke", "-p", "draws", "1", "--dry-run")
+    assert refused.returncode == 2 and "draws must be >= 2, got 1" in refused.stderr
+    ran = book("run", "toy_claim", "--profile", "smoke")
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    records = [json.loads(path.read_text()) for path in (root / "_build" / "custom").glob("*.findings.json")]
+    (entry,) = [section["findings"]["T1"] for record in records for section in record["profiles"].values()]
+    assert entry["scale"] == "50 coin draws" and entry["paper_setting"] == "an infinite number of draws"
+    assert entry["criterion"] == "the share of heads lies within 0.2 of one half"
