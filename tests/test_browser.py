@@ -148,12 +148,14 @@ class Browser:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def screenshot(self, path: Path, max_height: int = 6000) -> Path:
-        """The whole page (down to ``max_height`` CSS pixels) as a PNG."""
-        size = self.send("Page.getLayoutMetrics", session=True)["cssContentSize"]
-        clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], max_height), "scale": 1}
-        data = self.send("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True},
-                         session=True)["data"]
+    def screenshot(self, path: Path, width: int, max_height: int = 6000) -> Path:
+        """The whole page (down to ``max_height`` CSS pixels) as a PNG, taken with a window that tall
+        (captureBeyondViewport would lay the page out again, sideways scrolled on some pages)."""
+        height = self.send("Page.getLayoutMetrics", session=True)["cssContentSize"]["height"]
+        self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": int(min(height, max_height)),
+                                                         "deviceScaleFactor": 1, "mobile": width < 600}, session=True)
+        self.settle(0.3)
+        data = self.send("Page.captureScreenshot", {"format": "png"}, session=True)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
@@ -286,7 +288,7 @@ def page_reports(book_root, browser):
         for name, (width, height) in VIEWPORTS.items():
             browser.open((html / f"{page}.html").resolve().as_uri(), width, height)
             report = browser.evaluate(_INSPECT)
-            browser.screenshot(SCREENSHOTS / f"{page.replace('/', '__')}-{name}-{width}.png")
+            browser.screenshot(SCREENSHOTS / f"{page.replace('/', '__')}-{name}-{width}.png", width)
             report["problems"] = _problems(report, browser.console_errors())
             report["chapter"] = page.rsplit("/", 1)[-1] in chapters and page.startswith("book/generated/")
             reports[page, name] = report

@@ -491,3 +491,17 @@ def test_collect_keeps_its_keys_with_the_new_git_state(monkeypatch):
     assert record["git_commit"] is None and record["git_dirty"] is None
     assert set(record) == {"profile", "parameters", "seed", "device", "device_name", "notebook",
                            "git_commit", "git_dirty", "ncutils_version", "recorded_at"}
+
+
+def test_rendered_text_writes_math_as_tex_and_settings_dicts_as_text():
+    assert findings.tex_text("lambda_{K^2} >= 10 when alpha_hat > beta") == (
+        r"$\lambda_{K^2}$ ≥ 10 when $\hat{\alpha}$ > $\beta$")
+    assert findings.tex_text("MLP {'depth': 3, 'width': 32} on digits") == "MLP (depth=3, width=32) on digits"
+    assert findings.tex_text("already $x^2$, Nanjing, alphabet") == "already $x^2$, Nanjing, alphabet"
+    card = findings._Card(_entry("K2", True, 0.5, tested="MLP {'depth': 3}", criterion="alpha > beta",
+                                 provenance={"profile": "cpu", "notebook": "x", "seed": 0, "device": "cpu",
+                                             "git_commit": None, "parameters": {"networks": {"mlp": {"depth": 3}}}}))
+    page = card._repr_html_()
+    assert r'<span class="math notranslate nohighlight">\(\alpha\)</span> &gt; ' in page
+    assert "MLP (depth=3)" in page
+    assert re.search(r'<details class="nc-provenance"><summary>Provenance</summary><p>profile cpu', page)

@@ -319,12 +319,24 @@ def _power_tex(match: re.Match) -> str:
     return f"${base}^{power if power.startswith('{') or len(power) == 1 else '{' + power + '}'}$"
 
 
+_DICT_REPR = re.compile(r"\{\s*'[^'{}]+'\s*:[^{}]*\}")
+_DICT_ITEM = re.compile(r"'([^']+)'\s*:\s*('[^']*'|[^,}]+)")
+
+
+def _readable_dicts(text: str) -> str:
+    """Python dict reprs in a chapter's text as settings: ``{'depth': 3, 'width': 32}`` reads ``(depth=3, width=32)``."""
+    def settings(match: re.Match) -> str:
+        items = [f"{key}={value.strip().strip(chr(39))}" for key, value in _DICT_ITEM.findall(match.group(0))]
+        return f"({', '.join(items)})" if items else match.group(0)
+    return _DICT_REPR.sub(settings, text)
+
+
 def tex_text(text: Any) -> str:
     r"""Write the ASCII math of a chapter's text as TeX between ``$``, for MathJax.
 
     Greek letters spelt out (``lambda_{K^2}``, ``Sigma_W``, ``alpha_hat``, ``alpha``), single-letter
     powers (``K^2``) and ``<=``, ``>=``, ``!=`` (as ``≤``, ``≥``, ``≠``); text already between ``$`` is
-    kept as it is.
+    kept as it is. A Python dict of settings reads as ``(depth=3, width=32)``.
 
     Example
     -------
@@ -341,7 +353,7 @@ def tex_text(text: Any) -> str:
             part = part.replace(ascii_operator, symbol)
         return part
 
-    text = outside_math(str(text), operators)
+    text = outside_math(_readable_dicts(str(text)), operators)
     text = outside_math(text, lambda part: _ASCII_GREEK.sub(_greek_tex, part))
     return outside_math(text, lambda part: _ASCII_POWER.sub(_power_tex, part))
 
@@ -629,7 +641,8 @@ def record(
         **_scale(FINDINGS[finding_id], parameters),
     }
     entry = _store("finding", fields, parameters)
-    _glue(finding_id, entry["value"], result.state, {"reason": result.reason or "—", "tested": tested or "—"})
+    _glue(finding_id, entry["value"], result.state,
+          {"reason": _readable_dicts(result.reason or "—"), "tested": _readable_dicts(tested or "—")})
     _glue_box(entry)
     return entry
 
