@@ -47,6 +47,7 @@ __all__ = [
     "default_workers",
     "kernel_manager_class",
     "ensure_kernel",
+    "exact_value",
     "execute",
     "merge_findings",
     "run_jobs",
@@ -374,46 +375,94 @@ def merge_findings(layout: BookLayout, all_jobs: dict[str, list[Job]]) -> tuple[
     return findings.merge(contents), outdated
 
 
+def exact_value(value: Any) -> str:
+    """A parameter value spelled exactly: floats by their shortest round-trip form (``repr``).
+
+    Unlike :func:`~ncutils.book.provenance.format_value` (6 significant digits, for captions)
+    two different floats never read the same.
+
+    Example
+    -------
+    >>> exact_value(1.0000001), exact_value([0.1, 2, "relu"]), exact_value({"digits": 60})
+    ('1.0000001', '[0.1,2,relu]', '{digits:60}')
+    """
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(exact_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{exact_value(key)}:{exact_value(item)}" for key, item in value.items()) + "}"
+    return str(value)
+
+
 def custom_label(profile: str, overrides: dict[str, Any]) -> str:
     """The profile a custom run records: ``"custom: epochs=10, lr=0.1 (from cpu)"``.
 
-    Without overrides it is the profile itself: the run is that profile's.
+    Without overrides it is the profile itself: the run is that profile's. Values are
+    spelled exactly (:func:`exact_value`), strings quoted where they would read as another
+    value or contain a separator, so two different override sets never share a label.
 
     Example
     -------
     >>> custom_label("cpu", {"lr": 0.1, "epochs": 10}), custom_label("smoke", {})
     ('custom: epochs=10, lr=0.1 (from cpu)', 'smoke')
+    >>> custom_label("cpu", {"radius": 1.0000001}), custom_label("cpu", {"data_dir": "a, b"})
+    ('custom: radius=1.0000001 (from cpu)', "custom: data_dir='a, b' (from cpu)")
     """
     if not overrides:
         return profile
-    text = ", ".join(f"{name}={provenance.format_value(value)}" for name, value in sorted(overrides.items()))
+
+    def spelled(value: Any) -> str:
+        if isinstance(value, str) and (not _faithful(value, value) or not value):
+            return repr(value)
+        return exact_value(value)
+
+    text = ", ".join(f"{name}={spelled(value)}" for name, value in sorted(overrides.items()))
     return f"custom: {text} (from {profile})"
 
 
-_SAFE = re.compile(r"[^A-Za-z0-9.=+-]+")
+_SAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
+
+
+def _faithful(text: str, value: Any) -> bool:
+    """Whether ``text`` is safe in a file name and reads back (as ``-p``) as ``value`` itself."""
+    if _SAFE.search(text):
+        return False
+    parsed = parse_value(text)
+    return type(parsed) is type(value) and parsed == value
 
 
 def custom_stem(stem: str, profile: str, overrides: dict[str, Any], *, limit: int = 80) -> str:
     """File stem of a custom run under ``_build/custom/``: the chapter, the profile, the overrides.
 
-    Overrides are spelled out (``name=value``, sorted, unsafe characters as ``_``) while the
-    name stays under ``limit`` characters, else replaced by a 10-digit hash of them, so
-    two runs with different overrides never overwrite each other's notebook.
+    Overrides are spelled out exactly (``name=value``, sorted; :func:`exact_value`) while the
+    name stays under ``limit`` characters, else replaced by a 10-digit hash of them. Where a
+    value cannot be spelled exactly in a file name (characters other than letters, digits and
+    ``_.+-``, which become ``_``; a string that reads as another value, such as ``'10'``),
+    the hash of the overrides follows the spelled ones: two runs with different overrides
+    never write the same notebook.
 
     Examples
     --------
-    >>> custom_stem("parker_p1_depth", "cpu", {"epochs": 10, "datasets": ["digits", "mnist1d"]})
-    'parker_p1_depth.cpu.datasets=_digits_mnist1d_.epochs=10'
+    >>> custom_stem("kothapalli_terminal_phase", "cpu", {"epochs": 10, "lr": 0.0001})
+    'kothapalli_terminal_phase.cpu.epochs=10.lr=0.0001'
+    >>> custom_stem("parker_p1_depth", "cpu", {"datasets": ["digits", "mnist1d"]})
+    'parker_p1_depth.cpu.datasets=_digits_mnist1d_.hfe9eb76041'
     >>> custom_stem("parker_p1_depth", "cpu", {}), len(custom_stem("x", "cpu", {"a": list(range(50))}))
     ('parker_p1_depth.cpu', 17)
     """
     base = f"{stem}.{profile}"
     if not overrides:
         return base
-    spelled = ".".join(_SAFE.sub("_", f"{name}={provenance.format_value(value)}") for name, value in sorted(overrides.items()))
+    digest = hashlib.sha256(json.dumps(overrides, sort_keys=True, default=repr).encode()).hexdigest()[:10]
+    parts, exact = [], True
+    for name, value in sorted(overrides.items()):
+        text = exact_value(value)
+        exact = exact and not _SAFE.search(name) and "=" not in name and _faithful(text, value)
+        parts.append(f"{_SAFE.sub('_', name)}={_SAFE.sub('_', text)}")
+    spelled = ".".join(parts) + ("" if exact else f".h{digest}")
     if len(base) + 1 + len(spelled) <= limit:
         return f"{base}.{spelled}"
-    digest = hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{base}.h{digest}"
 
 
@@ -440,7 +489,12 @@ def check_run(
     root = provenance.project_root() if root is None else Path(root).resolve()
     chapter = resolve_chapter(chapters(root), notebook)
     values = load_profile(root, profile).get(chapter.stem, {})
-    parsed = {name: parse_value(text) for name, text in overrides}
+    parsed = {}
+    for name, text in overrides:
+        try:
+            parsed[name] = parse_value(text)
+        except ValueError as error:  # a mapping that repeats a key
+            raise ValueError(f"-p {name} {text!r}: {error}") from None
     problems = chapter_problems(chapter, values, f"notebooks/profiles/{profile}.yaml")
     if not problems:
         problems = chapter_problems(chapter, {**values, **parsed}, f"-p (on profile {profile})")

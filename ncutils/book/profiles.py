@@ -26,6 +26,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from ncutils.book import chapters as registry
+from ncutils.book import yaml_files
 from ncutils.chapter import Chapter
 
 __all__ = [
@@ -324,10 +325,7 @@ def load_profile(root: Path, profile: str) -> dict[str, dict[str, Any]]:
     path = BookLayout(root).profiles / f"{profile}.yaml"
     if not path.exists():
         raise ValueError(f"profile {profile!r} has no file {path}")
-    try:
-        content = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: invalid YAML ({error})") from None
+    content = yaml_files.load(path)  # ValueError naming the file: not UTF-8, invalid YAML, a repeated key
     content = {} if content is None else content
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a mapping of chapter -> parameters")
@@ -351,15 +349,17 @@ def parameter_problems(chapter: Notebook, values: Mapping[str, Any], origin: str
 def parse_value(text: str) -> Any:
     """Parse a command-line parameter value as YAML (``10`` -> int, ``[1, 2]`` -> list).
 
-    Text that is not valid YAML is returned as it is, as a string.
+    Exponent notation is a float, as in YAML 1.2 (:mod:`~ncutils.book.yaml_files`). Text that
+    is not valid YAML is returned as it is, as a string; a mapping that repeats a key raises
+    ``ValueError``.
 
     Example
     -------
-    >>> parse_value("[digits, mnist1d]"), parse_value("0.5"), parse_value("a: [")
-    (['digits', 'mnist1d'], 0.5, 'a: [')
+    >>> parse_value("[digits, mnist1d]"), parse_value("0.5"), parse_value("1e-3"), parse_value("a: [")
+    (['digits', 'mnist1d'], 0.5, 0.001, 'a: [')
     """
     try:
-        return yaml.safe_load(text)
+        return yaml_files.loads(text)
     except yaml.YAMLError:
         return text
 
