@@ -37,6 +37,7 @@ orders them (:func:`build`) and holds the command line (:func:`main`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import time
@@ -44,9 +45,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ncutils._io import write_if_changed, write_json_atomic
-from ncutils.book import findings, provenance, scoreboard
-from ncutils.book.execute import (BuildError, default_workers, ensure_kernel, merge_findings, run_jobs, run_notebook,
-                                  sync_generated)
+from ncutils.book import findings, provenance, scoreboard, stopping
+from ncutils.book.execute import (BuildError, default_workers, ensure_kernel, events_path, log_event, merge_findings,
+                                  run_jobs, run_notebook, sync_generated)
 from ncutils.book.manifest import CPU_RENDER_ALLOCATION, allocation_report, build_manifest, manifest_markdown
 from ncutils.book.profiles import PROFILES, BookLayout, read_notebook, validate
 
@@ -207,14 +208,21 @@ def scoreboard_markdown(root: Path | None = None) -> str:
     if manifest_path.exists():
         import json
 
-        manifest = json.loads(manifest_path.read_text())
-        lines += ["", f"## Build time per notebook (profile {manifest.get('profile')}, {manifest.get('built_at')})", "",
-                  "| notebook | status | seconds |", "|---|---|---|"]
-        lines += [f"| {record['notebook']} | {record['status']} | {record['seconds']:.1f} |"
-                  for record in manifest.get("notebooks", [])]
-        lines += ["", f"notebooks run in this build: {manifest.get('notebook_seconds_this_build', 0):.1f} s; "
-                      f"jupyter-book: {manifest.get('html_seconds', 0):.1f} s; "
-                      f"whole build: {manifest.get('build_seconds', 0):.1f} s"]
+        try:
+            manifest = json.loads(manifest_path.read_bytes().decode("utf-8"))
+            times = ["", f"## Build time per notebook (profile {manifest.get('profile')}, {manifest.get('built_at')})", "",
+                     "| notebook | status | seconds |", "|---|---|---|"]
+            times += [f"| {record['notebook']} | {record['status']} | {record['seconds']:.1f} |"
+                      for record in manifest.get("notebooks", [])]
+            times += ["", f"notebooks run in this build: {manifest.get('notebook_seconds_this_build', 0):.1f} s; "
+                          f"jupyter-book: {manifest.get('html_seconds', 0):.1f} s; "
+                          f"whole build: {manifest.get('build_seconds', 0):.1f} s"]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            message = (f"{manifest_path} is damaged ({type(error).__name__}: {error}); "
+                       f"the times are left out until the next build rewrites it")
+            print(f"warning: {message}", file=sys.stderr)
+            times = ["", f"(the last build's manifest is damaged: {message})"]
+        lines += times
     return "\n".join(lines) + "\n"
 
 
@@ -301,45 +309,63 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status.
+
+    ``build`` and ``run`` run as one process tree (:func:`~ncutils.book.stopping.process_tree`):
+    SIGINT or SIGTERM stops their workers, kernels and training processes, and the exit status
+    is then 128 + the signal's number.
+    """
     arguments = _parser().parse_args(argv)
     root = provenance.project_root()
+    layout = BookLayout(root)
+    runs_tree = arguments.command == "build" or (arguments.command == "run" and not arguments.dry_run)
     try:
-        if arguments.command == "build":
-            build(arguments.profile, root=root, force=arguments.force, html=not arguments.no_html,
-                  workers=arguments.workers)
-        elif arguments.command == "run" and arguments.dry_run:
-            values = check_run(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root)
-            print(f"ok: {arguments.notebook} on profile {arguments.profile} with "
-                  + (", ".join(f"{name}={value!r}" for name, value in sorted(values.items())) or "its defaults"))
-        elif arguments.command == "run":
-            run_notebook(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root, output=arguments.output)
-        elif arguments.command == "validate":
-            jobs = validate(root)
-            print(f"ok: {len(jobs['cpu'])} chapters, profiles {', '.join(jobs)}")
-        elif arguments.command == "scoreboard":
-            print(scoreboard_markdown(root) if arguments.markdown else scoreboard_text(root))
-        elif arguments.command == "setup-cells":
-            from ncutils.book import setup_cell
-
-            paths = arguments.notebooks or sorted(BookLayout(root).notebooks.glob("*.ipynb"))
-            if arguments.check:
-                problems = setup_cell.stale_setup_cells(root, paths)
-                for problem in problems:
-                    print(f"error: {problem}", file=sys.stderr)
-                return 1 if problems else 0
-            source = setup_cell.setup_source(root)
-            for path in paths:
-                if setup_cell.insert_setup_cell(path, source):
-                    print(f"wrote the setup cell of {path}")
-        elif arguments.command == "strip":
-            paths = arguments.notebooks or sorted(BookLayout(root).notebooks.glob("*.ipynb"))
-            for path in strip_outputs(paths):
-                print(f"stripped {path}")
+        with stopping.process_tree(events=events_path(layout)) if runs_tree else contextlib.nullcontext():
+            return _command(arguments, root)
     except (ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except stopping.Interrupted as error:
+        what = "the build" if arguments.command == "build" else f"the run of {arguments.notebook}"
+        log_event(layout, f"{what} was interrupted by {error.signal_name}: its notebooks and their processes "
+                          f"were stopped; the next build resumes with the chapters that did not finish",
+                  warning=True)
+        return error.exit_status
+
+
+def _command(arguments: argparse.Namespace, root: Path) -> int:
+    if arguments.command == "build":
+        build(arguments.profile, root=root, force=arguments.force, html=not arguments.no_html,
+              workers=arguments.workers)
+    elif arguments.command == "run" and arguments.dry_run:
+        values = check_run(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root)
+        print(f"ok: {arguments.notebook} on profile {arguments.profile} with "
+              + (", ".join(f"{name}={value!r}" for name, value in sorted(values.items())) or "its defaults"))
+    elif arguments.command == "run":
+        run_notebook(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root, output=arguments.output)
+    elif arguments.command == "validate":
+        jobs = validate(root)
+        print(f"ok: {len(jobs['cpu'])} chapters, profiles {', '.join(jobs)}")
+    elif arguments.command == "scoreboard":
+        print(scoreboard_markdown(root) if arguments.markdown else scoreboard_text(root))
+    elif arguments.command == "setup-cells":
+        from ncutils.book import setup_cell
+
+        paths = arguments.notebooks or sorted(BookLayout(root).notebooks.glob("*.ipynb"))
+        if arguments.check:
+            problems = setup_cell.stale_setup_cells(root, paths)
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return 1 if problems else 0
+        source = setup_cell.setup_source(root)
+        for path in paths:
+            if setup_cell.insert_setup_cell(path, source):
+                print(f"wrote the setup cell of {path}")
+    elif arguments.command == "strip":
+        paths = arguments.notebooks or sorted(BookLayout(root).notebooks.glob("*.ipynb"))
+        for path in strip_outputs(paths):
+            print(f"stripped {path}")
     return 0

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ncutils._io import read_json, write_if_changed, write_json_atomic
-from ncutils.book import findings, provenance
+from ncutils._io import write_if_changed, write_json_atomic
+from ncutils.book import findings, provenance, stopping
 from ncutils.book.profiles import (
     BookLayout,
     Notebook,
@@ -41,17 +41,21 @@ from ncutils.book.profiles import (
 __all__ = [
     "KERNEL_NAME",
     "BuildError",
+    "cached_damage",
     "check_run",
     "custom_label",
     "custom_stem",
     "default_workers",
     "kernel_manager_class",
     "ensure_kernel",
+    "events_path",
     "exact_value",
     "execute",
+    "log_event",
     "merge_findings",
     "run_jobs",
     "run_notebook",
+    "store_warnings",
     "sync_generated",
 ]
 
@@ -216,15 +220,124 @@ def _state_path(layout: BookLayout, profile: str) -> Path:
     return layout.profile_cache(profile) / "state.json"
 
 
+#: The log of what builds and the store did (``<runs_dir>/events.log``, as :mod:`ncutils.runs` names it).
+EVENTS = "events.log"
+
+
+def events_path(layout: BookLayout) -> Path:
+    """The events log of the store the build uses: ``$NCUTILS_RUNS_DIR`` or ``runs/``."""
+    return Path(os.environ.get("NCUTILS_RUNS_DIR") or layout.runs) / EVENTS
+
+
+def log_event(layout: BookLayout, message: str, *, warning: bool = False) -> None:
+    """Note ``message`` in the events log; a warning is printed on stderr too."""
+    if warning:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    path = events_path(layout)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            handle.write(f"{provenance.utc_now()} {'warning: ' if warning else ''}{message}\n")
+    except OSError:  # a read-only store: the console has it
+        pass
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_state(layout: BookLayout, profile: str) -> dict[str, Any]:
+    """A profile's ``state.json``; damage (not JSON, not a mapping of entries) is warned about.
+
+    A damaged file, or entry, reads as no run: the chapters run again.
+    """
+    path = _state_path(layout, profile)
+    if not path.exists():
+        return {}
+    try:
+        state = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        log_event(layout, f"{path} is damaged ({type(error).__name__}: {error}); every chapter of profile "
+                          f"{profile} runs again", warning=True)
+        return {}
+    if not isinstance(state, dict):
+        log_event(layout, f"{path} is damaged (not a mapping); every chapter of profile {profile} runs again",
+                  warning=True)
+        return {}
+    kept = {}
+    for stem, entry in state.items():
+        if isinstance(entry, dict) and isinstance(entry.get("key"), str) and isinstance(entry.get("seconds"), (int, float)):
+            kept[stem] = entry
+        else:
+            log_event(layout, f"{path}: the entry of {stem!r} is damaged; {stem} runs again", warning=True)
+    return kept
+
+
+def cached_damage(layout: BookLayout, profile: str, stem: str, entry: dict[str, Any]) -> str | None:
+    """What is wrong with the stored results of one chapter's last run, or None if nothing.
+
+    The executed notebook must read as a notebook and its findings (when the run had some)
+    as a findings file; where the state entry records their sha256 (every run since it
+    does), the files must match it byte for byte.
+    """
+    import nbformat
+
+    cache = layout.profile_cache(profile)
+    notebook = cache / f"{stem}.ipynb"
+    findings_path = cache / f"{stem}.findings.json"
+    if not notebook.exists():
+        return f"{notebook} is missing"
+    expected = entry.get("notebook_sha256")
+    if expected is not None and _sha256(notebook) != expected:
+        return f"{notebook} does not match its checksum"
+    if expected is None:
+        try:
+            nbformat.read(str(notebook), as_version=4)
+        except Exception as error:  # nbformat raises JSON, Unicode and validation errors
+            return f"{notebook} is not a notebook ({type(error).__name__}: {error})"
+    if not entry.get("has_findings", False):
+        return f"{findings_path} should not exist" if findings_path.exists() else None
+    if not findings_path.exists():
+        return f"{findings_path} is missing"
+    expected = entry.get("findings_sha256")
+    if expected is not None and _sha256(findings_path) != expected:
+        return f"{findings_path} does not match its checksum"
+    try:
+        findings.load(findings_path)
+    except ValueError as error:  # not JSON, not UTF-8 or not a findings file
+        return str(error)
+    return None
+
+
 def _cached(layout: BookLayout, job: Job, state: dict[str, Any]) -> bool:
     entry = state.get(job.stem)
-    cache = layout.profile_cache(job.profile)
-    return (
-        entry is not None
-        and entry.get("key") == job.key
-        and (cache / f"{job.stem}.ipynb").exists()
-        and (cache / f"{job.stem}.findings.json").exists() == entry.get("has_findings", False)
-    )
+    if entry is None or entry.get("key") != job.key:
+        return False
+    damage = cached_damage(layout, job.profile, job.stem, entry)
+    if damage is not None:
+        log_event(layout, f"{job.stem} ({job.profile}): {damage}; running it again", warning=True)
+        return False
+    return True
+
+
+#: A warning of the results store that a stored entry is damaged (:mod:`ncutils.runs`).
+_STORE_WARNING = re.compile(r"(\w*Warning): (stored .* is corrupted.*)$", re.M)
+
+
+def store_warnings(notebook: Path) -> list[str]:
+    """The store's warnings about damaged entries printed in an executed notebook's outputs."""
+    import nbformat
+
+    try:
+        content = nbformat.read(str(notebook), as_version=4)
+    except Exception:  # a missing or damaged notebook has nothing to report
+        return []
+    found = []
+    for cell in content.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                found += [match.group(2) for match in _STORE_WARNING.finditer(output.get("text", ""))]
+    return list(dict.fromkeys(found))
 
 
 def default_workers() -> int:
@@ -267,12 +380,19 @@ def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[
     """Execute (or reuse) every job; return one timing record per job, in job order.
 
     With ``workers > 1`` that many notebooks run at once, each in its own process (and
-    kernel), started in job order; the log says when each starts and ends.
+    kernel), started in job order; the log says when each starts and ends. A chapter whose
+    stored results are damaged (:func:`cached_damage`) runs again, with a warning on the
+    console and in the events log, and so do the store's warnings about damaged entries
+    that a chapter printed.
 
     Raises
     ------
     BuildError
         On the first failing notebook; notebooks not yet started are not run.
+    KeyboardInterrupt
+        (:class:`~ncutils.book.stopping.Interrupted` on SIGINT or SIGTERM) after the running
+        notebooks' processes were stopped and each was reported as interrupted; they have no
+        entry in ``state.json``, so the next build runs them again.
     """
     if not jobs:
         return []
@@ -281,7 +401,7 @@ def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[
     profile = jobs[0].profile
     cache = layout.profile_cache(profile)
     state_path = _state_path(layout, profile)
-    state = read_json(state_path, {})
+    state = _read_state(layout, profile)
     records: dict[str, dict[str, Any]] = {}
     prefixes = {job.stem: f"[{number}/{len(jobs)}] {job.stem} ({profile})" for number, job in enumerate(jobs, 1)}
     pending = []
@@ -295,9 +415,19 @@ def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[
             state.pop(job.stem, None)
             pending.append(job)
     write_json_atomic(state_path, state, default=str)
+    running: dict[str, float] = {}  # stem -> when it started
+
+    def start(job: Job, note: str = "") -> None:
+        print(f"{prefixes[job.stem]}: running{note} ...", flush=True)
+        running[job.stem] = time.perf_counter()
 
     def finished(job: Job, times: tuple[float, float]) -> None:
+        running.pop(job.stem, None)
         seconds, cpu_seconds = times
+        notebook, findings_path = cache / f"{job.stem}.ipynb", cache / f"{job.stem}.findings.json"
+        for warning in store_warnings(notebook):
+            log_event(layout, f"{job.stem} ({profile}): {warning}", warning=True)
+        has_findings = findings_path.exists()
         entry = {
             "key": job.key,
             "seconds": round(seconds, 2),
@@ -305,43 +435,66 @@ def run_jobs(layout: BookLayout, jobs: Sequence[Job], *, force: bool, git: dict[
             "finished_at": provenance.utc_now(),
             "parameters": job.parameters,
             "git_commit": git["commit"],
-            "has_findings": (cache / f"{job.stem}.findings.json").exists(),
+            "has_findings": has_findings,
+            "notebook_sha256": _sha256(notebook),
+            "findings_sha256": _sha256(findings_path) if has_findings else None,
         }
         state[job.stem] = entry
         write_json_atomic(state_path, state, default=str)
         print(f"{prefixes[job.stem]}: done in {seconds:.1f} s ({cpu_seconds:.0f} CPU s)", flush=True)
         records[job.stem] = {**entry, "notebook": job.stem, "status": "ran"}
 
-    if workers == 1 or len(pending) <= 1:
-        for job in pending:
-            print(f"{prefixes[job.stem]}: running ...", flush=True)
-            finished(job, _execute_job(layout.root, job, cache, git))
-    else:
-        import concurrent.futures
-        import multiprocessing
-
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            waiting = list(pending)
-            running: dict[concurrent.futures.Future, Job] = {}
-            failure: BaseException | None = None
-            while waiting or running:
-                while waiting and len(running) < workers and failure is None:
-                    job = waiting.pop(0)
-                    print(f"{prefixes[job.stem]}: running ({len(running) + 1} at once) ...", flush=True)
-                    running[pool.submit(_execute_job, layout.root, job, cache, git)] = job
-                if not running:
-                    break
-                done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in done:
-                    job = running.pop(future)
-                    try:
-                        finished(job, future.result())
-                    except BaseException as error:  # the first failure is raised once the others end
-                        failure = failure or error
-            if failure is not None:
-                raise failure
+    try:
+        if workers == 1 or len(pending) <= 1:
+            for job in pending:
+                start(job)
+                finished(job, _execute_job(layout.root, job, cache, git))
+        else:
+            _run_side_by_side(layout, pending, cache, git, workers, start, finished)
+    except KeyboardInterrupt as error:
+        stopping.stop_descendants()  # the kernels and their training processes
+        reason = getattr(error, "signal_name", "KeyboardInterrupt")
+        for stem, since in running.items():
+            log_event(layout, f"{prefixes[stem]}: interrupted by {reason} after {time.perf_counter() - since:.0f} s; "
+                              f"not recorded, the next build runs it again", warning=True)
+        raise
     return [records[job.stem] for job in jobs if job.stem in records]
+
+
+def _run_side_by_side(layout: BookLayout, pending: Sequence[Job], cache: Path, git: dict[str, Any], workers: int,
+                      start: Any, finished: Any) -> None:
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                                  initializer=stopping.ignore_interrupts)
+    try:
+        waiting = list(pending)
+        running: dict[concurrent.futures.Future, Job] = {}
+        failure: BaseException | None = None
+        while waiting or running:
+            while waiting and len(running) < workers and failure is None:
+                job = waiting.pop(0)
+                start(job, f" ({len(running) + 1} at once)")
+                running[pool.submit(_execute_job, layout.root, job, cache, git)] = job
+            if not running:
+                break
+            done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                try:
+                    finished(job, future.result())
+                except Exception as error:  # the first failure is raised once the others end
+                    failure = failure or error
+        if failure is not None:
+            raise failure
+    except BaseException:
+        # an interrupt: waiting for the running notebooks would let them run to their end
+        stopping.stop_descendants()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def sync_generated(layout: BookLayout, jobs: Sequence[Job]) -> None:
@@ -357,15 +510,24 @@ def sync_generated(layout: BookLayout, jobs: Sequence[Job]) -> None:
 
 
 def merge_findings(layout: BookLayout, all_jobs: dict[str, list[Job]]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Merge the findings of every profile built here; note outdated ones."""
+    """Merge the findings of every profile built here; note outdated ones.
+
+    Damaged results of a chapter (:func:`cached_damage`) are left out with a warning; the
+    next build of their profile runs the chapter again.
+    """
     contents = []
     outdated: dict[str, list[str]] = {}
     for profile, jobs in all_jobs.items():
-        state = read_json(_state_path(layout, profile), {})
+        state = _read_state(layout, profile)
         for job in jobs:
             entry = state.get(job.stem)
             path = layout.profile_cache(profile) / f"{job.stem}.findings.json"
             if entry is None or not path.exists():
+                continue
+            damage = cached_damage(layout, profile, job.stem, entry)
+            if damage is not None:
+                log_event(layout, f"{job.stem} ({profile}): {damage}; its findings are left out until the next "
+                                  f"build of profile {profile} runs it again", warning=True)
                 continue
             content = findings.load(path)
             # only records of this profile count: a notebook could override `profile`
