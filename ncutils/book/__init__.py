@@ -6,11 +6,16 @@ Modules, in the order a build uses them:
     Chapters (``notebooks/*.ipynb`` and their ``parameters`` cells), profiles
     (``notebooks/profiles/<profile>.yaml``) and ``_toc.yml``: read, checked
     against each other, and turned into jobs with cache keys.
+:mod:`~ncutils.book.yaml_files`
+    Profiles and ``-p`` values read strictly: YAML 1.2 floats, no repeated keys.
 :mod:`~ncutils.book.execute`
     The Jupyter kernel, papermill execution, reuse of unchanged chapters,
     ``run`` of one chapter with other parameters.
 :mod:`~ncutils.book.manifest`
     Environment, hardware and timings of a build, and their Markdown tables.
+:mod:`~ncutils.book.stopping`
+    A build and everything it starts as one process tree that SIGINT, SIGTERM or
+    the build's death stops together.
 :mod:`~ncutils.book.cli`
     ``python -m ncutils.book build|run|validate|scoreboard|strip``: the build
     in order, and the command line.

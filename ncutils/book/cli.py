@@ -8,7 +8,11 @@ Command line (``python -m ncutils.book ...``):
     key is unchanged since their last successful run; ``N`` at once, default
     :func:`~ncutils.book.execute.default_workers`), write the scoreboard
     and the manifest, then render ``_build/html`` with ``jupyter-book build``
-    (execution off, warnings as errors, nitpicky).
+    (execution off, warnings as errors, nitpicky). A chapter whose cached results are
+    damaged runs again, with a warning (:func:`~ncutils.book.execute.cached_damage`).
+    SIGINT or SIGTERM stops the build, its workers, kernels and their training processes
+    (:mod:`~ncutils.book.stopping`; a guard does the same when the build is killed), and
+    the next build resumes with the chapters that did not finish.
 ``run NOTEBOOK [--profile cpu] -p NAME VALUE ... [--dry-run]``
     Re-execute one chapter with other parameters into
     ``_build/custom/<chapter>.<profile>.<overrides>.ipynb``; the parameters are checked
