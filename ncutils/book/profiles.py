@@ -27,6 +27,7 @@ import yaml
 
 from ncutils.book import yaml_files
 from ncutils.book import chapters as registry
+from ncutils.book import yaml_files
 from ncutils.chapter import Chapter
 
 __all__ = [

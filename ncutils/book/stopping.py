@@ -87,6 +87,8 @@ def _describe(process: psutil.Process) -> str:
         text = " ".join(arguments)
         if "ipykernel_launcher" in text:
             return f"{process.pid} (kernel)"
+        if "resource_tracker" in text:
+            return f"{process.pid} (resource tracker)"
         if "multiprocessing" in text or "spawn_main" in text:
             return f"{process.pid} (worker)"
         return f"{process.pid} ({Path(arguments[0]).name if arguments else process.name()})"
@@ -150,6 +152,15 @@ def _stop(find: Callable[[set[int]], list[psutil.Process]], *, timeout: float = 
     return stopped
 
 
+def _own_tracker(process: psutil.Process) -> bool:
+    # this process's multiprocessing resource tracker runs no work and ends with this process;
+    # killed, multiprocessing would start another one (and warn about it)
+    try:
+        return process.ppid() == os.getpid() and "multiprocessing.resource_tracker" in " ".join(process.cmdline())
+    except Exception:  # psutil.Error: gone, or not ours to read
+        return False
+
+
 def stop_marked(tag: str) -> list[str]:
     """Stop every process marked with ``tag`` (but this one); describe what was stopped."""
     return _stop(lambda exclude: marked_processes(tag, exclude=exclude))
@@ -179,7 +190,7 @@ def stop_descendants() -> list[str]:
             found.update((process.pid, process) for process in marked_processes(tag, exclude=exclude))
         guard = _active.get("guard")
         return [process for pid, process in found.items()
-                if pid not in exclude and (guard is None or pid != guard.pid)]
+                if pid not in exclude and (guard is None or pid != guard.pid) and not _own_tracker(process)]
 
     return _stop(find)
 
