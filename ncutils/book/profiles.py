@@ -25,7 +25,6 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
-from ncutils.book import yaml_files
 from ncutils.book import chapters as registry
 from ncutils.book import yaml_files
 from ncutils.chapter import Chapter
