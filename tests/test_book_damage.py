@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ncutils.book import cli, execute
-from test_book import REPO, make_book, make_notebook
+from test_book import REPO, make_book, make_notebook, toy_chapters  # noqa: F401 (a fixture)
 
 #: A chapter that records one (empty) findings section, as findings.record() would.
 CHAPTER = ("import json, os\n"
@@ -24,11 +24,11 @@ CHAPTER = ("import json, os\n"
 
 
 @pytest.fixture
-def book(tmp_path, monkeypatch):
+def book(tmp_path, monkeypatch, toy_chapters):
     monkeypatch.setenv("NCUTILS_RUNS_DIR", str(tmp_path / "store"))
     monkeypatch.delenv("NC_FINDINGS_FILE", raising=False)
     root = make_book(tmp_path / "book", {"chap": {}})
-    make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"', body=CHAPTER)
+    make_notebook(root / "notebooks" / "chap.ipynb", body=CHAPTER)
     return root
 
 
@@ -107,7 +107,7 @@ def test_a_damaged_manifest_does_not_break_the_scoreboard(book, capsys):
 
 
 def test_the_stores_warnings_about_damaged_entries_reach_the_console_and_the_events_log(tmp_path, monkeypatch,
-                                                                                        capsys):
+                                                                                        capsys, toy_chapters):
     store = tmp_path / "store"
     monkeypatch.setenv("NCUTILS_RUNS_DIR", str(store))
     monkeypatch.delenv("NC_FINDINGS_FILE", raising=False)
@@ -115,7 +115,7 @@ def test_the_stores_warnings_about_damaged_entries_reach_the_console_and_the_eve
     (root / "ncutils" / "__init__.py").unlink()
     (root / "ncutils").rmdir()
     (root / "ncutils").symlink_to(REPO / "ncutils")  # the chapter uses the real store
-    make_notebook(root / "notebooks" / "chap.ipynb", 'profile = "cpu"',
+    make_notebook(root / "notebooks" / "chap.ipynb",
                   body="from ncutils import runs\n"
                        "payload = runs.computed_payload('demo', {'n': 3}, modules=('metrics',))\n"
                        "print(runs.computed(payload, lambda: [1, 2, 3]))")

@@ -237,17 +237,14 @@ def test_scoreboard_sets_the_pre_registered_verdict_beside_the_amended_one():
     assert p2["cpu/original"]["word"] == "not reproduced" and p2["cpu/amended"]["text"] == "not amended"
 
 
-def test_scoreboard_shows_the_scale_of_the_record_else_of_the_declaration_else_nothing(monkeypatch):
+def test_scoreboard_shows_the_scale_of_the_record_else_nothing():
     content = {"schema": 1, "profiles": {"cpu": {"findings": {
         "P1": _entry("P1", True, 0.5, scale="MLP width 64, 3 seeds"),
         "P2": _entry("P2", True, 0.5, scale={"epochs": 30, "seeds": 3})}, "checks": {}}}}
-    declared = dataclasses.replace(findings.FINDINGS["P3"])
-    object.__setattr__(declared, "scale", "ResNet-18 on CIFAR-10")  # the declaration's field, when it exists
-    monkeypatch.setitem(findings.FINDINGS, "P3", declared)
     board = scoreboard.scoreboard_markdown(content, ["cpu"])
     scale = {finding_id: re.search(rf'<tr data-id="{finding_id}">.*?<td class="nc-scale" data-label="Scale">(.*?)</td>',
                                    board).group(1) for finding_id in ("P1", "P2", "P3", "P4")}
-    assert scale == {"P1": "MLP width 64, 3 seeds", "P2": "epochs 30, seeds 3", "P3": "ResNet-18 on CIFAR-10", "P4": ""}
+    assert scale == {"P1": "MLP width 64, 3 seeds", "P2": "epochs 30, seeds 3", "P3": "", "P4": ""}
     assert "- *Scale*: MLP width 64, 3 seeds" in _details(board, "P1")
 
 

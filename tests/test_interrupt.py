@@ -26,12 +26,17 @@ import pytest
 
 psutil = pytest.importorskip("psutil")
 
-from test_book import REPO, _ignore, make_book, make_notebook  # noqa: E402
+from conftest import _ignore  # noqa: E402
+from test_book import REPO, make_book, make_notebook  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 #: Runs ncutils.book's command line on a fake book (project_root() is this checkout's).
-DRIVER = ("import sys, pathlib\nfrom ncutils.book import cli, provenance\n"
+#: The fake book's chapters are declared in the driver's registry.
+DRIVER = ("import sys, pathlib\nfrom ncutils.book import chapters, cli, provenance\n"
+          "from ncutils.chapter import Budget, Chapter\n"
+          "chapters.CHAPTERS[:] = [Chapter(stem=stem, title=stem, defaults={}, findings=(), budget=Budget('toy', 1.0),\n"
+          "                                trains_nothing='a test chapter') for stem in ('quick', 'slow')]\n"
           "provenance.project_root = lambda: pathlib.Path(sys.argv[1])\nsys.exit(cli.main(sys.argv[2:]))")
 
 
@@ -118,11 +123,11 @@ def fake_book(tmp_path):
     (root / "notebooks" / "chap.ipynb").unlink()
     spans = tmp_path / "spans"
     spans.mkdir()
-    make_notebook(root / "notebooks" / "quick.ipynb", 'profile = "cpu"', body="print('quick')")
+    make_notebook(root / "notebooks" / "quick.ipynb", body="print('quick')")
     trainer = spans / "trainer.py"
     trainer.write_text(f"import pathlib, time\nwhile True:\n    pathlib.Path({str(spans / 'heartbeat')!r})"
                        f".write_text(str(time.time()))\n    time.sleep(0.2)\n")
-    make_notebook(root / "notebooks" / "slow.ipynb", 'profile = "cpu"',
+    make_notebook(root / "notebooks" / "slow.ipynb",
                   body=f"import pathlib, subprocess, sys, time\nspans = pathlib.Path({str(spans)!r})\n"
                        f"trainer = subprocess.Popen([sys.executable, {str(trainer)!r}], start_new_session=True)\n"
                        f"while not (spans / 'heartbeat').exists():\n    time.sleep(0.1)\n"

@@ -95,7 +95,7 @@ def _scale_text(scale: Any) -> str:
 
 
 def finding_scale(finding: Finding, entries: Mapping[str, Mapping[str, Any] | None]) -> str:
-    """The scale a finding was judged at: its records' ``scale``, else its declaration's, else ``""``.
+    """The scale a finding was judged at: its records' ``scale`` (from its chapter's declaration), else ``""``.
 
     Records of several profiles with different scales give ``profile: scale; ...``.
     """
@@ -103,7 +103,7 @@ def finding_scale(finding: Finding, entries: Mapping[str, Mapping[str, Any] | No
                 if entry is not None and _scale_text(entry.get("scale"))}
     if recorded:
         return _by_profile(recorded)
-    return _scale_text(getattr(finding, "scale", None))
+    return ""
 
 
 def _state_of(text: str | None) -> str | None:
