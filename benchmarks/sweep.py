@@ -17,7 +17,7 @@ class centres; the cost does not depend on the values) and the same batch size:
 
 Each time is the best of ``--repeats`` rounds (after one warm-up round); the three
 measurements run interleaved, one of each per round. The target of
-DESIGN.md section 7 is a ratio of at most 2 plus the O(N D C) statistics (class means,
+The target is a ratio of at most 2 plus the O(N D C) statistics (class means,
 within-class sums, the C x C projected scatter and the NCC predictions of every probe point,
 summed over the probe points' dimensions D). The forward passes a sweep makes are counted
 with a forward hook and printed, so the ratio can be split into forward passes and statistics.

@@ -5,7 +5,7 @@ Run from the repository root::
     python benchmarks/ufm.py                 # K = 3, n = 40, L = 5, d = 65, one thread
     python benchmarks/ufm.py --steps 5000 --repeats 7
 
-DESIGN.md section 7: a step of :func:`ncutils.theory.ufm.train` stays within 1.2x of a plain
+The target: a step of :func:`ncutils.theory.ufm.train` stays within 1.2x of a plain
 autograd step of the same model. The two loops do the same work per step, in float64 with one
 torch thread and deterministic algorithms:
 

@@ -49,7 +49,7 @@ def flatten_features(features: Any, name: str = "features") -> torch.Tensor:
     """Return features as a 2-D tensor ``(N, D)``.
 
     ``(N, D)`` is kept; ``(N, C, H, W)`` (or any ``(N, ...)``) is flattened
-    channel-major to ``(N, C*H*W)``, the convention of DESIGN.md section 4.
+    channel-major to ``(N, C*H*W)``, the convention of the book's conventions page (book/conventions.md).
     """
     features = as_tensor(features, name)
     if features.ndim < 2:

@@ -119,7 +119,7 @@ def shuffled_labels(dataset: "Dataset", seed: int) -> "Dataset":
 
 LABEL_MAPS: dict[str, dict[int, int]] = {
     # Yang et al. 2023 merge pairs of CIFAR-10 classes; which pairs is not stated
-    # (papers/NOTES.md). Here c and c + 5 merge: airplane+dog, automobile+frog,
+    # (as the paper describes it). Here c and c + 5 merge: airplane+dog, automobile+frog,
     # bird+horse, cat+ship, deer+truck. The same map suits any 10-class dataset,
     # including gaussian(num_classes=10, hierarchical=True, num_coarse=5).
     "cifar10-pairs": modulo_label_map(10, 5),

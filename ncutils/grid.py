@@ -43,7 +43,7 @@ __all__ = ["Grid", "GridEntry", "GridResult", "run_grid", "sweep_schedule"]
 #: The column every grid table carries beside the entries' own labels.
 SEED_COLUMN = "seed"
 
-#: Torch threads of every run a grid trains on the CPU. Fixed (DESIGN.md 8.7) so that a
+#: Torch threads of every run a grid trains on the CPU. Fixed (and recorded) so that a
 #: run's numbers do not depend on how many runs train side by side: parallelism comes from
 #: worker processes, one run each.
 THREADS_PER_RUN = 1

@@ -1,6 +1,6 @@
 """The last hidden layer measured after every epoch of training: statistics online, metrics later.
 
-K1's terminal phase needs NC1-NC4 of the last hidden layer at every epoch (DESIGN 8.4:
+K1's terminal phase needs NC1-NC4 of the last hidden layer at every epoch (the results store's statistics level:
 cheap series over every epoch are measured online and stored with the history), but
 weights are stored only at a few epochs. So :func:`last_layer_statistics` runs during
 training (``TrainConfig(track_last_layer=True)``) and keeps the *statistics* of the
@@ -87,7 +87,7 @@ def last_layer_metrics(model: nn.Module, train_data: Dataset, test_data: Dataset
     The numbers are those of :func:`ncutils.sweep.sweep_table` (NC1, equinorm,
     equiangularity, ETF error, self-duality with the classifier weight, NCC accuracy and
     the mismatch with the network's predictions; conventions of :mod:`ncutils.metrics`,
-    DESIGN.md 4) at the penultimate probe point; on the test set NC1-NC3 use the test class
+    book/conventions.md) at the penultimate probe point; on the test set NC1-NC3 use the test class
     means, NCC accuracy and mismatch the training class means.
 
     Returns

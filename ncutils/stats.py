@@ -1,6 +1,6 @@
 """Streaming, mergeable per-class statistics of features.
 
-Two accumulators, one per data pass (DESIGN.md section 4):
+Two accumulators, one per data pass (book/conventions.md):
 
 * :class:`ClassStats` (pass 1): per-class counts, means and within-class sums of
   squares ``sum_{i in c} ||h_i - mu_c||^2``, in float64 on the features' device.
@@ -388,7 +388,7 @@ class ClassStats:
     def state(self) -> dict[str, torch.Tensor]:
         """The finished results as plain tensors on the CPU: ``classes``, ``counts``, ``means``, ``within_ss``.
 
-        What the results store keeps of a probe point (DESIGN 8.4's statistics level);
+        What the results store keeps of a probe point (the results store's statistics level);
         :meth:`from_state` rebuilds the statistics. Reading it finalises (raises on bad batches).
         """
         moments = self._require_data()
@@ -666,7 +666,7 @@ class ProjectedScatter:
     References
     ----------
     Papyan, Han, Donoho (2020), PNAS: ``Sigma_W``, ``Sigma_B``, NC1.
-    DESIGN.md section 4 of this project: the C x C reduction.
+    the book's conventions page (book/conventions.md): the C x C reduction.
 
     Examples
     --------

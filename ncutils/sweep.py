@@ -15,7 +15,7 @@ the classifier's weight where the classifier reads. :func:`sweep_table` turns th
 the metrics table with pure functions of :mod:`ncutils.metrics` (and, for the alignment
 of Rangamani et al., the consumer layers' weights: one SVD each, batched by shape), no
 forward pass. :func:`layer_sweep` is both in one call. The results store
-(:mod:`ncutils.runs`) keeps the two levels apart (DESIGN 8.4): an edit to ``metrics``
+(:mod:`ncutils.runs`) keeps the two levels apart: an edit to ``metrics``
 recomputes tables from stored statistics; an edit to ``stats``, ``probe`` or this module
 re-measures the statistics from stored weights.
 

@@ -2,7 +2,7 @@
 
 A chapter judges a paper's finding with a pre-registered criterion. Judged on
 one run the criterion passes or fails; judged on several runs (configurations
-x seeds) the runs are combined by :func:`combine_runs`, the rule of DESIGN.md
+x seeds) the runs are combined by :func:`combine_runs`, the book's rule (book/method.md)
 section 8.3:
 
 * **reproduced** when the criterion passes in at least 2/3 of the eligible
@@ -216,7 +216,7 @@ def inconclusive(reason: str, *, passed_runs: int | None = None, eligible_runs: 
 
 
 def combine_runs(passed: Sequence[bool], *, every: bool = False, min_runs: int = 2) -> Outcome:
-    """Combine a criterion's verdicts on several eligible runs into one (DESIGN.md 8.3).
+    """Combine a criterion's verdicts on several eligible runs into one (the rule of book/method.md).
 
     With ``k`` of ``n`` eligible runs passing:
 

@@ -1,6 +1,6 @@
 """Tests of ncutils.papers.garrod: each G criterion passes where the claim holds and fails on its null.
 
-The nulls (DESIGN 8.2) are points built to violate one claim: unequal class-mean norms at an
+The nulls (book/method.md) are points built to violate one claim: unequal class-mean norms at an
 otherwise exact deep-NC point (unequal outliers, G1; diagonal gradient coefficients unequal, G2),
 a gradient on an off-diagonal outlier vector (G2), equal outliers (G3), and the untrained model.
 """

@@ -1,4 +1,4 @@
-"""Tests of ncutils.papers.rangamani: settings, and each criterion fed its null (DESIGN 8.2)."""
+"""Tests of ncutils.papers.rangamani: settings, and each criterion fed its null (book/method.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The layer sweep's hot path never waits for the device (DESIGN.md section 7, issue 11).
+"""The layer sweep's hot path never waits for the device (the layer-sweep performance target).
 
 On a GPU every host read of a device value (``.item()``, ``bool(tensor)``, ``.cpu()``,
 ``torch.unique``, ...) stalls the launch queue until the device catches up; one per

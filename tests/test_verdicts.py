@@ -1,4 +1,4 @@
-"""Tests of ncutils.verdicts: the four states and the several-runs rule of DESIGN.md 8.3."""
+"""Tests of ncutils.verdicts: the four states and the several-runs rule of book/method.md."""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def test_y2_bad_settings_raise():
 
 
 def test_random_fine_labels_on_real_features_stay_at_chance():
-    """The null of DESIGN 8.2 through the real pipeline: digits pixels, pairs (c, c + 5)."""
+    """The null (book/method.md) through the real pipeline: digits pixels, pairs (c, c + 5)."""
     train, _ = yang.load_run_data(yang.yang_config("digits", pairing="mod5", arch="mlp", epochs=1,
                                                    lr=0.1, weight_decay=0.0, limit_train=400))
     x, coarse, fine = train.inputs.reshape(len(train), -1), train.labels, train.fine_labels

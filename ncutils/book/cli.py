@@ -151,7 +151,7 @@ def build(
     print(f"notebooks: {notebooks_seconds:.1f} s ({workers} at once)", flush=True)
     for row in manifest.get("allocations", []):
         print(f"  {row['group']:<20} {row['seconds']:7.1f} s wall, {row['cpu_seconds_per_core']:7.1f} s of "
-              f"2 cores' CPU; allocation {row['allocation']:.0f} s (DESIGN 8.1)", flush=True)
+              f"2 cores' CPU; allocation {row['allocation']:.0f} s", flush=True)
     if workers > 1 and manifest.get("allocations"):
         print("  (notebooks ran side by side: wall times overlap; CPU / 2 cores is the time alone)", flush=True)
 

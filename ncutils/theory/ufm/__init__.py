@@ -55,7 +55,7 @@ One concern per module, every public name re-exported here (a chapter needs
 What a chapter concludes from these numbers (thresholds, verdicts) is not here but
 in its paper module, :mod:`ncutils.papers.garrod`.
 
-Theorem numbers follow arXiv v1 as pinned in ``papers/NOTES.md`` section 5.
+Theorem numbers follow the paper's arXiv v1.
 
 References
 ----------
