@@ -205,6 +205,24 @@ def test_a_second_signal_while_stopping_does_not_break_the_stop(fake_book, tmp_p
     assert survivors(marker) == [], output
 
 
+def test_a_stopped_run_of_one_chapter_stops_its_kernel_and_its_processes(fake_book, tmp_path, new_marker):
+    root, spans = fake_book
+    marker = new_marker()
+    command = [sys.executable, "-P", "-c", DRIVER, str(root), "run", "slow", "--profile", "smoke"]
+    run = start(command, root, marker, tmp_path / "store")
+    try:
+        wait_for(lambda: (spans / "slow.started").exists() or run.poll() is not None, 180, "the slow chapter")
+        assert run.poll() is None, run.communicate()[0]
+        os.kill(run.pid, signal.SIGTERM)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143, output
+    assert "the run of slow was interrupted by SIGTERM" in output
+    assert survivors(marker) == [], output
+
+
 @pytest.mark.slow
 def test_the_smoke_build_stopped_while_it_trains_leaves_no_process(tmp_path, new_marker):
     """SIGINT (ignored by the shell, as for `build &`), SIGTERM and SIGKILL to the real smoke build."""
