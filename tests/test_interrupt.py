@@ -53,6 +53,29 @@ def marked(marker: str) -> list[psutil.Process]:
     return found
 
 
+def kernel_paths(processes: list[psutil.Process]) -> list[str]:
+    """The connection file and IPC socket folder of the kernel that runs the trainer.
+
+    (Another kernel may be ending by itself as the build is stopped; its files are its
+    manager's to remove, and the manager may be frozen by then.)
+    """
+    paths = []
+    for process in processes:
+        try:
+            arguments = process.cmdline()
+            trains = any("trainer.py" in " ".join(child.cmdline()) for child in process.children())
+        except psutil.Error:
+            continue
+        if trains and "-f" in arguments[:-1] and any("ipykernel" in argument for argument in arguments):
+            connection = Path(arguments[arguments.index("-f") + 1])
+            paths.append(str(connection))
+            try:
+                paths.append(str(Path(json.loads(connection.read_text())["ip"]).parent))
+            except (OSError, ValueError, KeyError):
+                pass
+    return paths
+
+
 def wait_for(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -151,13 +174,18 @@ def test_a_stopped_build_stops_its_kernels_and_their_processes_and_the_next_resu
     try:
         wait_for(lambda: (spans / "slow.started").exists() or build.poll() is not None, 180, "the slow chapter")
         assert build.poll() is None, build.communicate()[0]
-        assert len(marked(marker)) >= 3  # at least a kernel, the trainer, and the build's helpers
+        processes = marked(marker)
+        assert len(processes) >= 3  # at least a kernel, the trainer, and the build's helpers
+        kernel_files = kernel_paths(processes)
+        assert kernel_files
         os.kill(build.pid, signum)
         output, _ = build.communicate(timeout=60)
     finally:
         if build.poll() is None:
             build.kill()
     assert survivors(marker) == [], output
+    # the killed kernels' connection files and socket folders are removed
+    assert all(not Path(path).exists() for path in kernel_files), kernel_files
     # the "training" process stopped writing
     beat = (spans / "heartbeat").read_text()
     time.sleep(1)
@@ -202,6 +230,24 @@ def test_a_second_signal_while_stopping_does_not_break_the_stop(fake_book, tmp_p
         if build.poll() is None:
             build.kill()
     assert build.returncode == 130, output
+    assert survivors(marker) == [], output
+
+
+def test_a_stopped_run_of_one_chapter_stops_its_kernel_and_its_processes(fake_book, tmp_path, new_marker):
+    root, spans = fake_book
+    marker = new_marker()
+    command = [sys.executable, "-P", "-c", DRIVER, str(root), "run", "slow", "--profile", "smoke"]
+    run = start(command, root, marker, tmp_path / "store")
+    try:
+        wait_for(lambda: (spans / "slow.started").exists() or run.poll() is not None, 180, "the slow chapter")
+        assert run.poll() is None, run.communicate()[0]
+        os.kill(run.pid, signal.SIGTERM)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143, output
+    assert "the run of slow was interrupted by SIGTERM" in output
     assert survivors(marker) == [], output
 
 

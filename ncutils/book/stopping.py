@@ -136,6 +136,7 @@ def _stop(find: Callable[[set[int]], list[psutil.Process]], *, timeout: float = 
                 process.suspend()
                 frozen[process.pid] = process
     stopped = []
+    connection_files = [path for path in map(_connection_file, frozen.values()) if path is not None]
     for process in frozen.values():
         description = _describe(process)
         try:
@@ -149,7 +150,38 @@ def _stop(find: Callable[[set[int]], list[psutil.Process]], *, timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not all(_is_gone(process) for process in frozen.values()):
         time.sleep(0.05)
+    for path in connection_files:
+        _remove_kernel_files(path)
     return stopped
+
+
+def _connection_file(process: psutil.Process) -> Path | None:
+    """The connection file of a Jupyter kernel (``... ipykernel_launcher -f FILE``), else None."""
+    try:
+        arguments = process.cmdline()
+    except Exception:  # psutil.Error: gone, or not ours to read
+        return None
+    if not any("ipykernel" in argument for argument in arguments) or "-f" not in arguments[:-1]:
+        return None
+    return Path(arguments[arguments.index("-f") + 1])
+
+
+def _remove_kernel_files(connection_file: Path) -> None:
+    """What a killed kernel's manager would have removed: its connection file, its socket folder.
+
+    Only the build's own socket folders (``nc-kernel-*``,
+    :func:`~ncutils.book.execute.kernel_manager_class`) are removed.
+    """
+    import json
+    import shutil
+
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+        address = json.loads(connection_file.read_text()).get("ip", "")
+        folder = Path(address).parent
+        if folder.name.startswith("nc-kernel-"):
+            shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        connection_file.unlink()
 
 
 def _own_tracker(process: psutil.Process) -> bool:
