@@ -221,6 +221,10 @@ class Chapter:
     fingerprint : callable, optional
         ``fingerprint(parameters) -> dict | None``: what keys the results the chapter computes
         without a TrainConfig (its settings and code digests), for the CI store key.
+    datasets : callable, optional
+        ``datasets(parameters) -> list[str]``: the datasets the chapter reads (their files are
+        looked for in the parameters' ``data_dir`` before any kernel starts, unless
+        ``download`` is set). ``None`` for a chapter that reads no dataset.
     scale : callable, optional
         ``scale(parameters) -> str``: what the chapter trains at these parameters (data and
         size, architecture and width, epochs, seeds), in one line.
@@ -238,6 +242,7 @@ class Chapter:
     trains: Callable[[Mapping[str, Any]], list[Any]] | None = None
     trains_nothing: str = ""
     fingerprint: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None
+    datasets: Callable[[Mapping[str, Any]], list[str]] | None = None
     scale: Callable[[Mapping[str, Any]], str] | None = None
     paper_setting: str = ""
 

@@ -57,6 +57,7 @@ __all__ = [
     "DatasetNotFoundError",
     "available_datasets",
     "dataset_files",
+    "dataset_problem",
     "iterate_minibatches",
     "load_dataset",
     "modulo_label_map",
@@ -530,6 +531,8 @@ def _load_torchvision(name: str, split: str, *, root: Path, download: bool, **_:
             spec.download(root, split)
         except Exception as error:  # network, disk, checksum: all reported the same way
             failure = f" Download failed: {type(error).__name__}: {error}."
+        if missing():
+            _remove_empty_folders(folder, root)
     if missing():
         raise DatasetNotFoundError(
             f"dataset {name!r} ({split} split) not found: searched {folder.resolve()} for "
@@ -558,6 +561,54 @@ def available_datasets() -> list[str]:
     True
     """
     return sorted([*_OFFLINE, *_TORCHVISION])
+
+
+def _remove_empty_folders(folder: Path, stop: Path) -> None:
+    # a refused download leaves the folders it created empty: remove them, up to the data root
+    while folder != stop and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+def dataset_problem(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False) -> str | None:
+    """Why :func:`load_dataset` would fail to find ``name``, or ``None`` when it would not.
+
+    Looks for the files of both splits; where some are missing and ``download`` is set, fetches
+    them now (as the loader would, later) and reports a failed download, removing the empty
+    folders it left. A command calls it before any work starts, so that missing data is one
+    clear line naming the folder searched, the files missing and how to get them.
+
+    Examples
+    --------
+    >>> dataset_problem("digits") is None
+    True
+    >>> dataset_problem("mnist", "/nonexistent").startswith("dataset 'mnist' (train split) not found")
+    True
+    """
+    if name in _OFFLINE:
+        return None
+    if name not in _TORCHVISION:
+        return f"unknown dataset {name!r}; available: {available_datasets()}"
+    root = Path(data_dir) if data_dir is not None else _default_data_dir()
+    spec = _TORCHVISION[name]()
+    folder = spec.folder(root)
+    for split in SPLITS:
+        missing = [file for file in spec.files(split) if not (folder / file).is_file()]
+        failure = ""
+        if missing and download:
+            try:
+                spec.download(root, split)
+            except Exception as error:  # network, disk, checksum: all reported the same way
+                failure = f" Download failed: {type(error).__name__}: {error}."
+            missing = [file for file in spec.files(split) if not (folder / file).is_file()]
+            if missing:
+                _remove_empty_folders(folder, root)
+        if missing:
+            return (f"dataset {name!r} ({split} split) not found: searched {folder.resolve()} for {missing}.{failure} "
+                    f"Get it with load_dataset({name!r}, split={split!r}, data_dir={str(root)!r}, download=True), "
+                    f"i.e. {spec.how(root, split)}, on a machine with internet access, or copy the files there; "
+                    f"set data_dir or $NCUTILS_DATA_DIR to a directory that holds them.")
+    return None
 
 
 def dataset_files(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:

@@ -49,7 +49,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ncutils._io import write_if_changed, write_json_atomic
-from ncutils.book import findings, provenance, scoreboard, stopping
+from ncutils import runs
+from ncutils.book import findings, preflight, provenance, scoreboard, stopping
 from ncutils.book.execute import (BuildError, default_workers, ensure_kernel, events_path, log_event, merge_findings,
                                   run_jobs, run_notebook, sync_generated)
 from ncutils.book.manifest import CPU_RENDER_ALLOCATION, allocation_report, build_manifest, manifest_markdown
@@ -128,6 +129,9 @@ def build(
         raise ValueError(f"unknown profile {profile!r}: expected one of {', '.join(PROFILES)}")
     all_jobs = validate(root)
     jobs = all_jobs[profile]
+    found = preflight.problems([(job.chapter.declaration, job.parameters) for job in jobs], runs.default_runs_dir())
+    if found:
+        raise ValueError(f"the {profile} profile cannot run here:\n  " + "\n  ".join(found))
     workers = default_workers() if workers is None else workers
     started = time.perf_counter()
     git = provenance.git_state(root)

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ncutils._io import write_if_changed, write_json_atomic
-from ncutils.book import findings, provenance, stopping
+from ncutils import runs
+from ncutils.book import findings, preflight, provenance, stopping
 from ncutils.book.profiles import (
     BookLayout,
     Notebook,
@@ -662,6 +663,10 @@ def check_run(
         problems = chapter_problems(chapter, {**values, **parsed}, f"-p (on profile {profile})")
     if problems:
         raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
+    resolved = chapter.declaration.resolve({**values, **parsed}, profile=profile)
+    problems = preflight.problems([(chapter.declaration, resolved)], runs.default_runs_dir())
+    if problems:
+        raise ValueError(f"{chapter.stem} cannot run here:\n  " + "\n  ".join(problems))
     return chapter, values, parsed
 
 

@@ -672,6 +672,7 @@ K1 = Chapter(
     budget=BUDGET,
     validate=validate_k1_parameters,
     trains=k1_configs,
+    datasets=k1_datasets,
     scale=k1_scale,
     paper_setting=_PAPYAN_SETTING,
 )
@@ -711,6 +712,7 @@ K2 = Chapter(
     trains_nothing=("K2 trains with ncutils.theory.lesde.train_trials (per-sample SGD over many trials at once), "
                     "not a TrainConfig grid"),
     fingerprint=k2_fingerprint,
+    datasets=lambda parameters: [parameters["dataset"]],
     scale=k2_scale,
     paper_setting="a LeNet-like network on MNIST, 100 trials of 10,000 one-sample SGD steps",
 )

@@ -828,6 +828,8 @@ CHAPTER = Chapter(
     budget=Budget("Rangamani R1-R2", 150.0),
     validate=validate_parameters,
     trains=chapter_runs,
+    datasets=lambda parameters: list(dict.fromkeys(
+        dataset for spec in parameters["architectures"].values() for dataset in spec["datasets"])),
     scale=scale,
     paper_setting=("MLP 10 x 1024, ConvNet 20 x 128 and ResNet-18 on MNIST, FashionMNIST, CIFAR-10 and SVHN; "
                    "350 epochs of SGD with weight decay, MSE loss"),

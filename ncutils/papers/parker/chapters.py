@@ -79,6 +79,12 @@ def scale(parameters: Mapping[str, Any]) -> str:
             f"{seeds} seed{'s' if seeds != 1 else ''}")
 
 
+def datasets(parameters: Mapping[str, Any]) -> list[str]:
+    """The datasets the chapters read: the grid's and the activation sweep's."""
+    extra = [parameters["activation_dataset"]] if parameters.get("activation_dataset") else []
+    return list(dict.fromkeys([*parameters["datasets"], *extra]))
+
+
 def _grid_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
     return architecture_grid(parameters).configs(parameters.get("seeds"))
 
@@ -92,7 +98,7 @@ def _chapter(stem: str, title: str, finding: Finding, extra: Mapping[str, Any] |
              trains: Any = _grid_runs) -> Chapter:
     return Chapter(stem=stem, title=title, defaults={**GRID_DEFAULTS, **(extra or {})}, findings=(finding,),
                    budget=BUDGET, validate=validate_parameters, per_dataset=PER_DATASET_PARAMETERS,
-                   trains=trains, scale=scale, paper_setting=PAPER_SETTING)
+                   trains=trains, datasets=datasets, scale=scale, paper_setting=PAPER_SETTING)
 
 
 P1 = _chapter(

@@ -65,6 +65,7 @@ CHAPTER = Chapter(
     validate=validate_parameters,
     per_dataset=PER_DATASET_PARAMETERS,
     trains=_runs,
+    datasets=lambda parameters: list(parameters["datasets"]),
     scale=scale,
     paper_setting="ResNet-18 on CIFAR-10 with classes merged in pairs, 350 epochs, a grid of learning rates "
                   "and weight decays",
