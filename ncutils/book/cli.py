@@ -26,6 +26,13 @@ Command line (``python -m ncutils.book ...``):
     and the last build's time per notebook, for a CI job summary).
 ``strip [NOTEBOOK ...]``
     Remove outputs from source notebooks (they are stored stripped).
+``export --profile P [--output DIR] [--machine NAME]``
+    Write the result bundle of a built profile (default ``results/<profile>/``): its
+    findings, a manifest (commit, machine, devices, packages, each chapter's code digest),
+    the executed notebooks with their figures, and ``SHA256SUMS``
+    (:mod:`~ncutils.book.bundles`). ``build`` merges every bundle under ``results/``: a
+    scoreboard column per bundle, its verdicts on the chapter pages, its notebooks as pages;
+    a bundle that fails its checks is refused with a one-line reason and left out.
 ``setup-cells [--check] [NOTEBOOK ...]``
     Write (or, with ``--check``, only check) each chapter's hidden setup cell, which
     installs the package on Colab from the repository URL of ``_config.yml``
@@ -48,9 +55,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ncutils._io import write_if_changed, write_json_atomic
 from ncutils import runs
-from ncutils.book import findings, preflight, provenance, scoreboard, stopping
+from ncutils._io import write_if_changed, write_json_atomic
+from ncutils.book import bundles, findings, preflight, provenance, scoreboard, stopping
 from ncutils.book.execute import (BuildError, default_workers, ensure_kernel, events_path, log_event, merge_findings,
                                   run_jobs, run_notebook, sync_generated)
 from ncutils.book.manifest import CPU_RENDER_ALLOCATION, allocation_report, build_manifest, manifest_markdown
@@ -65,8 +72,10 @@ def _jupyter_book_command() -> list[str]:
     return [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
 
 
-def render_html(root: Path, *, quiet: bool = True) -> float:
+def render_html(root: Path, *, quiet: bool = True, toc: Path | None = None) -> float:
     """Run ``jupyter-book build`` (execution off by ``_config.yml``) with ``-W -n``.
+
+    ``toc`` replaces ``_toc.yml`` (the build's ``_build/toc.yml`` when bundles add pages).
 
     Returns
     -------
@@ -81,6 +90,8 @@ def render_html(root: Path, *, quiet: bool = True) -> float:
     command = _jupyter_book_command() + ["build", str(root), "--builder", "html", "-W", "-n", "--keep-going"]
     if quiet:
         command.append("-q")
+    if toc is not None:
+        command += ["--toc", str(toc)]
     started = time.perf_counter()
     completed = subprocess.run(command, cwd=root, check=False)
     if completed.returncode != 0:
@@ -142,7 +153,12 @@ def build(
     merged, outdated = merge_findings(layout, all_jobs)
     write_json_atomic(layout.build / "findings.json", merged, default=str)
     write_if_changed(layout.generated / "findings_list.md", scoreboard.findings_markdown().encode())
-    board = scoreboard.scoreboard_markdown(merged, PROFILES, outdated=outdated)
+    merged_bundles, toc = bundles.publish(layout, all_jobs)
+    for bundle in merged_bundles:
+        stale = sum(status.stale for status in bundle.chapters.values())
+        print(f"bundle {bundles.RESULTS}/{bundle.profile}: {len(bundle.chapters)} chapters"
+              + (f", {stale} stale" if stale else "") + f" ({bundle.origin()})", flush=True)
+    board = scoreboard.scoreboard_markdown(merged, PROFILES, outdated=outdated, bundles=merged_bundles)
     write_if_changed(layout.generated / "scoreboard_table.md", board.encode())
 
     manifest = build_manifest(root, profile, records, git)
@@ -161,7 +177,7 @@ def build(
 
     if html:
         print("rendering the website with jupyter-book ...", flush=True)
-        html_seconds = render_html(root)
+        html_seconds = render_html(root, toc=toc)
         manifest["html_seconds"] = round(html_seconds, 2)
         write_json_atomic(layout.build / "manifest.json", manifest, default=str)
         print(f"jupyter-book: {html_seconds:.1f} s (cpu allocation {CPU_RENDER_ALLOCATION:.0f} s); "
@@ -305,6 +321,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("-o", "--output", type=Path, help="executed notebook path")
     run_parser.add_argument("--dry-run", action="store_true", help="only check the chapter and the parameters")
+    export_parser = commands.add_parser("export", help="write the result bundle of a built profile")
+    export_parser.add_argument("--profile", required=True, help=f"one of {', '.join(PROFILES)}")
+    export_parser.add_argument("--output", type=Path, default=None, help="the bundle's folder (default results/<profile>)")
+    export_parser.add_argument("--machine", default=None, help="how the bundle names the machine (default: system and CPU)")
     commands.add_parser("validate", help="check profiles, notebooks and _toc.yml")
     scoreboard_parser = commands.add_parser("scoreboard", help="print the scoreboard of the builds so far")
     scoreboard_parser.add_argument("--markdown", action="store_true", help="as Markdown, with the last build's times")
@@ -354,6 +374,9 @@ def _command(arguments: argparse.Namespace, root: Path) -> int:
               + (", ".join(f"{name}={value!r}" for name, value in sorted(values.items())) or "its defaults"))
     elif arguments.command == "run":
         run_notebook(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root, output=arguments.output)
+    elif arguments.command == "export":
+        path = bundles.export(arguments.profile, root=root, output=arguments.output, machine=arguments.machine)
+        print(f"bundle of profile {arguments.profile}: {path}")
     elif arguments.command == "validate":
         jobs = validate(root)
         print(f"ok: {len(jobs['cpu'])} chapters, profiles {', '.join(jobs)}")

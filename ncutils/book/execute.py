@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ncutils._io import write_if_changed, write_json_atomic
 from ncutils import runs
+from ncutils._io import write_if_changed, write_json_atomic
 from ncutils.book import findings, preflight, provenance, stopping
 from ncutils.book.profiles import (
     BookLayout,

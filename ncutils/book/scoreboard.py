@@ -178,21 +178,46 @@ def _not_run_line(not_run: Sequence[str], run: Sequence[str]) -> str:
     return f'<p class="nc-not-run-line">{text}</p>\n'
 
 
+def _bundle_cell(bundle: Any, entry: Mapping[str, Any] | None, finding_id: str) -> str:
+    """A bundle's verdict: fresh as a live one, stale as "stale (built at <commit>)" with the verdict it
+    had then; the provenance (commit, machine, device, date) and a link to the bundle's notebook below."""
+    escape = html.escape
+    status = None if entry is None else bundle.status(entry)
+    if entry is None or status is None:
+        return _badge(placeholder(finding_id))
+    if status.stale:
+        parts = [f'<span class="nc-badge nc-stale">{escape(status.label)}</span>',
+                 f'<span class="nc-measured">its verdict then: {escape(entry["verdict"])}'
+                 f'{"" if entry.get("value") is None else " (" + escape(_format_value(entry["value"])) + ")"}</span>',
+                 f'<span class="nc-reason">{escape(status.reason)}</span>']
+    else:
+        parts = [_verdict_cell(entry, finding_id)]
+    stem = entry["provenance"]["notebook"]
+    parts.append(f'<span class="nc-origin">{escape(bundle.origin())} · '
+                 f'<a href="generated/bundles/{escape(bundle.profile)}/{escape(stem)}.html">notebook</a></span>')
+    return "".join(parts)
+
+
 def _matrix_html(recorded: Mapping[str, Any], profiles: Sequence[str],
-                 is_outdated: Callable[[str, Mapping[str, Any]], bool]) -> str:
+                 is_outdated: Callable[[str, Mapping[str, Any]], bool], bundles: Sequence[Any] = ()) -> str:
     """The scoreboard table: a row per finding (papers as row groups), claim and scale, then per profile
     that was run its verdict with the number and criterion; the pre-registered verdict beside the amended
-    one where a criterion was amended. Profiles not run are one line above the table."""
+    one where a criterion was amended; a column per bundle (:mod:`~ncutils.book.bundles`) after its
+    profile's. Profiles neither run nor merged from a bundle are one line above the table."""
     escape = html.escape
     run, not_run = _run_profiles(recorded, profiles)
+    by_profile = {bundle.profile: bundle for bundle in bundles}
+    not_run = [profile for profile in not_run if profile not in by_profile]
     amended = {profile: recorded.get(profile, {}).get("amendments", {}) for profile in run}
     columns: list[tuple[str, str, str]] = []  # (profile, kind, header)
-    for profile in run:
-        if amended[profile]:
+    for profile in profiles:
+        if profile in run and amended[profile]:
             columns += [(profile, "original", f"{profile}: as pre-registered"), (profile, "amended", f"{profile}: amended")]
-        else:
+        elif profile in run:
             columns.append((profile, "verdict", profile))
-    if not run:
+        if profile in by_profile:
+            columns.append((profile, "bundle", f"{profile}: results/{profile}" if profile in run else profile))
+    if not columns:
         columns.append(("", "placeholder", "verdict"))
     head = "".join(f'<th scope="col">{escape(header)}</th>' for _, _, header in columns)
     rows = []
@@ -209,6 +234,9 @@ def _matrix_html(recorded: Mapping[str, Any], profiles: Sequence[str],
             changes = amended.get(profile, {}).get(finding.id, [])
             if kind == "placeholder":
                 content = _badge(placeholder(finding.id))
+            elif kind == "bundle":
+                bundle = by_profile[profile]
+                content = _bundle_cell(bundle, bundle.sections["findings"].get(finding.id), finding.id)
             elif kind == "original" and changes:
                 content = _original_cell(changes)
             elif kind == "amended" and not changes:
@@ -226,7 +254,7 @@ def _matrix_html(recorded: Mapping[str, Any], profiles: Sequence[str],
     return (
         '<div class="nc-scoreboard">\n'
         f'<p class="nc-legend">{legend}</p>\n'
-        + _not_run_line(not_run, run)
+        + _not_run_line(not_run, run + [profile for profile in by_profile if profile not in run])
         + '<div class="nc-matrix-scroll"><table class="nc-matrix nc-stack">'
         f'<thead><tr><th scope="col">Finding</th><th scope="col" class="nc-claim">Paper\'s claim</th>'
         f'<th scope="col">Scale</th>{head}</tr></thead>'
@@ -340,6 +368,7 @@ def scoreboard_markdown(
     profiles: Iterable[str],
     *,
     outdated: Mapping[str, Iterable[str]] | None = None,
+    bundles: Sequence[Any] = (),
 ) -> str:
     """Render the scoreboard (MyST Markdown with one raw HTML block) from a findings content.
 
@@ -357,6 +386,11 @@ def scoreboard_markdown(
     outdated : mapping, optional
         Profile -> notebook stems whose stored results predate a change of the
         notebook, its parameters or ``ncutils``; their badges say so.
+    bundles : sequence of :class:`~ncutils.book.bundles.Bundle`, optional
+        Results of other machines (``results/<profile>/``): each gets a column after its
+        profile's, its verdicts with their provenance (commit, machine, device, date) and a
+        link to the bundle's notebook; a chapter whose digest or parameters differ from
+        today's shows "stale (built at <commit>)" instead of a verdict.
 
     Returns
     -------
@@ -374,7 +408,7 @@ def scoreboard_markdown(
         return entry["provenance"].get("notebook") in outdated.get(profile, set())
 
     run, not_run = _run_profiles(recorded, profiles)
-    lines = [_matrix_html(recorded, profiles, is_outdated), "## Criteria and tested claims", ""]
+    lines = [_matrix_html(recorded, profiles, is_outdated, bundles), "## Criteria and tested claims", ""]
     for finding in FINDINGS.values():
         entries = {profile: recorded.get(profile, {}).get("findings", {}).get(finding.id) for profile in run}
         present = {profile: entry for profile, entry in entries.items() if entry is not None}
