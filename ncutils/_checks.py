@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "CONV_POLICIES",
     "as_tensor",
     "flatten_features",
     "check_finite",
@@ -24,6 +25,11 @@ __all__ = [
     "block_budget",
     "resolve_device",
 ]
+
+#: How a probe point's conv maps become feature vectors (:func:`ncutils.probe.reduce_features`).
+#: Here, not in :mod:`ncutils.probe`, because a TrainConfig checks its sweep option too, and a
+#: trained run's key must not follow the probing code (:mod:`ncutils.store.code`).
+CONV_POLICIES: tuple[str, ...] = ("flatten", "avgpool")
 
 
 def as_tensor(value: Any, name: str) -> torch.Tensor:

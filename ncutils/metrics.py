@@ -52,18 +52,11 @@ from ncutils._checks import (
     check_min_classes,
     flatten_features,
 )
-from ncutils.stats import ClassStats, ProjectedScatter, nearest_centre_labels
+# the cutoff lives with the statistics, so that code needing only it (the LE-SDE simulator)
+# imports no metric
+from ncutils.stats import DEFAULT_RCOND, ClassStats, ProjectedScatter, nearest_centre_labels
 
 ArrayLike = torch.Tensor | np.ndarray
-
-#: Relative cutoff on the eigenvalues of the C x C Gram ``M^T M`` in :func:`nc1_from_stats`.
-#: Eigenvalues ``<= DEFAULT_RCOND * max eigenvalue`` are treated as zero. Because the
-#: eigenvalues of ``Sigma_B`` are those of ``M^T M / C``, this is the same as
-#: ``numpy.linalg.pinv(Sigma_B, rcond=DEFAULT_RCOND)`` on the dense D x D matrix. ``M``
-#: always has rank <= C - 1 (its columns sum to zero), so one eigenvalue is always dropped;
-#: 1e-10 sits far above float64 round-off in ``M^T M`` (about 1e-16 relative) and far below
-#: any between-class direction that matters.
-DEFAULT_RCOND = 1e-10
 
 __all__ = [
     "DEFAULT_RCOND",

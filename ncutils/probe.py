@@ -19,11 +19,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ncutils._checks import as_tensor, check_labels
+from ncutils._checks import CONV_POLICIES, as_tensor, check_labels
 
 __all__ = ["CONV_POLICIES", "CapturedBatch", "capture", "iter_features", "reduce_features"]
-
-CONV_POLICIES: tuple[str, ...] = ("flatten", "avgpool")
 
 
 @dataclass(frozen=True)

@@ -1,213 +1,39 @@
-"""Listing and pruning the results store (:mod:`ncutils.runs`), and its command line.
+"""The results store's command line (``python -m ncutils.runs``) and what a profile trains.
 
-``python -m ncutils.runs list`` prints what is stored; ``python -m ncutils.runs prune
---unused-since ISO_TIME`` (or ``--older-than DAYS``) removes what was not loaded or
-written since; ``python -m ncutils.runs key --profile cpu`` prints the key of everything a
-profile trains (:func:`profile_key`: CI caches the store under it). :func:`entries`,
-:func:`prune` and :func:`main` are re-exported by :mod:`ncutils.runs`; they live here to
-keep the store's own module short. :func:`profile_configs` is the one place that lists the
-:class:`~ncutils.train.TrainConfig` runs a profile's chapters train.
+``python -m ncutils.runs list`` prints what is stored and ``prune --unused-since ISO_TIME``
+(or ``--older-than DAYS``) removes what was not loaded or written since
+(:mod:`ncutils.store.listing`); ``key --profile cpu`` prints the key of everything a profile
+trains (:func:`profile_key`: CI caches the store under it); ``train`` trains a profile's
+missing runs. :func:`profile_configs` is the one place that lists the
+:class:`~ncutils.train.TrainConfig` runs a profile's chapters train. This module reads the
+book's chapters and the papers' grids: it belongs to the book floor (CONTRIBUTING.md).
 
 Example
 -------
->>> import tempfile
->>> len(entries(tempfile.mkdtemp()))
-0
+>>> pairs = profile_configs("smoke", only=["kothapalli_terminal_phase"])
+>>> sorted({config.arch for _, config in pairs})
+['mlp', 'vgg']
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from ncutils import runs
-from ncutils.runs import CHECKPOINT, KINDS, LAST_USED, MANIFEST, default_runs_dir
+from ncutils import store
+from ncutils.store.listing import entries, entries_text, prune
 
 if TYPE_CHECKING:
     from ncutils.train import TrainConfig
 
 __all__ = ["chapter_parameters", "entries", "main",
            "other_trainings", "profile_configs", "profile_key", "prune"]
-
-
-def _size(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
-def _last_used(folder: Path) -> float:
-    for name in (LAST_USED, MANIFEST, CHECKPOINT):
-        if (folder / name).exists():
-            return (folder / name).stat().st_mtime
-    return folder.stat().st_mtime
-
-
-def entries(runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """What the store holds, one row per entry (manifests read, checksums not checked).
-
-    Returns
-    -------
-    DataFrame
-        ``kind``, ``key``, ``status`` (``complete``, ``partial``: a killed or running
-        training, ``unreadable``), ``dataset``, ``arch``, ``epochs`` (stored epochs of a
-        trained run; the measured epoch), ``bytes``, ``created``, ``last_used`` (UTC),
-        ``path``.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> len(entries(tempfile.mkdtemp()))
-    0
-    """
-    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    rows = []
-    trained_configs: dict[str, dict[str, Any]] = {}
-    for kind in KINDS:
-        for folder in sorted((root / kind).glob("*")) if (root / kind).is_dir() else []:
-            if not folder.is_dir() or folder.name.startswith("."):
-                continue
-            row: dict[str, Any] = {"kind": kind, "key": folder.name, "status": "partial",
-                                   "dataset": None, "arch": None, "epochs": None, "created": None}
-            manifest_path = folder / MANIFEST
-            if manifest_path.exists():
-                try:
-                    manifest = json.loads(manifest_path.read_text())
-                    payload = manifest["payload"]
-                    if kind == "trained":
-                        config = payload["config"]
-                        trained_configs[folder.name] = config
-                        epochs = sorted(int(epoch) for epoch in manifest["weights"])
-                    elif kind == "computed":
-                        config = {"dataset": payload["settings"].get("dataset"), "arch": payload.get("what")}
-                        epochs = None
-                    else:
-                        config = trained_configs.get(payload["trained_key"], {})
-                        epochs = [payload["epoch"]]
-                    row.update(status="complete", dataset=config.get("dataset"),
-                               arch=config.get("arch"), epochs=epochs,
-                               created=manifest.get("created"))
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    row["status"] = "unreadable"
-            row.update(bytes=_size(folder), path=str(folder),
-                       last_used=dt.datetime.fromtimestamp(_last_used(folder), dt.timezone.utc)
-                       .isoformat(timespec="seconds"))
-            rows.append(row)
-    columns = ["kind", "key", "status", "dataset", "arch", "epochs", "bytes", "created",
-               "last_used", "path"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _cutoff(unused_since: str | dt.datetime | None, older_than_days: float | None) -> float:
-    if (unused_since is None) == (older_than_days is None):
-        raise ValueError("give exactly one of unused_since (a date/time) and older_than_days")
-    if older_than_days is not None:
-        if isinstance(older_than_days, bool) or not isinstance(older_than_days, (int, float)) \
-                or not older_than_days >= 0:
-            raise ValueError(f"older_than_days must be a number >= 0, got {older_than_days!r}")
-        return dt.datetime.now(dt.timezone.utc).timestamp() - older_than_days * 86400
-    when = unused_since
-    if isinstance(when, str):
-        try:
-            when = dt.datetime.fromisoformat(when)
-        except ValueError as error:
-            raise ValueError(f"unused_since must be an ISO date/time, got {unused_since!r}") from error
-    if not isinstance(when, dt.datetime):
-        raise ValueError(f"unused_since must be an ISO date/time, got {unused_since!r}")
-    if when.tzinfo is None:
-        when = when.astimezone()  # a naive time is local time, as a user types it
-    return when.timestamp()
-
-
-def prune(runs_dir: str | os.PathLike | None = None, *, unused_since: str | dt.datetime | None = None,
-          older_than_days: float | None = None, dry_run: bool = False) -> list[Path]:
-    """Remove the entries not loaded or written since a time; return what was (or would be) removed.
-
-    An entry's last use is its ``last-used`` stamp (touched by every load and store), else
-    its manifest's or checkpoint's time. Inside the entries kept, files that no manifest
-    names (left by a killed write or an overwritten entry) and that are older than the
-    cutoff are removed too. To keep exactly what the current profiles use, build the book
-    and then prune with ``unused_since`` = the build's start.
-
-    Parameters
-    ----------
-    runs_dir : path, optional
-    unused_since : ISO date/time or datetime, optional
-        Remove entries last used before this (naive times are local).
-    older_than_days : float, optional
-        Remove entries last used more than this many days ago. Exactly one of the two.
-    dry_run : bool
-        Only list.
-
-    Raises
-    ------
-    ValueError
-        Neither or both cutoffs, or an unreadable one.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> prune(tempfile.mkdtemp(), older_than_days=30)
-    []
-    """
-    cutoff = _cutoff(unused_since, older_than_days)
-    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    removed: list[Path] = []
-    for kind in KINDS:
-        for folder in sorted((root / kind).glob("*")) if (root / kind).is_dir() else []:
-            if not folder.is_dir():
-                continue
-            if _last_used(folder) < cutoff:
-                removed.append(folder)
-                if not dry_run:
-                    shutil.rmtree(folder, ignore_errors=True)
-                continue
-            removed.extend(_prune_unreferenced(folder, cutoff, dry_run))
-    return removed
-
-
-def _prune_unreferenced(folder: Path, cutoff: float, dry_run: bool) -> list[Path]:
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        named = {record["file"] for record in manifest["files"].values()}
-        named |= {record["file"] for record in manifest.get("weights", {}).values()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return []  # a partial or unreadable entry: its files may still be needed to resume
-    removed = []
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder).as_posix()
-        if (path.is_file() and relative not in named and relative not in (MANIFEST, LAST_USED, CHECKPOINT)
-                and path.stat().st_mtime < cutoff):
-            removed.append(path)
-            if not dry_run:
-                path.unlink(missing_ok=True)
-    return removed
-
-
-def _human_bytes(count: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} GB"
-
-
-def _age(stamp: str | None, now: dt.datetime) -> str:
-    if not stamp:
-        return "-"
-    seconds = (now - dt.datetime.fromisoformat(stamp)).total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.0f} s"
 
 
 # ---------------------------------------------------------------------------
@@ -310,7 +136,7 @@ def other_trainings(profile: str, *, root: str | os.PathLike | None = None) -> d
 def profile_key(profile: str, *, root: str | os.PathLike | None = None) -> str:
     """A key (sha256 hex) that changes exactly when a trained run the profile needs changes.
 
-    It hashes the sorted :func:`~ncutils.runs.trained_key` of every run of
+    It hashes the sorted :func:`~ncutils.store.trained_key` of every run of
     :func:`profile_configs` (so what such a key covers: the training settings, ``train.py``,
     ``data.py``, ``_checks.py``, the architecture versions, the package versions, the dataset
     files; not ``metrics.py``: the runs that measure while training store statistics, whose
@@ -331,9 +157,9 @@ def profile_key(profile: str, *, root: str | os.PathLike | None = None) -> str:
     keys = set()
     for _, config in profile_configs(profile, root=root):
         _ensure_data_files(config)
-        keys.add(runs.trained_key(config))
+        keys.add(store.trained_key(config))
     other = other_trainings(profile, root=root)
-    payload = {"kind": "profile", "store_format": runs.STORE_FORMAT, "trained": sorted(keys), "other": other}
+    payload = {"kind": "profile", "store_format": store.STORE_FORMAT, "trained": sorted(keys), "other": other}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -343,7 +169,7 @@ def _key_command(arguments: argparse.Namespace) -> int:
         key = profile_key(arguments.profile)
         if arguments.verbose:
             for stem, config in profile_configs(arguments.profile):
-                print(f"{runs.trained_key(config)}  {stem}  {config.dataset}  {config.arch}  seed {config.seed}",
+                print(f"{store.trained_key(config)}  {stem}  {config.dataset}  {config.arch}  seed {config.seed}",
                       file=sys.stderr)
             for stem, fingerprint in other_trainings(arguments.profile).items():
                 print(f"{fingerprint[:16]}  {stem}  (not a TrainConfig)", file=sys.stderr)
@@ -416,24 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _key_command(arguments)
     if arguments.command == "train":
         return _train_command(arguments)
-    root = Path(arguments.runs_dir) if arguments.runs_dir else default_runs_dir()
+    root = Path(arguments.runs_dir) if arguments.runs_dir else store.default_runs_dir()
     if arguments.command == "list":
         table = entries(root)
-        if table.empty:
-            print(f"{root}: empty")
-            return 0
-        now = dt.datetime.now(dt.timezone.utc)
-        shown = pd.DataFrame({
-            "kind": table.kind, "key": table.key, "status": table.status,
-            "dataset": table.dataset.fillna("-"), "arch": table.arch.fillna("-"),
-            "epochs": [",".join(map(str, e)) if isinstance(e, list) else "-" for e in table.epochs],
-            "size": table.bytes.map(_human_bytes),
-            "age": [_age(stamp, now) for stamp in table.created],
-            "last used": [_age(stamp, now) + " ago" for stamp in table.last_used]})
-        print(shown.to_string(index=False))
-        counts = table.groupby("kind").bytes.agg(["count", "sum"])
-        print("total: " + "; ".join(f"{count} {kind} ({_human_bytes(size)})"
-                                     for kind, (count, size) in counts.iterrows()))
+        print(f"{root}: empty" if table.empty else entries_text(table))
         return 0
     try:
         removed = prune(root, unused_since=arguments.unused_since,

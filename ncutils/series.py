@@ -2,14 +2,14 @@
 
 K1's terminal phase needs NC1-NC4 of the last hidden layer at every epoch (the results store's statistics level:
 cheap series over every epoch are measured online and stored with the history), but
-weights are stored only at a few epochs. So :func:`last_layer_statistics` runs during
+weights are stored only at a few epochs. So :func:`last_layer_statistics` (of :mod:`ncutils.layer_stats`) runs during
 training (``TrainConfig(track_last_layer=True)``) and keeps the *statistics* of the
 penultimate probe point (:func:`ncutils.sweep.sweep_statistics` on the training set with
 the test set's NCC counts, and on the test set with its own class means); the results
 store keeps them beside the history, and :func:`series_table` computes the metrics from
 them with the current code of :mod:`ncutils.metrics`. An edit to a metric recomputes the
 series (milliseconds an epoch) and retrains nothing; an edit to the statistics code
-(``stats``, ``probe``, ``sweep``) or to this module retrains the runs that track it.
+(``stats``, ``probe``, ``layer_stats``) retrains the runs that track it.
 
 References
 ----------
@@ -20,13 +20,18 @@ deep learning training", PNAS: NC1-NC4 over the epochs of training.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from torch import nn
 
-from ncutils.data import Dataset
-from ncutils.sweep import SweepStatistics, sweep_statistics, sweep_table
+# the statistics made while training live with the sweep statistics (no metric there: the
+# training key does not follow the metrics); re-exported as part of this module's API
+from ncutils.layer_stats import EVAL_BATCH_SIZE, SweepStatistics, last_layer_statistics
+from ncutils.sweep import sweep_table
+
+if TYPE_CHECKING:  # annotations only: the series' keys do not follow the data code
+    from ncutils.data import Dataset
 
 __all__ = ["LAST_LAYER_COLUMNS", "last_layer_metrics", "last_layer_statistics", "series_table"]
 
@@ -48,28 +53,6 @@ _TRAIN_COLUMNS = {"nc1": "ll_nc1", "equinorm": "ll_equinorm", "equiangularity": 
 _TEST_COLUMNS = {"nc1": "ll_test_nc1", "equinorm": "ll_test_equinorm",
                  "equiangularity": "ll_test_equiangularity", "etf_error": "ll_test_etf_error",
                  "self_duality": "ll_test_self_duality"}
-EVAL_BATCH_SIZE = 1024
-
-
-def last_layer_statistics(model: nn.Module, train_data: Dataset, test_data: Dataset) -> dict[str, Any]:
-    """The statistics behind one row of the series: plain tensors (``torch.save``-able).
-
-    Two sweeps of the model's last probe point (conv maps flattened): the training set
-    (class statistics, projected scatter, NCC counts on train and test with the training
-    means, the classifier's weight) and the test set (its own class statistics and scatter).
-
-    Returns
-    -------
-    dict
-        ``{"train": state, "test": state}`` of :meth:`ncutils.sweep.SweepStatistics.state`.
-    """
-    point = [model.probe_points[-1].name]
-    train_side = sweep_statistics(model, train_data.inputs, train_data.labels, test_inputs=test_data.inputs,
-                                  test_labels=test_data.labels, points=point, metrics=("nc1", "ncc"),
-                                  batch_size=EVAL_BATCH_SIZE, num_classes=train_data.num_classes)
-    test_side = sweep_statistics(model, test_data.inputs, test_data.labels, points=point, metrics=("nc1",),
-                                 batch_size=EVAL_BATCH_SIZE, num_classes=train_data.num_classes)
-    return {"train": train_side.state(), "test": test_side.state()}
 
 
 def _metrics_row(state: dict[str, Any]) -> dict[str, float]:

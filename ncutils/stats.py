@@ -49,7 +49,17 @@ import torch
 
 from ncutils._checks import block_budget, check_features_labels, check_finite, check_labels, row_chunks
 
-__all__ = ["ClassStats", "ProjectedScatter", "nearest_centre_labels"]
+#: Relative cutoff on the eigenvalues of the C x C Gram ``M^T M`` in
+#: :func:`ncutils.metrics.nc1_from_stats`.
+#: Eigenvalues ``<= DEFAULT_RCOND * max eigenvalue`` are treated as zero. Because the
+#: eigenvalues of ``Sigma_B`` are those of ``M^T M / C``, this is the same as
+#: ``numpy.linalg.pinv(Sigma_B, rcond=DEFAULT_RCOND)`` on the dense D x D matrix. ``M``
+#: always has rank <= C - 1 (its columns sum to zero), so one eigenvalue is always dropped;
+#: 1e-10 sits far above float64 round-off in ``M^T M`` (about 1e-16 relative) and far below
+#: any between-class direction that matters.
+DEFAULT_RCOND = 1e-10
+
+__all__ = ["DEFAULT_RCOND", "ClassStats", "ProjectedScatter", "nearest_centre_labels"]
 
 
 class _Moments(NamedTuple):

@@ -5,17 +5,19 @@
 minibatches on the device (no DataLoader, no per-sample Python) and records the loss
 and the train/test accuracy every epoch. It does not measure inside the loop: it keeps
 the weights of the epochs a chapter may measure, in the results store
-(:mod:`ncutils.runs`):
+(:mod:`ncutils.store`):
 
 - every ``sweep_epochs`` epoch (0 is the initialisation);
 - the first epoch whose train accuracy reaches each of ``save_at_train_acc``
   (data-dependent epochs, known only while training);
 - the last epoch.
 
-The layer sweeps of the ``sweep_epochs`` are then measurements of those stored weights
-(:func:`ncutils.runs.stored_sweeps`), stored apart and keyed by the measuring code too:
-an edit to ``metrics.py`` re-measures (seconds) and never retrains; an edit to this
-file retrains. See :mod:`ncutils.runs` for the keys and the layout on disk.
+Measuring is a separate step: the layer sweeps of the ``sweep_epochs`` are measurements of
+those stored weights (:func:`ncutils.measure.measure_run`), stored apart and keyed by the
+measuring code: an edit to ``metrics.py`` re-measures (seconds) and never retrains; an edit
+to this file, or to a module it imports, retrains (:data:`ncutils.store.keys.TRAINING`).
+So this module imports no measuring code. See :mod:`ncutils.store` for the keys and the
+layout on disk.
 
 Checkpoints and resume
 ----------------------
@@ -38,7 +40,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
@@ -47,16 +49,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ncutils import data as data_module
-from ncutils import probe
-from ncutils import runs
-from ncutils import series as series_module
+from ncutils import store
+from ncutils._checks import CONV_POLICIES, resolve_device
 from ncutils._io import atomic_write, exclusive_lock
 from ncutils.data import Dataset, iterate_minibatches, load_dataset
+# runs only for track_last_layer runs, whose key alone adds its code (store.keys.TRAINING)
+from ncutils.layer_stats import last_layer_statistics
 from ncutils.models import build_model, check_arch_kwargs
-from ncutils._checks import resolve_device
-
-if TYPE_CHECKING:
-    from ncutils.sweep import SweepStatistics
 
 __all__ = [
     "LOSSES",
@@ -78,7 +77,6 @@ __all__ = [
 LOSSES = ("ce", "mse")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("multistep", "onecycle", "constant")
-CONV_POLICIES = probe.CONV_POLICIES
 #: Arithmetic of the forward pass and loss in training: "bf16" autocasts them (the weights,
 #: optimiser and every statistic stay float32/float64).
 PRECISIONS = ("fp32", "bf16")
@@ -147,7 +145,7 @@ class TrainConfig:
     shuffle_labels : bool
         Train on the training labels (after ``label_map``) permuted at random across
         samples, seeded by ``data_seed`` (:func:`ncutils.data.shuffled_labels`): the
-        shuffled-label network of DESIGN 8.2 (a baseline, e.g. Yang's Y1). The sweeps measure
+        shuffled-label network (a baseline, e.g. Yang's Y1). The sweeps measure
         the labels trained on; test labels and ``fine_labels`` stay true. Part of the key
         only when True.
     dataset_kwargs : mapping or pairs
@@ -193,11 +191,13 @@ class TrainConfig:
     conv_policy : {"flatten", "avgpool"}
         How the sweeps reduce conv maps (keys the measurements, not the training).
     track_last_layer : bool
-        After every epoch, measure the last hidden layer (the penultimate probe point)
-        online and add its series to the history (:mod:`ncutils.series`: the statistics
-        are stored, the columns :data:`~ncutils.series.LAST_LAYER_COLUMNS` computed from
-        them when the run is loaded): the cheap every-epoch series of DESIGN 8.4 (K1's
-        terminal phase). Part of the key only when True.
+        After every epoch, measure the statistics of the last hidden layer (the
+        penultimate probe point) online and store them beside the history
+        (:func:`ncutils.layer_stats.last_layer_statistics`); measuring the run
+        (:func:`ncutils.measure.measure_run`) adds the columns
+        :data:`~ncutils.series.LAST_LAYER_COLUMNS` computed from them: a cheap series over
+        every epoch where weights are kept at a few (K1's terminal phase). Part of the key
+        only when True (with the code of the statistics).
     precision : {"fp32", "bf16"}
         ``"bf16"`` trains with the forward pass and the loss under ``torch.autocast`` in
         bfloat16 (2.3x faster per ResNet-18 epoch on an H100); weights, optimiser state and
@@ -361,13 +361,8 @@ class TrainConfig:
         if fields["precision"] == "fp32":
             del fields["precision"]
         if not fields["track_last_layer"]:
+            # (when True, the key also follows the statistics code: store.keys.trained_payload)
             del fields["track_last_layer"]
-        else:
-            # the online series keep statistics made while training: the statistics code keys
-            # them (an edit to stats/probe/sweep/series retrains these runs, and only these;
-            # an edit to metrics recomputes the columns from the stored statistics)
-            fields["track_last_layer"] = {
-                "statistics_code": runs._source_digests((*runs.STATISTICS_MODULES, "series"))}
         return fields
 
     def sweep_options(self) -> dict[str, Any]:
@@ -391,62 +386,39 @@ class RunResult:
     history : DataFrame
         One row per epoch: ``epoch``, ``loss`` (mean training loss over the epoch's
         batches, in train mode), ``train_acc`` and ``test_acc`` (eval mode, after the
-        epoch, whole splits), ``lr`` (learning rate of the epoch's first batch); with
-        ``track_last_layer`` also :data:`~ncutils.series.LAST_LAYER_COLUMNS` (statistics
-        measured after the epoch, metrics computed from them at load).
-    sweeps : DataFrame
-        ``epoch`` plus the columns of :func:`ncutils.sweep.layer_sweep`, one row per
-        (sweep epoch, probe point): measurements of the stored weights, at the sweep
-        epochs and at the first epoch reaching each threshold of ``save_at_train_acc``.
+        epoch, whole splits), ``lr`` (learning rate of the epoch's first batch). The
+        series of a ``track_last_layer`` run are added by :func:`ncutils.measure.measure_run`.
     model : nn.Module
         The model at the last epoch, eval mode, on the run's device.
     key : str
-        The trained run's key (:func:`ncutils.runs.trained_key`).
+        The trained run's key (:func:`ncutils.store.trained_key`).
     run_dir : Path
         The trained run's folder in the store.
     from_cache : bool
         The training was loaded from the store (nothing trained).
     train_seconds : float
         Wall time of the training (of the run that produced the store entry).
-    measured_from_cache : bool
-        Every sweep was loaded from the store (nothing measured).
     stored_epochs : list of int
         Epochs whose weights are stored (:meth:`model_at`).
     train_acc_epochs : dict
         Threshold of ``save_at_train_acc`` -> first epoch reaching it (None: never).
+    stored : StoredRun
+        The store's entry (weights, manifest, series), for :mod:`ncutils.measure`.
+    runs_dir : Path
+        Root of the results store it came from.
     """
 
     config: TrainConfig
     history: pd.DataFrame
-    sweeps: pd.DataFrame
     model: nn.Module
     key: str
     run_dir: Path
     from_cache: bool = False
     train_seconds: float = field(default=float("nan"))
-    measured_from_cache: bool = False
     stored_epochs: list[int] = field(default_factory=list)
     train_acc_epochs: dict[float, int | None] = field(default_factory=dict)
-    _stored: runs.StoredRun | None = field(default=None, repr=False)
-    _runs_dir: Path | None = field(default=None, repr=False)
-
-    def statistics_at(self, epoch: int) -> SweepStatistics:
-        """The sweep statistics of a stored epoch (:class:`ncutils.sweep.SweepStatistics`).
-
-        Loaded from the results store (the sweeps of :attr:`sweeps` stored them), else
-        measured from the epoch's weights. Per-layer class statistics for a metric the
-        sweep table lacks come from ``.class_stats()``, with no forward pass.
-
-        Raises
-        ------
-        KeyError
-            The epoch is not stored.
-        """
-        if self._stored is None:
-            raise RuntimeError("this RunResult has no stored run to read statistics from")
-        return runs.stored_statistics(self._stored, epoch, model_at=self.model_at,
-                                      data=lambda: load_data(self.config),
-                                      options=self.config.sweep_options(), runs_dir=self._runs_dir)
+    stored: store.StoredRun | None = field(default=None, repr=False)
+    runs_dir: Path | None = field(default=None, repr=False)
 
     def model_at(self, epoch: int, device: str | torch.device | None = None) -> nn.Module:
         """The model with the weights stored for ``epoch``, eval mode.
@@ -468,10 +440,10 @@ class RunResult:
         >>> result = train(TrainConfig(dataset="digits", epochs=2, sweep_epochs=(0,)))  # doctest: +SKIP
         >>> initial = result.model_at(0)  # doctest: +SKIP
         """
-        if self._stored is None:
+        if self.stored is None:
             raise RuntimeError("this RunResult has no stored run to read weights from")
         target = resolve_device(self.config.device) if device is None else torch.device(device)
-        return _model_from(self._stored, self.config, epoch, target)
+        return _model_from(self.stored, self.config, epoch, target)
 
 
 def _build(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int,
@@ -480,7 +452,7 @@ def _build(config: TrainConfig, input_shape: tuple[int, ...], num_classes: int,
                        **dict(config.arch_kwargs)).to(device)
 
 
-def _model_from(stored: runs.StoredRun, config: TrainConfig, epoch: int,
+def _model_from(stored: store.StoredRun, config: TrainConfig, epoch: int,
                 device: torch.device) -> nn.Module:
     state = stored.weights(epoch, device)
     # Building draws initial weights; the global RNG stream must not notice.
@@ -492,14 +464,14 @@ def _model_from(stored: runs.StoredRun, config: TrainConfig, epoch: int,
 
 
 def config_key(config: TrainConfig) -> str:
-    """Key of the trained run of ``config`` (:func:`ncutils.runs.trained_key`).
+    """Key of the trained run of ``config`` (:func:`ncutils.store.trained_key`).
 
     Examples
     --------
     >>> config_key(TrainConfig(epochs=2)) == config_key(TrainConfig(epochs=2, data_dir="x"))
     True
     """
-    return runs.trained_key(config)
+    return store.trained_key(config)
 
 
 # ---------------------------------------------------------------------------
@@ -661,12 +633,12 @@ def train(
     progress: bool = True,
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> RunResult:
-    """Train (or load from the results store) the run of ``config``, and its sweeps.
+    """Train (or load from the results store) the run of ``config``.
 
     The trained run is loaded when stored, else trained (resuming from a checkpoint
-    when one is there); the sweeps of ``config.sweep_epochs`` are loaded when stored
-    for the current measuring code and options, else measured from the stored weights.
-    Each load, training and measurement is logged to ``<runs_dir>/events.log``.
+    when one is there). Nothing is measured here: :func:`ncutils.measure.measure_run`
+    gives the sweeps of the stored epochs (and the series of a ``track_last_layer`` run).
+    Each load and training is logged to ``<runs_dir>/events.log``.
 
     Parameters
     ----------
@@ -674,7 +646,8 @@ def train(
     runs_dir : path, optional
         Root of the results store (default ``$NCUTILS_RUNS_DIR`` or the project's ``runs/``).
     force : bool
-        Discard the stored run, its checkpoint and its measurements; train from scratch.
+        Discard the stored run and its checkpoint; train from scratch (its measurements are
+        keyed by its weights: a retrained run is measured again).
     progress : bool
         Show a tqdm bar over the epochs.
     callback : callable, optional
@@ -708,56 +681,41 @@ def train(
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     device = resolve_device(config.device)
     _ensure_data_files(config)
-    key = runs.trained_key(config)
-    runs_root = Path(runs_dir) if runs_dir is not None else runs.default_runs_dir()
-    run_dir = runs.entry_dir("trained", key, runs_root)
+    key = store.trained_key(config)
+    runs_root = Path(runs_dir) if runs_dir is not None else store.default_runs_dir()
+    run_dir = store.entry_dir("trained", key, runs_root)
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
-    stored = runs.load_trained(key, runs_root)
-    data: tuple[Dataset, Dataset] | None = None
+    stored = store.load_trained(key, runs_root)
     label = f"{config.dataset}/{config.arch}"
+    from_cache = stored is not None
     if stored is None:
         # one trainer per key: a second process (another chapter, a parallel build, `runs
         # train`) waits here, then loads what the first stored
         with exclusive_lock(runs_root / "locks" / f"{key}.lock"):
-            stored = runs.load_trained(key, runs_root)
+            stored = store.load_trained(key, runs_root)
+            from_cache = stored is not None
             if stored is None:
-                data = load_data(config, device)
-                stored = _train_and_store(config, key, run_dir, data, device, progress, callback)
-                runs._log_event(runs_root, f"trained {key} ({label}, {config.epochs} epochs) in "
+                stored = _train_and_store(config, key, run_dir, load_data(config, device), device, progress,
+                                          callback)
+                store.log_event(runs_root, f"trained {key} ({label}, {config.epochs} epochs) in "
                                            f"{stored.manifest['train_seconds']:.1f} s")
-    from_cache = data is None  # nothing was loaded for training: the run came from the store
     if from_cache:
-        runs._log_event(runs_root, f"loaded trained run {key} ({label})")
-
-    def model_at(epoch: int) -> nn.Module:
-        return _model_from(stored, config, epoch, device)
-
-    # the first epochs reaching the accuracy thresholds are swept too: where the paper's
-    # figures read the layers (Parker: 0.90, 0.95, 0.975, 0.99)
-    thresholds = {epoch for epoch in stored.manifest.get("train_acc_epochs", {}).values() if epoch is not None}
-    sweeps, measured = runs.stored_sweeps(
-        stored, sorted(set(config.sweep_epochs) | thresholds), model_at=model_at,
-        data=lambda: data if data is not None else load_data(config, device),
-        options=config.sweep_options(), runs_dir=runs_root, force=force)
+        store.log_event(runs_root, f"loaded trained run {key} ({label})")
     manifest = stored.manifest
-    history = stored.history
-    if config.track_last_layer:
-        table = series_module.series_table(manifest["series_epochs"], stored.series())
-        history = history.merge(table, on="epoch", how="left", validate="one_to_one")
     return RunResult(
-        config, history, sweeps, model_at(manifest["last_epoch"]), key, run_dir,
+        config, stored.history, _model_from(stored, config, manifest["last_epoch"], device), key, run_dir,
         from_cache=from_cache, train_seconds=float(manifest.get("train_seconds", float("nan"))),
-        measured_from_cache=measured == 0, stored_epochs=stored.epochs,
+        stored_epochs=stored.epochs,
         train_acc_epochs={float(t): e for t, e in manifest.get("train_acc_epochs", {}).items()},
-        _stored=stored, _runs_dir=runs_root)
+        stored=stored, runs_dir=runs_root)
 
 
 def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
                      data: tuple[Dataset, Dataset], device: torch.device, progress: bool,
-                     callback: Callable[[int, dict[str, float]], None] | None) -> runs.StoredRun:
+                     callback: Callable[[int, dict[str, float]], None] | None) -> store.StoredRun:
     train_data, test_data = data
-    checkpoint_path = run_dir / runs.CHECKPOINT
+    checkpoint_path = run_dir / store.CHECKPOINT
     steps_per_epoch = -(-len(train_data) // config.batch_size)
     loss_fn = make_loss(config.loss, train_data.num_classes)
 
@@ -792,7 +750,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
             series = checkpoint.get("series", [])
             start_epoch, elapsed = checkpoint["epoch"] + 1, checkpoint["elapsed"]
         elif 0 in config.sweep_epochs:
-            saved[0] = runs.save_weights(run_dir, 0, model.state_dict(), ["sweep"])
+            saved[0] = store.save_weights(run_dir, 0, model.state_dict(), ["sweep"])
 
         started = time.perf_counter() - elapsed
         bar = tqdm(range(start_epoch, config.epochs + 1), disable=not progress,
@@ -815,7 +773,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
                 "lr": learning_rate,
             }
             if config.track_last_layer:
-                series.append(series_module.last_layer_statistics(model, train_data, test_data))
+                series.append(last_layer_statistics(model, train_data, test_data))
             if epoch_scheduler is not None:
                 epoch_scheduler.step()
             history.append(row)
@@ -829,7 +787,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
             if epoch == config.epochs:
                 reasons.append("last")
             if reasons:
-                saved[epoch] = runs.save_weights(run_dir, epoch, model.state_dict(), reasons)
+                saved[epoch] = store.save_weights(run_dir, epoch, model.state_dict(), reasons)
             if epoch < config.epochs and (reasons or (
                     config.checkpoint_every and epoch % config.checkpoint_every == 0)):
                 _save_checkpoint(checkpoint_path, {
@@ -851,7 +809,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
         bar.close()
         train_seconds = time.perf_counter() - started
 
-    runs.store_trained(run_dir, key, runs.trained_payload(config), pd.DataFrame(history), saved, {
+    store.store_trained(run_dir, key, store.trained_payload(config), pd.DataFrame(history), saved, {
         "series_epochs": [row["epoch"] for row in history] if config.track_last_layer else None,
         "input_shape": list(train_data.input_shape),
         "num_classes": train_data.num_classes,
@@ -864,7 +822,7 @@ def _train_and_store(config: TrainConfig, key: str, run_dir: Path,
         "torch_threads": torch.get_num_threads(),
     }, device, series=series if config.track_last_layer else None)
     checkpoint_path.unlink(missing_ok=True)
-    stored = runs.load_trained(key, run_dir.parent.parent)
+    stored = store.load_trained(key, run_dir.parent.parent)
     if stored is None:
         raise RuntimeError(f"the run just stored in {run_dir} could not be read back")
     return stored
@@ -886,7 +844,7 @@ def _load_checkpoint(path: Path, key: str, device: torch.device) -> dict[str, An
         # The weights it names were written before it; a damaged one cannot be re-made
         # without the epochs before it, so the run starts again.
         for record in checkpoint["saved"].values():
-            runs._read_verified(path.parent, record)
+            store.read_verified(path.parent, record)
     except Exception as error:
         warnings.warn(f"checkpoint {path} is unreadable ({type(error).__name__}: {error}); "
                       f"training from scratch", RuntimeWarning, stacklevel=4)

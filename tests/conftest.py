@@ -1,4 +1,5 @@
-"""Shared test helpers: tiny training configs, a one-thread torch fixture, the smoke build of the book."""
+"""Shared test helpers: tiny training configs, a one-thread torch fixture, edits of the code keys
+see, the smoke build of the book."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ncutils.store import code as store_code
 from ncutils.train import TrainConfig
 
 #: A four-class Gaussian mixture small enough to train in well under a second.
@@ -33,6 +35,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def edit_code(monkeypatch, module: str, suffix: bytes = b'\n"""An edited docstring."""\n') -> None:
+    """Make the store's keys see package module ``module`` (``"metrics"``, ``"theory/lesde"`` or
+    ``"ncutils.metrics"``) with different code: its key digest gets ``suffix``."""
+    name = module if module.startswith("ncutils") else "ncutils." + module.replace("/", ".")
+    real = store_code.module_code
+    monkeypatch.setattr(store_code, "module_code",
+                        lambda other: real(other) + (suffix if other == name else b""))
+
+
+def train_and_measure(config: TrainConfig, **options):
+    """:func:`ncutils.train.train`, then :func:`ncutils.measure.measure_run` (its sweeps)."""
+    from ncutils.measure import measure_run
+    from ncutils.train import train
+
+    force = options.get("force", False)
+    return measure_run(train(config, **options), force=force)
 
 
 # --------------------------------------------------------------------------- the whole book

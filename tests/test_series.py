@@ -6,19 +6,17 @@ import pandas as pd
 import pytest
 import torch
 
-from ncutils import metrics, runs
+from ncutils import metrics
 from ncutils import train as train_module
 from ncutils.probe import capture
 from ncutils.stats import ClassStats
 from ncutils.series import LAST_LAYER_COLUMNS, last_layer_metrics, series_table
 from ncutils.train import config_key, load_data, train
 
-from conftest import tiny_config
+from conftest import edit_code, tiny_config, train_and_measure
 
 
-def _edited(monkeypatch, module: str, suffix: bytes) -> None:
-    real = runs._module_bytes
-    monkeypatch.setattr(runs, "_module_bytes", lambda name: real(name) + (suffix if name == module else b""))
+_edited = edit_code
 
 
 def test_last_layer_metrics_equal_the_metrics_of_captured_features():
@@ -51,7 +49,9 @@ def test_last_layer_metrics_equal_the_metrics_of_captured_features():
 
 def test_a_metrics_edit_recomputes_the_series_without_retraining(tmp_path, monkeypatch):
     config = tiny_config(track_last_layer=True)
-    first = train(config, runs_dir=tmp_path, progress=False)
+    first = train_and_measure(config, runs_dir=tmp_path, progress=False)
+    assert set(LAST_LAYER_COLUMNS) <= set(first.history.columns)
+    assert not set(LAST_LAYER_COLUMNS) & set(first.run.history.columns)  # train() only trains
     key, untracked = config_key(config), config_key(tiny_config())
     with monkeypatch.context() as patch:
         _edited(patch, "metrics", b"\nedited = True\n")
@@ -61,7 +61,7 @@ def test_a_metrics_edit_recomputes_the_series_without_retraining(tmp_path, monke
             raise AssertionError("a stored run was trained again")
 
         patch.setattr(train_module, "run_epoch", refuse)
-        again = train(config, runs_dir=tmp_path, progress=False)
+        again = train_and_measure(config, runs_dir=tmp_path, progress=False)
     assert again.from_cache
     pd.testing.assert_frame_equal(again.history, first.history, check_exact=True)
     # the statistics code keys the stored series: an edit there retrains these runs

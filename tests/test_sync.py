@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from ncutils import sweep
+from ncutils import layer_stats
 from ncutils.models import ProbePoint, build_model
 from ncutils.sweep import layer_sweep
 from ncutils.stats import ClassStats, ProjectedScatter
@@ -149,7 +149,7 @@ def test_cuda_fixed_class_updates_under_sync_debug_error():
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_cuda_sweep_batch_loops_under_sync_debug_error(monkeypatch, kind):
     """Every batch of every pass (forward and statistics) runs with synchronisation forbidden."""
-    original = sweep._forward_batches
+    original = layer_stats._forward_batches
 
     def strict(*args, **kwargs):
         inner = original(*args, **kwargs)
@@ -158,7 +158,7 @@ def test_cuda_sweep_batch_loops_under_sync_debug_error(monkeypatch, kind):
 
     model, inputs, labels = make_case(kind, 256, device="cuda")
     reference = layer_sweep(model, inputs, labels, batch_size=32, classes=CLASSES.cuda())
-    monkeypatch.setattr(sweep, "_forward_batches", strict)
+    monkeypatch.setattr(layer_stats, "_forward_batches", strict)
     table = layer_sweep(model, inputs, labels, test_inputs=inputs[:64], test_labels=labels[:64],
                         batch_size=32, classes=CLASSES.cuda())
     columns = ["nc1", "cdnv", "ncc_train_acc", "alignment"]

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
-from ncutils import runs as runs_module
+from ncutils.store import keys as store_keys
 from ncutils import train as train_module
 from ncutils.data import load_dataset
 from ncutils.sweep import layer_sweep
 from ncutils.train import DivergedError, TrainConfig, config_key, train
 
-from conftest import GAUSSIAN, tiny_config as tiny  # noqa: E402,F401
+from conftest import GAUSSIAN, edit_code, tiny_config as tiny, train_and_measure  # noqa: E402,F401
 
 
 def _same_weights(first: torch.nn.Module, second: torch.nn.Module) -> bool:
@@ -83,14 +83,12 @@ def test_key_covers_results_but_not_paths(monkeypatch):
     assert config_key(tiny(seed=1)) != base
     assert config_key(tiny(data_seed=1)) != base
     assert config_key(tiny(save_at_train_acc=(0.9,))) != base
-    real_version = runs_module.package_version
-    monkeypatch.setattr(runs_module, "package_version",
+    real_version = store_keys.package_version
+    monkeypatch.setattr(store_keys, "package_version",
                         lambda name: "999.0" if name == "torch" else real_version(name))
     assert config_key(tiny()) != base
     monkeypatch.undo()
-    real_bytes = runs_module._module_bytes
-    monkeypatch.setattr(runs_module, "_module_bytes",
-                        lambda module: real_bytes(module) + (b"# edit" if module == "train" else b""))
+    edit_code(monkeypatch, "train", b"# edit")
     assert config_key(tiny()) != base
 
 
@@ -99,7 +97,7 @@ def test_key_covers_results_but_not_paths(monkeypatch):
 
 def test_train_records_history_and_scheduled_sweeps(tmp_path):
     config = tiny(sweep_epochs=(0, 2, 3), epochs=3)
-    result = train(config, runs_dir=tmp_path, progress=False)
+    result = train_and_measure(config, runs_dir=tmp_path, progress=False)
     assert not result.from_cache and result.key == config_key(config)
     assert result.history.columns.tolist() == ["epoch", "loss", "train_acc", "test_acc", "lr"]
     assert result.history.epoch.tolist() == [1, 2, 3]
@@ -194,13 +192,13 @@ def _kill_at(epoch_to_kill: int):
 ])
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, kill_epoch, overrides):
     config = tiny(epochs=5, **overrides)
-    reference = train(config, runs_dir=tmp_path / "whole", progress=False)
+    reference = train_and_measure(config, runs_dir=tmp_path / "whole", progress=False)
     with pytest.raises(_Killed):
         train(config, runs_dir=tmp_path / "killed", progress=False, callback=_kill_at(kill_epoch))
     run_dir = tmp_path / "killed" / "trained" / reference.key
     assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "manifest.json").exists()
     epochs_run = []
-    resumed = train(config, runs_dir=tmp_path / "killed", progress=False,
+    resumed = train_and_measure(config, runs_dir=tmp_path / "killed", progress=False,
                     callback=lambda epoch, row: epochs_run.append(epoch))
     assert epochs_run == [3, 4, 5]  # restarted after the checkpoint of epoch 2
     pd.testing.assert_frame_equal(resumed.history, reference.history, check_exact=True)
@@ -225,13 +223,13 @@ def test_unreadable_checkpoint_warns_and_trains_from_scratch(tmp_path):
 
 def test_stored_run_is_loaded_without_training(tmp_path, monkeypatch):
     config = tiny(sweep_epochs=(3,))
-    first = train(config, runs_dir=tmp_path, progress=False)
+    first = train_and_measure(config, runs_dir=tmp_path, progress=False)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
 
     monkeypatch.setattr(train_module, "run_epoch", no_training)
-    second = train(config, runs_dir=tmp_path, progress=False)
+    second = train_and_measure(config, runs_dir=tmp_path, progress=False)
     assert second.from_cache and second.measured_from_cache
     assert not first.from_cache and not first.measured_from_cache
     pd.testing.assert_frame_equal(second.history, first.history, check_exact=True)
@@ -257,7 +255,7 @@ def test_force_reruns(tmp_path):
                                     "garble manifest"])
 def test_corrupted_store_entry_is_detected_and_rebuilt(tmp_path, damage):
     config = tiny(sweep_epochs=(3,))
-    original = train(config, runs_dir=tmp_path, progress=False)
+    original = train_and_measure(config, runs_dir=tmp_path, progress=False)
     run_dir = tmp_path / "trained" / original.key
     if damage == "edit history":
         (history,) = run_dir.glob("history-*.csv")
@@ -271,14 +269,14 @@ def test_corrupted_store_entry_is_detected_and_rebuilt(tmp_path, damage):
     else:
         (run_dir / "manifest.json").write_text("{not json")
     with pytest.warns(RuntimeWarning, match="corrupted"):
-        rebuilt = train(config, runs_dir=tmp_path, progress=False)
+        rebuilt = train_and_measure(config, runs_dir=tmp_path, progress=False)
     # A lost measurement is re-measured from the stored weights; anything else retrains,
     # and a retrained run whose weights are bit-identical (CPU) keeps its measurements.
     assert rebuilt.from_cache == (damage == "delete sweeps")
     assert rebuilt.measured_from_cache == (damage != "delete sweeps")
     pd.testing.assert_frame_equal(rebuilt.history, original.history, check_exact=True)
     pd.testing.assert_frame_equal(rebuilt.sweeps, original.sweeps, check_exact=True)
-    again = train(config, runs_dir=tmp_path, progress=False)
+    again = train_and_measure(config, runs_dir=tmp_path, progress=False)
     assert again.from_cache and again.measured_from_cache
 
 
@@ -335,8 +333,7 @@ def test_resume_with_warmup_equals_an_uninterrupted_run(tmp_path):
 def test_precision_is_checked_keyed_only_when_not_fp32_and_bf16_trains():
     assert "precision" not in tiny().training_fields()
     assert tiny(precision="bf16").training_fields()["precision"] == "bf16"
-    from ncutils import runs
-    assert runs.trained_key(tiny()) != runs.trained_key(tiny(precision="bf16"))
+    assert store_keys.trained_key(tiny()) != store_keys.trained_key(tiny(precision="bf16"))
     with pytest.raises(ValueError, match="precision"):
         tiny(precision="fp16")
     torch.manual_seed(0)

@@ -436,9 +436,10 @@ def test_the_run_key_covers_every_training_option_and_the_ufm_code_not_metrics()
         assert ufm.run_payload(config, **{**STORED, **option}) != base, option
     assert ufm.run_payload(tiny("relu", seed=1), **STORED) != base
     assert ufm.run_payload(tiny("linear"), **STORED) != base
-    assert set(base["source"]) == set(_store.RUN_MODULES)
-    assert {"theory/ufm/training", "theory/ufm/spectra", "theory/ufm/model", "stats"} <= set(base["source"])
-    assert "metrics" not in base["source"]
+    assert set(base["source"]) == set(_store.RUN.modules())
+    assert {f"ncutils.{name}" for name in ("theory.ufm.training", "theory.ufm.spectra", "theory.ufm.model",
+                                          "stats")} <= set(base["source"])
+    assert "ncutils.metrics" not in base["source"]
     with pytest.raises(ValueError, match="lr"):  # checked before any look-up
         ufm.run_payload(config, **{**STORED, "lr": -1.0})
 

@@ -13,6 +13,8 @@ from ncutils import verdicts
 from ncutils.cluster import chance_level, fine_structure, random_fine_labels
 from ncutils.papers import yang
 
+from conftest import edit_code
+
 THRESHOLDS = dict(min_train_acc=0.99, max_nc1_ratio=0.1, min_fraction=0.9)
 Y2_THRESHOLDS = dict(separated=[4.0], unseparated=[0.0], min_train_acc=0.99, max_nc1_ratio=0.1,
                      min_keep=0.5, min_accuracy=0.9)
@@ -308,8 +310,6 @@ def _coarse_run(result):
 
 
 def test_measure_run_is_cached_and_keyed_by_its_options(tiny_grid, monkeypatch):
-    from ncutils import runs
-
     result, runs_dir = tiny_grid
     run = _coarse_run(result)
     first = yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})
@@ -329,17 +329,14 @@ def test_measure_run_is_cached_and_keyed_by_its_options(tiny_grid, monkeypatch):
                              **{**TINY_OPTIONS, "seed": 7, "n_init": 3})
     assert not other["from_cache"].any() and calls == [1]
     # an edit to metrics.py changes no key (nothing clustered again) ...
-    module_bytes = runs._module_bytes
-    monkeypatch.setattr(runs, "_module_bytes",
-                        lambda module: b"edited" if module == "metrics" else module_bytes(module))
+    edit_code(monkeypatch, "metrics", b"edited")
     assert yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})["from_cache"].all() and calls == [1]
     # ... and the metrics are computed after loading, so the edit shows at once
     monkeypatch.setattr(yang.recovery.metrics, "nc1_from_stats", lambda *a, **k: 42.0)
     edited = yang.measure_run(run, **{**TINY_OPTIONS, "seed": 7})
     assert edited["from_cache"].all() and (edited["coarse_nc1"] == 42.0).all() and calls == [1]
     # an edit to the clustering code does change the key
-    monkeypatch.setattr(runs, "_module_bytes",
-                        lambda module: b"edited" if module == "cluster" else module_bytes(module))
+    edit_code(monkeypatch, "cluster", b"edited")
     assert not yang.measure_run(run, sources=("trained",), null=False,
                                 **{**TINY_OPTIONS, "seed": 7})["from_cache"].any()
 
@@ -355,8 +352,8 @@ def test_recovery_keys_share_input_and_init_but_not_trained_features():
     assert key(config, 3, "a") != key(config, 3, "b") and key(config, 3) != key(config, 2)
     assert key(config, 3) != yang.recovery_payload("r", config, 3, "random", seed=0)
     assert key(config, 3) != yang.recovery_payload("r", config, 3, "fine", seed=1)
-    assert "metrics" not in key(config, 3)["source"]
-    assert set(key(config, 3)["source"]) == set(yang.RECOVERY_MODULES)
+    assert "ncutils.metrics" not in key(config, 3)["source"]
+    assert set(key(config, 3)["source"]) == set(yang.RECOVERY.modules())
 
 
 def test_shuffled_baseline_and_series_through_the_pipeline(tiny_grid):

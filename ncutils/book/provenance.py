@@ -24,11 +24,12 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+# the commit and CPU readers are the results store's too: they live in the core floor
+from ncutils._provenance import cpu_model, git_state, project_root  # noqa: F401 - re-exported
 
 __all__ = [
     "PACKAGES",
@@ -71,17 +72,6 @@ PACKAGES = (
 _HEADLINE_PARAMETERS = ("profile", "seed", "device")
 
 
-def project_root() -> Path:
-    """Return the repository root: the folder that holds the ``ncutils`` package.
-
-    Returns
-    -------
-    pathlib.Path
-        Absolute path of the parent of the ``ncutils`` package directory.
-    """
-    return Path(__file__).resolve().parents[2]
-
-
 def current_parameters() -> dict[str, Any]:
     """Return the parameters the book build injected, or ``{}`` outside a build.
 
@@ -112,81 +102,6 @@ def current_notebook() -> str | None:
     return os.environ.get("NC_NOTEBOOK") or None
 
 
-def _run_git(root: Path, *arguments: str) -> str | None:
-    try:
-        completed = subprocess.run(
-            ["git", *arguments],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if completed.returncode != 0:
-        return None
-    return completed.stdout
-
-
-def git_state(root: Path | None = None) -> dict[str, Any]:
-    """Return the commit of the project and whether its tracked files differ from it.
-
-    ``$NC_GIT_COMMIT`` / ``$NC_GIT_DIRTY`` (set by the book build) take
-    precedence so that all records of one build agree.
-
-    A commit is recorded only when ``root`` is the top level of its git checkout:
-    a copy of the project inside another repository (or a folder in no repository)
-    is "not a git checkout", never the enclosing repository's commit. Dirty means
-    tracked files differ from the commit (staged or not); untracked files (logs,
-    data, virtual environments, run stores) do not count.
-
-    Parameters
-    ----------
-    root : pathlib.Path, optional
-        Project root; defaults to :func:`project_root`.
-
-    Returns
-    -------
-    dict
-        ``commit`` (str or None), ``dirty`` (bool or None), ``changed`` (the tracked
-        paths that differ, relative to ``root``; None when unknown) and ``state``
-        (``"clean"``, ``"dirty"``, ``"not a git checkout"`` or, from the build's
-        environment, ``"recorded by the build"``).
-
-    Example
-    -------
-    >>> sorted(git_state())
-    ['changed', 'commit', 'dirty', 'state']
-    """
-    if "NC_GIT_COMMIT" in os.environ:
-        commit = os.environ["NC_GIT_COMMIT"] or None
-        dirty_text = os.environ.get("NC_GIT_DIRTY", "")
-        dirty = {"1": True, "0": False}.get(dirty_text)
-        return {"commit": commit, "dirty": dirty, "changed": None,
-                "state": "recorded by the build" if commit else "not a git checkout"}
-    root = (project_root() if root is None else Path(root)).resolve()
-    outside = {"commit": None, "dirty": None, "changed": None, "state": "not a git checkout"}
-    top_level = _run_git(root, "rev-parse", "--show-toplevel")
-    if top_level is None or Path(top_level.strip()).resolve() != root:
-        return outside
-    head = _run_git(root, "rev-parse", "--verify", "HEAD")
-    # -z: paths verbatim (no quoting of unusual names); the first 3 bytes are the status.
-    status = _run_git(root, "status", "--porcelain", "-z", "--untracked-files=no")
-    if head is None or status is None:  # a repository without commits, or git failing
-        return outside
-    changed = []
-    entries = iter(status.split("\0"))
-    for entry in entries:
-        if not entry:
-            continue
-        changed.append(entry[3:])
-        if entry[0] in "RC":  # a rename or copy is followed by its source path
-            next(entries, None)
-    return {"commit": head.strip(), "dirty": bool(changed), "changed": sorted(changed),
-            "state": "dirty" if changed else "clean"}
-
-
 def resolve_device(requested: str | None = "cpu") -> str:
     """Turn a device request into the device that is actually used.
 
@@ -215,16 +130,6 @@ def resolve_device(requested: str | None = "cpu") -> str:
     return str(resolve_torch_device(requested))
 
 
-@lru_cache(maxsize=1)
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def device_info(requested: str | None = "cpu") -> dict[str, Any]:
     """Describe the hardware a computation ran on.
 
@@ -246,7 +151,7 @@ def device_info(requested: str | None = "cpu") -> dict[str, Any]:
     if device.startswith("cuda") and cuda_available:
         name = torch.cuda.get_device_name(torch.device(device))
     else:
-        name = _cpu_model()
+        name = cpu_model()
     return {
         "device": device,
         "name": name,

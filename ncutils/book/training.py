@@ -16,7 +16,7 @@ runs, more than one machine should do in one ``make book``. This module
    ``slurm`` on a cluster, ``local`` (submitit's local executor: one subprocess per job) on
    this machine, at most ``workers`` at a time; each job calls :func:`ncutils.train.train`,
    which writes the trained run and its layer sweeps into the shared store with atomic,
-   checksummed files (:mod:`ncutils.runs`);
+   checksummed files (:mod:`ncutils.store`);
 4. lists the jobs that failed with their log files; they are missing from the store, so
    the next call submits them again.
 
@@ -78,7 +78,7 @@ def training_runs(root: Path, profile: str) -> tuple[list[TrainingRun], dict[str
         Chapter stem -> why it has nothing to submit (its declaration's
         :attr:`~ncutils.chapter.Chapter.trains_nothing`).
     """
-    from ncutils import runs as store
+    from ncutils import store
     from ncutils.runs_cli import profile_configs
 
     stems = [job.stem for job in plan(root, profile)]
@@ -94,7 +94,7 @@ def training_runs(root: Path, profile: str) -> tuple[list[TrainingRun], dict[str
 
 def missing_runs(runs: Sequence[TrainingRun], runs_dir: Path) -> list[TrainingRun]:
     """The runs without a manifest in the store (a partial run, with only a checkpoint, is missing)."""
-    from ncutils import runs as store
+    from ncutils import store
 
     return [run for run in runs if not (store.entry_dir("trained", run.key, runs_dir) / store.MANIFEST).exists()]
 
@@ -109,12 +109,14 @@ def train_one(config: Any, runs_dir: str) -> dict[str, Any]:
 
     from ncutils._checks import resolve_device
     from ncutils.grid import THREADS_PER_RUN
+    from ncutils.measure import measure_run
     from ncutils.train import train
 
     if resolve_device(config.device).type == "cpu":
         torch.set_num_threads(THREADS_PER_RUN)
     started = time.perf_counter()
     result = train(config, runs_dir=runs_dir, progress=False)
+    measure_run(result)  # the chapter then loads its sweeps too
     return {"key": result.key, "seconds": time.perf_counter() - started, "from_cache": result.from_cache}
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ncutils import runs, verdicts
+from ncutils import store, verdicts
 from ncutils.chapter import Budget, Chapter, Finding
 from ncutils.theory import ufm
 
@@ -523,10 +523,9 @@ _UFM_IGNORED = ("profile", "relu_workers", "relu_checkpoint", "checkpoint_every"
 
 def ufm_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """What keys the chapter's stored UFM runs and dense Hessians: its settings and the UFM code."""
-    modules = sorted(f"theory/ufm/{path.stem}" for path in (runs._PACKAGE_DIR / "theory" / "ufm").glob("*.py"))
     return {"settings": {name: value for name, value in parameters.items() if name not in _UFM_IGNORED},
-            "source": runs._source_digests([*modules, "stats", "_checks"]),
-            "packages": {name: runs.package_version(name) for name in ("torch", "numpy")}}
+            "source": {**ufm.RUN_CODE.source(), **ufm.ANALYSIS_CODE.source()},
+            "packages": {name: store.package_version(name) for name in ("torch", "numpy")}}
 
 
 def scale(parameters: Mapping[str, Any]) -> str:

@@ -23,12 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ncutils import runs, verdicts
+from ncutils import store, verdicts
 from ncutils._checks import resolve_device
 from ncutils.chapter import Budget, Chapter, Finding
+from ncutils.grid_spec import Grid
 from ncutils.models import architecture_version
-from ncutils.grid import Grid
 from ncutils.papers.parker.criteria import spearman
+from ncutils.store import Computation, computed, computed_payload
+from ncutils.store.keys import ARCHITECTURES_COVERED
 from ncutils.train import TrainConfig
 
 __all__ = [
@@ -412,6 +414,13 @@ def k1_verdict(histories: Mapping[Any, pd.DataFrame], **thresholds: Any) -> tupl
     return table, verdicts.combine_runs(list(eligible["passed"].astype(bool)))
 
 
+#: The code K2's stored trials run (:func:`k2_levels`): the trainer of
+#: :func:`ncutils.theory.lesde.train_trials`, and this module (:func:`k2_data` relabels the
+#: classes, :func:`k2_levels` sets the trials up), with everything they import.
+K2_TRIALS = Computation("lesde-trials", ("ncutils.theory.lesde", "ncutils.papers.kothapalli"),
+                        covered=ARCHITECTURES_COVERED)
+
+
 def k2_data(dataset: str, classes: Sequence[int], *, device: str = "cpu",
             **options: Any) -> tuple[Any, Any, Any, Any]:
     """K2's data: the training and test splits of ``dataset`` restricted to ``classes``,
@@ -485,8 +494,8 @@ def k2_levels(networks: Mapping[str, Mapping[str, Any]], data: Sequence[Any], *,
     Each (network, p) is :func:`ncutils.theory.lesde.train_trials` on ``data`` (``(x, y,
     x_val, y_val)`` of :func:`k2_data`), one thread, kept in the results store as a
     ``computed`` entry keyed by these settings, the data's device and the code of
-    ``theory/lesde``, ``data`` and ``_checks`` (a rebuild after an edit elsewhere loads the
-    trials); then :func:`k2_level`.
+    :data:`K2_TRIALS` (a rebuild after an edit elsewhere loads the trials); then
+    :func:`k2_level`.
 
     Parameters
     ----------
@@ -500,7 +509,6 @@ def k2_levels(networks: Mapping[str, Mapping[str, Any]], data: Sequence[Any], *,
         (network, p): ``network``, ``p`` and :func:`k2_level`'s columns.
     """
     from ncutils.models import build_model
-    from ncutils.runs import computed, computed_payload
     from ncutils.theory import lesde
 
     x, y, x_val, y_val = data
@@ -518,7 +526,7 @@ def k2_levels(networks: Mapping[str, Mapping[str, Any]], data: Sequence[Any], *,
                             trials=trials, iterations=iterations, lr=lr, label_noise=p, log_every=log_every,
                             probe_per_class=probe_per_class, seed=seed, threads=1, device=str(x.device))
             result, _ = computed(
-                computed_payload("lesde-trials", settings, modules=("theory/lesde", "data", "_checks"),
+                computed_payload("lesde-trials", settings, computation=K2_TRIALS,
                                  architectures=[arch], datasets=[dataset]),
                 lambda build=build, p=p: lesde.train_trials(
                     build, x, y, x_val, y_val, trials=trials, iterations=iterations, lr=lr, label_noise=p,
@@ -638,24 +646,23 @@ def k2_scale(parameters: Mapping[str, Any]) -> str:
             f"steps at {len(parameters['label_noise'])} label-noise levels")
 
 
-#: K2's settings that change what :func:`ncutils.theory.lesde.train_trials` computes, and
-#: the modules it (and the notebook's data loading) runs; its architectures count by version.
+#: K2's settings that change what :func:`ncutils.theory.lesde.train_trials` computes; its
+#: architectures count by version, its code is :data:`K2_TRIALS`.
 _K2_SETTINGS = ("dataset", "classes", "networks", "label_noise", "trials", "iterations", "lr",
                 "log_every", "probe_per_class", "seed")
-_K2_MODULES = ("theory/lesde", "data", "_checks")
 
 
 def k2_fingerprint(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """What keys the K2 trials in the results store: settings, device type, code and versions."""
     networks = parameters.get("networks") or {}
-    supplier = runs.DATASET_PACKAGES.get(parameters.get("dataset"))
+    supplier = store.DATASET_PACKAGES.get(parameters.get("dataset"))
     # cpu and cuda give different numbers: the device type the trials run on keys them
     device = resolve_device(parameters.get("device", "cpu")).type
     return {"settings": {**{name: parameters.get(name) for name in _K2_SETTINGS}, "device": device},
             "architectures": {name: [spec.get("arch"), architecture_version(spec.get("arch"))]
                               for name, spec in networks.items()},
-            "source": runs._source_digests(_K2_MODULES),
-            "packages": {name: runs.package_version(name) for name in ("torch", "numpy", supplier) if name}}
+            "source": K2_TRIALS.source(),
+            "packages": {name: store.package_version(name) for name in ("torch", "numpy", supplier) if name}}
 
 
 _PAPYAN_SETTING = ("VGG11 and ResNet-18 on CIFAR-10 and FashionMNIST, 350 epochs of SGD with "

@@ -91,6 +91,8 @@ import torch
 from scipy import signal
 from torch import nn
 
+from ncutils.stats import DEFAULT_RCOND
+
 __all__ = [
     "TrialsResult",
     "bootstrap_median",
@@ -299,7 +301,6 @@ def separation(states: np.ndarray) -> dict[str, np.ndarray]:
     n_total = x.shape[-3] * x.shape[-2]
     sigma_w = np.einsum("...cik,...cil->...kl", dev, dev) / n_total
     # pinv with a relative cutoff, as metrics.nc1's DEFAULT_RCOND on eig(M^T M)
-    from ncutils.metrics import DEFAULT_RCOND
     nc1 = np.einsum("...kl,...lk->...", sigma_w, np.linalg.pinv(sigma_b, rcond=DEFAULT_RCOND, hermitian=True)) / k
     return {"accuracy": accuracy, "ncc_accuracy": ncc, "nc1": nc1, "margin": margin}
 

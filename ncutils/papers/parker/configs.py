@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ncutils.data import available_datasets, load_dataset
-from ncutils.grid import Grid, GridEntry, GridResult, sweep_schedule
+from ncutils.grid_spec import Grid, GridEntry, GridResult, sweep_schedule
 from ncutils.models import ACTIVATIONS, check_arch_kwargs
 from ncutils.papers._validation import error_text, grouped_failures, seed_problems
 from ncutils.papers.parker.criteria import eligible_runs

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ncutils.data import modulo_label_map
-from ncutils.grid import Grid, GridEntry
+from ncutils.grid_spec import Grid, GridEntry
 from ncutils.train import TrainConfig
 
 __all__ = [

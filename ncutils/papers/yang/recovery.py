@@ -30,12 +30,13 @@ from ncutils.models import build_model
 from ncutils.papers.yang.configs import SHUFFLED
 from ncutils.papers.yang.criteria import _check_columns
 from ncutils.probe import capture
-from ncutils.runs import computed, computed_payload, data_fingerprint, package_version
+from ncutils.store import Computation, computed, computed_payload, data_fingerprint, package_version
+from ncutils.store.keys import ARCHITECTURES_COVERED
 from ncutils.stats import ClassStats, ProjectedScatter
 from ncutils.train import TrainConfig
 
 __all__ = [
-    "RECOVERY_MODULES",
+    "RECOVERY",
     "epoch_series_facts",
     "initial_model",
     "load_run_data",
@@ -103,12 +104,14 @@ def _predictions(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024)
     return torch.cat(parts).numpy()
 
 
-#: The package modules whose code decides a cached recovery (:func:`measure_run`): the data,
-#: the features (``probe``), the clustering and its scores (``cluster``), the statistics kept
-#: for the metrics (``stats``) and this module. ``metrics`` is *not* among them: coarse NC1 and
+#: The code of a cached recovery (:func:`measure_run`): this module and every package module
+#: it imports (the data, the features, the clustering and its scores, the statistics kept).
+#: ``metrics`` is left out: coarse NC1 and
 #: the fine-structure statistic are read from the kept statistics after the cache, so an edit
 #: to ``metrics.py`` recomputes them in milliseconds and runs no k-means.
-RECOVERY_MODULES: tuple[str, ...] = ("cluster", "papers/yang/recovery", "probe", "stats", "data", "_checks")
+RECOVERY = Computation("yang-recovery", ("ncutils.papers.yang.recovery",), covered={
+    **ARCHITECTURES_COVERED,
+    "ncutils.metrics": "computed from the kept statistics after the cache, never cached"})
 
 _SOURCES = ("trained", "init", "input")
 
@@ -167,7 +170,7 @@ def _recovery_unit(features: _Features, what: int | str, labels: str, *, predict
                    n_init: int, seed: int, permutations: int, quantile: float) -> dict[str, Any]:
     """One feature set x one label set: k-means scores, chance level, and the statistics kept.
 
-    What is cached: no ``metrics`` function runs here (see :data:`RECOVERY_MODULES`).
+    What is cached: no ``metrics`` function runs here (see :data:`RECOVERY`).
     """
     train, test = features.data
     train_x, test_x, predicted_coarse = features.features(what)
@@ -229,7 +232,7 @@ def _features_identity(run_key: str, config: TrainConfig, what: int | str, devic
 def recovery_payload(run_key: str, config: TrainConfig, what: int | str, labels: str, *,
                      label_map: Mapping[int, int] | None = None, predicted: bool = True,
                      device: str = "cpu", **options: Any) -> dict[str, Any]:
-    """What the store's key of one cached recovery hashes (:func:`ncutils.runs.computed_payload`).
+    """What the store's key of one cached recovery hashes (:func:`ncutils.store.computed_payload`).
 
     The features: at a trained epoch, the run's trained key (its weights, data and training
     code) and the epoch; the raw input (``what="input"``) and the initialisation (``what=0``,
@@ -238,7 +241,7 @@ def recovery_payload(run_key: str, config: TrainConfig, what: int | str, labels:
     that share them (seeds of one dataset, Y2's training lengths) share one k-means. Then
     the label set (``"fine"`` or the null's ``"random"``), the coarse label map the
     clustering uses, the options, the versions of scikit-learn and scipy, and the code of
-    :data:`RECOVERY_MODULES`.
+    :data:`RECOVERY`.
 
     Example
     -------
@@ -246,8 +249,8 @@ def recovery_payload(run_key: str, config: TrainConfig, what: int | str, labels:
     >>> config = yang_config("digits", pairing="mod5", arch="mlp", epochs=3, lr=0.05,
     ...                      weight_decay=5e-4)
     >>> payload = recovery_payload("0123456789abcdef", config, 3, "fine", n_init=10)
-    >>> sorted(payload["source"]), "metrics" in payload["source"]
-    (['_checks', 'cluster', 'data', 'papers/yang/recovery', 'probe', 'stats'], False)
+    >>> "ncutils.papers.yang.recovery" in payload["source"], "ncutils.metrics" in payload["source"]
+    (True, False)
     >>> other = dataclasses.replace(config, seed=1)
     >>> [recovery_payload("a", config, what, "fine") == recovery_payload("b", other, what, "fine")
     ...  for what in ("input", 0, 3)]
@@ -260,7 +263,7 @@ def recovery_payload(run_key: str, config: TrainConfig, what: int | str, labels:
                 "label_map": sorted((int(k), int(v)) for k, v in label_map.items()),
                 "method": "kmeans", **_options(**options),
                 "packages": {name: package_version(name) for name in ("scikit-learn", "scipy")}}
-    return computed_payload("yang-recovery", settings, modules=RECOVERY_MODULES,
+    return computed_payload("yang-recovery", settings, computation=RECOVERY,
                                  architectures=(config.arch,), datasets=(config.dataset,))
 
 
@@ -358,7 +361,7 @@ def measure_run(run: Any, *, sources: Sequence[str] = _SOURCES, null: bool = Tru
                 runs_dir: Any = None, force: bool = False, **options: Any) -> pd.DataFrame:
     """:func:`measure` of a stored run, each recovery cached in the results store.
 
-    Each (feature set, label set) is one ``computed`` entry of :mod:`ncutils.runs`, keyed by
+    Each (feature set, label set) is one ``computed`` entry of :mod:`ncutils.store`, keyed by
     :func:`recovery_payload`: the run's trained key, the epoch (0 for ``"init"``, the last
     for ``"trained"``) or ``"input"``, the labels, the coarse label map and the options. It
     keeps the k-means scores and the class statistics; coarse NC1 and the fine-structure

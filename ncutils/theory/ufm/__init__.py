@@ -77,6 +77,9 @@ Examples
 from __future__ import annotations
 
 from ncutils.theory.ufm import model, spectra, training
+# the code a stored UFM result runs (its key follows it): what a chapter's fingerprint hashes
+from ncutils.theory.ufm._store import ANALYSIS as ANALYSIS_CODE  # noqa: F401
+from ncutils.theory.ufm._store import RUN as RUN_CODE  # noqa: F401
 from ncutils.theory.ufm.model import *  # noqa: F401,F403
 from ncutils.theory.ufm.model import DTYPE, Activation  # noqa: F401 - constants, not in __all__
 from ncutils.theory.ufm.spectra import DEFAULT_RANK_RTOL  # noqa: F401

@@ -464,12 +464,12 @@ def analyse_layer(
     rank_rtol : float
         Relative cutoff of the numerical ranks.
     store : bool
-        Keep the analysis in the results store (:func:`ncutils.runs.computed`, under
-        ``runs_dir``, default :func:`ncutils.runs.default_runs_dir`; a ``runs_dir`` implies
+        Keep the analysis in the results store (:func:`ncutils.store.computed`, under
+        ``runs_dir``, default :func:`ncutils.store.default_runs_dir`; a ``runs_dir`` implies
         it) and load it from there when it is stored: worth it for ``dense=True`` (a ``P x P``
         eigendecomposition, seconds). The key covers the bytes of ``state`` (its sha256), the
         configuration, ``layer``, ``dense``, ``num_eigenvalues``, ``rank_rtol`` and the code of
-        :data:`~ncutils.theory.ufm._store.ANALYSIS_MODULES`; ``force`` computes it again.
+        :data:`~ncutils.theory.ufm._store.ANALYSIS`; ``force`` computes it again.
 
     Returns
     -------
@@ -493,7 +493,7 @@ def analyse_layer(
                     "dense": bool(dense), "rank_rtol": float(rank_rtol),
                     "num_eigenvalues": None if num_eigenvalues is None else int(num_eigenvalues)}
         return _store.stored(
-            _store.payload("ufm-layer-analysis", settings, _store.ANALYSIS_MODULES),
+            _store.payload("ufm-layer-analysis", settings, _store.ANALYSIS),
             lambda: analyse_layer(state, config, layer, dense=dense, num_eigenvalues=num_eigenvalues,
                                   rank_rtol=rank_rtol),
             runs_dir=runs_dir, force=force)

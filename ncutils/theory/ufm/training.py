@@ -268,14 +268,14 @@ def train(
     killed run resumes to the same result, bit for bit, and a finished one is not retrained.
 
     With ``store`` (or a ``runs_dir``) the finished run is kept in the results store
-    (:func:`ncutils.runs.computed`, under ``runs_dir``, default
-    :func:`ncutils.runs.default_runs_dir`) and a later call with the same settings loads it
+    (:func:`ncutils.store.computed`, under ``runs_dir``, default
+    :func:`ncutils.store.default_runs_dir`) and a later call with the same settings loads it
     instead of training (the store's ``events.log`` says which; ``force`` trains again and
     replaces it). Its key (:func:`run_payload`) covers the configuration and every option that
     changes a number (``layer``, ``steps``, ``lr``, ``momentum``, ``polish_iterations``, the
     snapshot steps, ``dense_final``, ``num_eigenvalues``, ``log_every``, ``threads``), the code
-    of :data:`~ncutils.theory.ufm._store.RUN_MODULES` (the UFM modules, ``stats``, ``_checks``:
-    not ``metrics``) and the torch and numpy versions; not ``progress`` or the checkpoint
+    of :data:`~ncutils.theory.ufm._store.RUN` (the training module and everything it
+    imports) and the torch and numpy versions; not ``progress`` or the checkpoint
     options (a resumed run is the same bit for bit).
 
     Returns
@@ -337,7 +337,7 @@ class _Plan:
                 "log_every": int(self.log_every), "threads": threads}
 
     def payload(self) -> dict[str, Any]:
-        return _store.payload("ufm-run", self.settings(), _store.RUN_MODULES)
+        return _store.payload("ufm-run", self.settings(), _store.RUN)
 
     def run(self) -> UFMRun:
         key = _run_key(self.config, self.layer, self.steps, self.lr, self.momentum, self.wanted,
