@@ -5,7 +5,8 @@ every consumer layer. These SVDs depend on the layers' shapes, not on the number
 samples, so the sweep runs them once, after its data passes, on the statistics' device:
 same-shape matrices go through one batched ``torch.linalg.svd`` and the host reads all
 values in one transfer. Same matrices, SVDs and cosines as the metric (values agree to
-round-off).
+round-off). The layouts both read (:func:`_weight_input_major`, :func:`_means_input_major`)
+live here, so that the metric imports this module and not the other way round.
 
 References
 ----------
@@ -17,12 +18,37 @@ from __future__ import annotations
 
 import torch
 
-from ncutils.metrics import _means_input_major, _weight_input_major
-
 __all__ = ["alignment_request", "batched_alignments", "top_left_bases"]
 
 #: One layer's input-major float64 weight (in, p), class means (in, q) and subspace rank k.
 Request = tuple[torch.Tensor, torch.Tensor, int]
+
+
+def _weight_input_major(weight: torch.Tensor) -> torch.Tensor:
+    """Weight as (in, ...): ``W^T`` for Linear (out, in); (in, out*kh*kw) for Conv2d."""
+    if weight.ndim == 2:
+        return weight.T
+    if weight.ndim == 4:
+        return weight.transpose(0, 1).reshape(weight.shape[1], -1)
+    raise ValueError(
+        f"weight must be a Linear (out, in) or Conv2d (out, in, kh, kw) weight, "
+        f"got shape {tuple(weight.shape)}"
+    )
+
+
+def _means_input_major(class_means: torch.Tensor, in_dim: int, conv: bool) -> torch.Tensor:
+    """Class means as (in, ...): ``means^T`` (in, C), or (in, C*H*W) for conv maps."""
+    if class_means.ndim == 2 and class_means.shape[1] == in_dim:
+        return class_means.T
+    if conv and class_means.ndim >= 2 and class_means[0].numel() % in_dim == 0:
+        # flat conv means (C, in*H*W) are channel-major, as torch.flatten leaves them
+        if class_means.ndim == 2 or class_means.shape[1] == in_dim:
+            per_channel = class_means.reshape(class_means.shape[0], in_dim, -1)
+            return per_channel.transpose(0, 1).reshape(in_dim, -1)
+    raise ValueError(
+        f"class_means of shape {tuple(class_means.shape)} do not match a weight with "
+        f"{in_dim} input {'channels' if conv else 'features'}"
+    )
 
 
 def alignment_request(weight: torch.Tensor, class_means: torch.Tensor, k: int | None) -> Request:

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ncutils._alignment import alignment_request
 from ncutils._checks import (
     as_tensor,
     check_features_labels,
@@ -679,33 +680,6 @@ def ncc_mismatch(features: ArrayLike, labels: ArrayLike, predictions: ArrayLike)
 
 
 # --------------------------------------------------------------------------- alignment
-def _weight_input_major(weight: torch.Tensor) -> torch.Tensor:
-    """Weight as (in, ...): ``W^T`` for Linear (out, in); (in, out*kh*kw) for Conv2d."""
-    if weight.ndim == 2:
-        return weight.T
-    if weight.ndim == 4:
-        return weight.transpose(0, 1).reshape(weight.shape[1], -1)
-    raise ValueError(
-        f"weight must be a Linear (out, in) or Conv2d (out, in, kh, kw) weight, "
-        f"got shape {tuple(weight.shape)}"
-    )
-
-
-def _means_input_major(class_means: torch.Tensor, in_dim: int, conv: bool) -> torch.Tensor:
-    """Class means as (in, ...): ``means^T`` (in, C), or (in, C*H*W) for conv maps."""
-    if class_means.ndim == 2 and class_means.shape[1] == in_dim:
-        return class_means.T
-    if conv and class_means.ndim >= 2 and class_means[0].numel() % in_dim == 0:
-        # flat conv means (C, in*H*W) are channel-major, as torch.flatten leaves them
-        if class_means.ndim == 2 or class_means.shape[1] == in_dim:
-            per_channel = class_means.reshape(class_means.shape[0], in_dim, -1)
-            return per_channel.transpose(0, 1).reshape(in_dim, -1)
-    raise ValueError(
-        f"class_means of shape {tuple(class_means.shape)} do not match a weight with "
-        f"{in_dim} input {'channels' if conv else 'features'}"
-    )
-
-
 def _top_left_singular(matrix: torch.Tensor, k: int) -> torch.Tensor:
     left, _, _ = torch.linalg.svd(matrix, full_matrices=False)
     return left[:, :k]
@@ -757,8 +731,6 @@ def subspace_alignment(weight: ArrayLike, class_means: ArrayLike, k: int | None 
             raise ValueError(f"{name} is empty")
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
-    from ncutils._alignment import alignment_request  # it reads this module's layout helpers
-
     weight_matrix, means_matrix, k = alignment_request(weight, class_means, k)
     weight_basis = _top_left_singular(weight_matrix, k)
     means_basis = _top_left_singular(means_matrix, k)

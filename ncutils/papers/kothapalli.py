@@ -28,7 +28,7 @@ from ncutils._checks import resolve_device
 from ncutils.chapter import Budget, Chapter, Finding
 from ncutils.grid_spec import Grid
 from ncutils.models import architecture_version
-from ncutils.papers.parker.criteria import spearman
+from ncutils.rank_stats import spearman
 from ncutils.store import Computation, computed, computed_payload
 from ncutils.store.keys import ARCHITECTURES_COVERED
 from ncutils.train import TrainConfig

@@ -39,7 +39,7 @@ from torch import nn
 from ncutils import verdicts
 from ncutils.chapter import Budget, Chapter, Finding
 from ncutils.grid_spec import Grid, GridEntry
-from ncutils.papers.parker.criteria import spearman
+from ncutils.rank_stats import spearman
 from ncutils.train import TrainConfig
 
 __all__ = [

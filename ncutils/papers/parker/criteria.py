@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
+
+# shared by several papers' criteria: it lives in the core floor
+from ncutils.rank_stats import spearman
 
 __all__ = [
     "GROUP_COLS",
@@ -80,41 +82,6 @@ def simplex_angle(num_classes: int) -> float:
     if int(num_classes) != num_classes or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     return math.degrees(math.acos(-1.0 / (int(num_classes) - 1)))
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation of two sequences, NaN when it is undefined.
-
-    A constant sequence (or fewer than 3 finite pairs) has no rank correlation; this returns
-    NaN silently instead of SciPy's warning, and every criterion below treats NaN as *not
-    passed*.
-
-    Parameters
-    ----------
-    x, y : sequences of float
-        Same length. Pairs where either value is not finite are dropped.
-
-    Returns
-    -------
-    float
-        ``scipy.stats.spearmanr(x, y).statistic`` (ties get average ranks), or NaN.
-
-    Example
-    -------
-    >>> spearman([1, 2, 3], [30, 20, 10])
-    -1.0
-    """
-    x_arr = np.asarray(x, dtype=np.float64)
-    y_arr = np.asarray(y, dtype=np.float64)
-    if x_arr.shape != y_arr.shape or x_arr.ndim != 1:
-        raise ValueError(f"x and y must be 1-d of equal length, got shapes {x_arr.shape} and {y_arr.shape}")
-    finite = np.isfinite(x_arr) & np.isfinite(y_arr)
-    x_arr, y_arr = x_arr[finite], y_arr[finite]
-    if x_arr.size < 3 or np.ptp(x_arr) == 0 or np.ptp(y_arr) == 0:
-        return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(scipy_stats.spearmanr(x_arr, y_arr).statistic)
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
