@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncutils import store
+from ncutils.book import chapters, profiles, provenance
 from ncutils.store.listing import entries, entries_text, prune
+from ncutils.train import _ensure_data_files
 
 if TYPE_CHECKING:
     from ncutils.train import TrainConfig
@@ -51,8 +53,6 @@ def chapter_parameters(profile: str, *, root: str | os.PathLike | None = None) -
     ValueError
         Unknown profile, an unreadable profile, or values a chapter refuses.
     """
-    from ncutils.book import chapters, profiles, provenance
-
     root = provenance.project_root() if root is None else Path(root)
     values = profiles.load_profile(root, profile)
     return {chapter.stem: dict(chapter.resolve(values.get(chapter.stem, {}), profile=profile))
@@ -98,8 +98,6 @@ def profile_configs(profile: str, *, root: str | os.PathLike | None = None,
     >>> sorted({(stem, config.arch, config.epochs) for stem, config in pairs})
     [('kothapalli_terminal_phase', 'mlp', 20), ('kothapalli_terminal_phase', 'vgg', 20)]
     """
-    from ncutils.book import chapters
-
     parameters = chapter_parameters(profile, root=root)
     pairs: list[tuple[str, TrainConfig]] = []
     for stem in _selected(parameters, only):
@@ -121,8 +119,6 @@ def other_trainings(profile: str, *, root: str | os.PathLike | None = None) -> d
     trials, the Garrod chapter's UFM runs and dense Hessians) gives what keys its stored
     results: its settings, the code it runs and the package versions.
     """
-    from ncutils.book import chapters
-
     parameters = chapter_parameters(profile, root=root)
     found = {}
     for chapter in chapters.CHAPTERS:
@@ -152,8 +148,6 @@ def profile_key(profile: str, *, root: str | os.PathLike | None = None) -> str:
     ncutils.data.DatasetNotFoundError
         Dataset files missing and the chapter does not download.
     """
-    from ncutils.train import _ensure_data_files
-
     keys = set()
     for _, config in profile_configs(profile, root=root):
         _ensure_data_files(config)
@@ -199,7 +193,8 @@ def _add_train_parser(commands: Any) -> None:
 
 def _train_command(arguments: argparse.Namespace) -> int:
     """``python -m ncutils.runs train``: see :mod:`ncutils.book.training`."""
-    from ncutils.book import provenance, training
+    # local: ncutils.book.training reads this module (profile_configs) at import
+    from ncutils.book import training
 
     root = provenance.project_root()
     runs_dir = Path(arguments.runs_dir) if arguments.runs_dir else root / "runs"

@@ -69,8 +69,12 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ncutils import verdicts
+from ncutils._io import write_if_changed
+from ncutils._provenance import cpu_model
 from ncutils.book import findings, provenance
-from ncutils.book.profiles import PROFILES, BookLayout, Job, read_notebook
+from ncutils.book.execute import _read_state, cached_damage, merge_findings
+from ncutils.book.manifest import build_manifest
+from ncutils.book.profiles import PROFILES, BookLayout, Job, read_notebook, validate
 
 __all__ = ["CHECKSUMS", "RESULTS", "SCHEMA", "Bundle", "BundleError", "ChapterStatus", "chapter_digest", "export",
            "load_bundles", "publish", "safe_notebook", "verify"]
@@ -264,9 +268,7 @@ def _figures(notebook: Any) -> list[bytes]:
 def _machine() -> str:
     import platform
 
-    from ncutils.book.provenance import _cpu_model
-
-    return f"{platform.system()} {platform.machine()}, {_cpu_model()}"
+    return f"{platform.system()} {platform.machine()}, {cpu_model()}"
 
 
 def _devices(manifest: Mapping[str, Any]) -> list[str]:
@@ -300,10 +302,6 @@ def export(profile: str, *, root: Path | None = None, output: Path | None = None
         A chapter that has not run, whose results predate today's code or parameters, or
         whose stored results are damaged.
     """
-    from ncutils.book.execute import _read_state, cached_damage, merge_findings
-    from ncutils.book.manifest import build_manifest
-    from ncutils.book.profiles import validate
-
     root = provenance.project_root() if root is None else Path(root).resolve()
     layout = BookLayout(root)
     if profile not in PROFILES:
@@ -912,7 +910,6 @@ def _annotate_chapter(path: Path, box: str | None) -> None:
     """Put the bundles' box after the title cell of a chapter's generated notebook."""
     import nbformat
 
-    from ncutils._io import write_if_changed
 
     if not path.exists():
         return
@@ -955,7 +952,6 @@ def publish(layout: BookLayout, all_jobs: Mapping[str, Sequence[Job]], *, quiet:
     """
     import nbformat
 
-    from ncutils._io import write_if_changed
 
     root = layout.root
     bundles = load_bundles(root, all_jobs, quiet=quiet)

@@ -57,9 +57,10 @@ from typing import Any, Sequence
 
 from ncutils import runs
 from ncutils._io import write_if_changed, write_json_atomic
-from ncutils.book import bundles, findings, preflight, provenance, scoreboard, stopping
+from ncutils.book import bundles, findings, preflight, provenance, scoreboard, setup_cell, stopping
 from ncutils.book.execute import (BuildError, default_workers, ensure_kernel, events_path, log_event, merge_findings,
                                   run_jobs, run_notebook, sync_generated)
+from ncutils.book.execute import check_run as checked  # this module's check_run wraps it
 from ncutils.book.manifest import CPU_RENDER_ALLOCATION, allocation_report, build_manifest, manifest_markdown
 from ncutils.book.profiles import PROFILES, BookLayout, read_notebook, validate
 
@@ -270,8 +271,6 @@ def check_run(
         Unknown notebook, profile or parameter, a value of the wrong type, or values the
         chapter's paper module refuses: the errors ``run`` raises before its kernel starts.
     """
-    from ncutils.book.execute import check_run as checked
-
     _, values, parsed = checked(notebook, overrides, profile=profile, root=root)
     return {**values, **parsed}
 
@@ -383,8 +382,6 @@ def _command(arguments: argparse.Namespace, root: Path) -> int:
     elif arguments.command == "scoreboard":
         print(scoreboard_markdown(root) if arguments.markdown else scoreboard_text(root))
     elif arguments.command == "setup-cells":
-        from ncutils.book import setup_cell
-
         paths = arguments.notebooks or sorted(BookLayout(root).notebooks.glob("*.ipynb"))
         if arguments.check:
             problems = setup_cell.stale_setup_cells(root, paths)

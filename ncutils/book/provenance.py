@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ncutils import __version__
 # the commit and CPU readers are the results store's too: they live in the core floor
 from ncutils._provenance import cpu_model, git_state, project_root  # noqa: F401 - re-exported
 
@@ -125,6 +126,8 @@ def resolve_device(requested: str | None = "cpu") -> str:
         return "cpu"
     if not isinstance(requested, str):
         raise ValueError(f"device must be a string such as 'cpu', 'cuda' or 'auto', got {requested!r}")
+    # local: ncutils._checks imports torch (seconds), which the book's command line, reading
+    # provenance, does not otherwise need
     from ncutils._checks import resolve_device as resolve_torch_device
 
     return str(resolve_torch_device(requested))
@@ -209,8 +212,6 @@ def collect(parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         parameters = current_parameters()
     if not isinstance(parameters, dict):
         raise ValueError(f"parameters must be a dict, got {type(parameters).__name__}")
-    from ncutils import __version__
-
     hardware = device_info(parameters.get("device", "cpu"))
     git = git_state()
     return {

@@ -38,6 +38,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from ncutils.book import provenance
+
 if TYPE_CHECKING:
     import psutil
 
@@ -338,8 +340,6 @@ def _guard(tag: str, build_pid: int, events: str | None) -> int:
                f"stopped {len(stopped)}: {', '.join(stopped) or 'none was left'}")
     print(f"ncutils.book: {message}", file=sys.stderr, flush=True)
     if events:
-        from ncutils.book import provenance
-
         with contextlib.suppress(OSError):
             Path(events).parent.mkdir(parents=True, exist_ok=True)
             with open(events, "a") as handle:

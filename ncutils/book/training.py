@@ -41,8 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ncutils import store
+from ncutils._checks import resolve_device
 from ncutils.book import chapters
 from ncutils.book.profiles import plan
+from ncutils.grid import THREADS_PER_RUN
+from ncutils.measure import measure_run
+from ncutils.runs_cli import profile_configs
+from ncutils.train import train
 
 __all__ = ["EXECUTORS", "TrainingRun", "missing_runs", "train_one",
            "train_profile", "training_runs"]
@@ -78,9 +86,6 @@ def training_runs(root: Path, profile: str) -> tuple[list[TrainingRun], dict[str
         Chapter stem -> why it has nothing to submit (its declaration's
         :attr:`~ncutils.chapter.Chapter.trains_nothing`).
     """
-    from ncutils import store
-    from ncutils.runs_cli import profile_configs
-
     stems = [job.stem for job in plan(root, profile)]
     found: dict[str, TrainingRun] = {}
     for stem, config in profile_configs(profile, root=root):
@@ -94,8 +99,6 @@ def training_runs(root: Path, profile: str) -> tuple[list[TrainingRun], dict[str
 
 def missing_runs(runs: Sequence[TrainingRun], runs_dir: Path) -> list[TrainingRun]:
     """The runs without a manifest in the store (a partial run, with only a checkpoint, is missing)."""
-    from ncutils import store
-
     return [run for run in runs if not (store.entry_dir("trained", run.key, runs_dir) / store.MANIFEST).exists()]
 
 
@@ -105,13 +108,6 @@ def train_one(config: Any, runs_dir: str) -> dict[str, Any]:
     One torch thread per CPU run, as :func:`ncutils.grid.run_grid` trains (the numbers do
     not depend on it).
     """
-    import torch
-
-    from ncutils._checks import resolve_device
-    from ncutils.grid import THREADS_PER_RUN
-    from ncutils.measure import measure_run
-    from ncutils.train import train
-
     if resolve_device(config.device).type == "cpu":
         torch.set_num_threads(THREADS_PER_RUN)
     started = time.perf_counter()

@@ -42,7 +42,9 @@ import pandas as pd
 
 from ncutils import store, verdicts
 from ncutils.chapter import Budget, Chapter, Finding
+from ncutils.papers._validation import error_text, seed_problems
 from ncutils.theory import ufm
+from ncutils.theory.ufm.training import _plan
 
 __all__ = [
     "CHAPTER",
@@ -143,9 +145,6 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
     ...                      "momentum": 0.9, "snapshots": 2, "checkpoint_every": 5, "relu_workers": 1})
     ['relu: lr must be a positive finite number, got -1.0']
     """
-    from ncutils.papers._validation import error_text, seed_problems
-    from ncutils.theory.ufm.training import _plan
-
     problems = seed_problems(parameters.get("relu_seeds"), "relu_seeds")
     workers = parameters.get("relu_workers", 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:

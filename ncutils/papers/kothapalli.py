@@ -22,15 +22,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ncutils import store, verdicts
 from ncutils._checks import resolve_device
 from ncutils.chapter import Budget, Chapter, Finding
+from ncutils.data import available_datasets, load_dataset
 from ncutils.grid_spec import Grid
-from ncutils.models import architecture_version
+from ncutils.models import architecture_version, build_model, check_arch_kwargs
+from ncutils.papers._validation import error_text, seed_problems
 from ncutils.rank_stats import spearman
 from ncutils.store import Computation, computed, computed_payload
 from ncutils.store.keys import ARCHITECTURES_COVERED
+from ncutils.theory import lesde
+from ncutils.theory.lesde import bootstrap_median
 from ncutils.train import TrainConfig
 
 __all__ = [
@@ -152,8 +157,6 @@ def validate_k1_parameters(parameters: Mapping[str, Any]) -> list[str]:
     >>> validate_k1_parameters({**base, "lr": 0})
     ['lr must be > 0, got 0']
     """
-    from ncutils.papers._validation import error_text, seed_problems
-
     missing = [key for key in ("networks", "dataset", "epochs", "lr", "batch_size", "seeds")
                if key not in parameters]
     if missing:
@@ -195,10 +198,6 @@ def validate_k2_parameters(parameters: Mapping[str, Any]) -> list[str]:
     >>> validate_k2_parameters({**base, "lr": -0.01, "label_noise": [0.0]})
     ['lr must be > 0, got -0.01', 'label_noise must contain 0.0 and (K-1)/K = 0.6667 (the null), got [0.0]']
     """
-    from ncutils.data import available_datasets
-    from ncutils.models import check_arch_kwargs
-    from ncutils.papers._validation import error_text
-
     problems: list[str] = []
     if "dataset" in parameters and parameters["dataset"] not in available_datasets():
         problems.append(f"unknown dataset {parameters['dataset']!r}; available: {available_datasets()}")
@@ -428,11 +427,6 @@ def k2_data(dataset: str, classes: Sequence[int], *, device: str = "cpu",
     ``device`` (``"auto"``: a GPU when there is one), where
     :func:`~ncutils.theory.lesde.train_trials` then trains. ``options`` go to
     :func:`ncutils.data.load_dataset` (``data_dir``, ``download``)."""
-    import torch
-
-    from ncutils._checks import resolve_device
-    from ncutils.data import load_dataset
-
     remap = {int(c): i for i, c in enumerate(classes)}
     where = resolve_device(device)
 
@@ -465,8 +459,6 @@ def k2_level(result: Any, *, window: int, tail_fraction: float = 0.1,
         ``r_beta``, ``val_acc`` and ``probe_train_acc`` at the last iteration averaged over
         trials, ``seconds``) and the per-trial alpha-hat - beta-hat the criterion uses.
     """
-    from ncutils.theory import lesde
-
     iterations = np.asarray(result.iterations)
     estimate = lesde.estimate_alpha_beta(result.class_means, window=window, delta=_log_interval(iterations))
     second = iterations >= iterations[-1] / 2
@@ -508,9 +500,6 @@ def k2_levels(networks: Mapping[str, Mapping[str, Any]], data: Sequence[Any], *,
         ``(name, p) -> (TrialsResult, per-trial alpha-hat - beta-hat)``, and one row per
         (network, p): ``network``, ``p`` and :func:`k2_level`'s columns.
     """
-    from ncutils.models import build_model
-    from ncutils.theory import lesde
-
     x, y, x_val, y_val = data
     results: dict[tuple[str, float], tuple[Any, np.ndarray]] = {}
     rows = []
@@ -555,8 +544,6 @@ def k2_network(estimates: Mapping[float, Sequence[float]], *, clean: float = 0.0
     interval of the median over trials lies above 0 at ``p = clean`` and contains 0 or
     lies below it at ``p = null`` (= (K-1)/K: labels carry no information).
     """
-    from ncutils.theory.lesde import bootstrap_median
-
     rows = {}
     for p, values in estimates.items():
         median, low, high = bootstrap_median(values, resamples=resamples, level=level, seed=seed)

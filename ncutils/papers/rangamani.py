@@ -39,7 +39,10 @@ from torch import nn
 from ncutils import verdicts
 from ncutils.chapter import Budget, Chapter, Finding
 from ncutils.grid_spec import Grid, GridEntry
+from ncutils.metrics import class_weighted_relative_traces_from_stats
+from ncutils.papers._validation import error_text, grouped_failures, seed_problems
 from ncutils.rank_stats import spearman
+from ncutils.sweep import sweep_table
 from ncutils.train import TrainConfig
 
 __all__ = [
@@ -191,8 +194,6 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
     >>> validate_parameters({**base, "architectures": {"mlp": {**net, "lr": {"mnist": 0.1}}}})
     ["mlp: lr has no entry for dataset 'digits'; it has ['mnist']"]
     """
-    from ncutils.papers._validation import error_text, grouped_failures, seed_problems
-
     problems: list[str] = []
     failures: list[tuple[str, str]] = []
     architectures = parameters.get("architectures")
@@ -547,16 +548,13 @@ def stored_measurements(run: Any) -> RunMeasurements:
     The sweeps are the run's (loaded with it). Rangamani's class-weighted traces and, where
     the number of classes is not :data:`PLOT_RANK`, the alignment at that rank are computed
     from the sweep statistics the store keeps for the run's epochs
-    (:meth:`ncutils.train.RunResult.statistics_at`, i.e. :func:`ncutils.runs.stored_statistics`):
+    (:meth:`ncutils.measure.MeasuredRun.statistics_at`, i.e. :func:`ncutils.measure.stored_statistics`):
     no forward pass once they are stored, and nothing is trained.
 
     Parameters
     ----------
-    run : ncutils.train.RunResult
+    run : ncutils.measure.MeasuredRun
     """
-    from ncutils.metrics import class_weighted_relative_traces_from_stats
-    from ncutils.sweep import sweep_table
-
     sweeps = run.sweeps
     last_epoch = int(sweeps["epoch"].max())
     k = int(run.model.get_submodule(run.model.classifier_name).out_features)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ncutils.data import modulo_label_map
 from ncutils.grid_spec import Grid, GridEntry
+from ncutils.papers._validation import error_text
 from ncutils.train import TrainConfig
 
 __all__ = [
@@ -367,8 +368,6 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
     >>> validate_parameters({**base, "datasets": ["digits", "mnist5k"]})
     ["Y1: epochs has no entry for dataset 'mnist5k'; it has ['digits']"]
     """
-    from ncutils.papers._validation import error_text
-
     problems = _not_lists(parameters, ("datasets", "pairings", "lrs", "weight_decays", "shuffled_seeds"))
     if not problems:
         try:

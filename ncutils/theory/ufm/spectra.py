@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ncutils import metrics
 from ncutils.stats import ClassStats
 from ncutils.theory.ufm import _store
 from ncutils.theory.ufm.model import (
@@ -560,8 +561,6 @@ def layer_metrics(state: UFMState, config: UFMConfig) -> pd.DataFrame:
     Garrod & Keating 2024 (arXiv 2404.06106), Definition of deep neural collapse;
     Papyan, Han, Donoho 2020 (PNAS) for NC1/NC2.
     """
-    from ncutils import metrics
-
     _check_state(state, config)
     k = config.num_classes
     labels = targets(k, config.per_class)[1]
