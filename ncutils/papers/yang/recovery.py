@@ -470,7 +470,7 @@ def y1_epoch_series(result: Any, *, runs_dir: Any = None, force: bool = False,
     For every coarse-trained (unshuffled) run of ``result`` and every epoch of its
     ``sweep_epochs`` (stored weights, :meth:`ncutils.train.RunResult.model_at`): coarse NC1 of
     the penultimate features on the training set, read from the run's layer sweep
-    (:attr:`~ncutils.train.RunResult.sweeps`, its last probe point); the fine-structure
+    (:attr:`~ncutils.measure.MeasuredRun.sweeps`, its last probe point); the fine-structure
     statistic and the fine labels recovered by k-means inside each true coarse class, from
     the same features (:func:`measure_run`'s cached recoveries: epoch 0 and the last epoch are
     the ``"init"`` and ``"trained"`` entries of :func:`measure_runs`, shared).
