@@ -116,9 +116,10 @@ def test_the_stores_warnings_about_damaged_entries_reach_the_console_and_the_eve
     (root / "ncutils").rmdir()
     (root / "ncutils").symlink_to(REPO / "ncutils")  # the chapter uses the real store
     make_notebook(root / "notebooks" / "chap.ipynb",
-                  body="from ncutils import runs\n"
-                       "payload = runs.computed_payload('demo', {'n': 3}, modules=('metrics',))\n"
-                       "print(runs.computed(payload, lambda: [1, 2, 3]))")
+                  body="from ncutils import store\n"
+                       "demo = store.Computation('demo', ('ncutils.metrics',))\n"
+                       "payload = store.computed_payload('demo', {'n': 3}, computation=demo)\n"
+                       "print(store.computed(payload, lambda: [1, 2, 3]))")
     build(root, capsys)
     data = [path for path in (store / "computed").rglob("*") if path.is_file() and path.name.startswith("result")]
     assert len(data) == 1, sorted((store / "computed").rglob("*"))

@@ -221,7 +221,7 @@ def _state_path(layout: BookLayout, profile: str) -> Path:
     return layout.profile_cache(profile) / "state.json"
 
 
-#: The log of what builds and the store did (``<runs_dir>/events.log``, as :mod:`ncutils.runs` names it).
+#: The log of what builds and the store did (``<runs_dir>/events.log``, as :mod:`ncutils.store.files` names it).
 EVENTS = "events.log"
 
 
@@ -321,7 +321,7 @@ def _cached(layout: BookLayout, job: Job, state: dict[str, Any]) -> bool:
     return True
 
 
-#: A warning of the results store that a stored entry is damaged (:mod:`ncutils.runs`).
+#: A warning of the results store that a stored entry is damaged (:mod:`ncutils.store`).
 _STORE_WARNING = re.compile(r"(\w*Warning): (stored .* is corrupted.*)$", re.M)
 
 
