@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ncutils import store
+from ncutils.data import DatasetNotFoundError
 from ncutils.book import chapters, profiles, provenance
 from ncutils.store.listing import entries, entries_text, prune
 from ncutils.train import _ensure_data_files
@@ -167,7 +168,8 @@ def _key_command(arguments: argparse.Namespace) -> int:
                       file=sys.stderr)
             for stem, fingerprint in other_trainings(arguments.profile).items():
                 print(f"{fingerprint[:16]}  {stem}  (not a TrainConfig)", file=sys.stderr)
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, DatasetNotFoundError) as error:
+        # a missing torchvision dataset is one line, as in the book build: no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(key)
@@ -197,18 +199,20 @@ def _train_command(arguments: argparse.Namespace) -> int:
     from ncutils.book import training
 
     root = provenance.project_root()
-    runs_dir = Path(arguments.runs_dir) if arguments.runs_dir else root / "runs"
+    runs_dir, origin = store.resolve_runs_dir(arguments.runs_dir)
+    print(f"results store: {runs_dir} (from {origin})", file=sys.stderr)
     slurm = {"slurm_partition": arguments.slurm_partition, "gpus_per_node": arguments.gpus_per_node,
              "cpus_per_task": arguments.cpus_per_task, "timeout_min": arguments.timeout_min}
     try:
         summary = training.train_profile(root, arguments.profile, executor=arguments.executor,
                                          runs_dir=runs_dir, workers=arguments.workers,
                                          dry_run=arguments.dry_run, wait=not arguments.no_wait, slurm=slurm)
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, DatasetNotFoundError) as error:
+        # a missing torchvision dataset is one line, as in the book build: no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{summary['runs']} runs: {summary['stored']} were stored, {summary['trained']} trained now, "
-          f"{len(summary['failed'])} failed")
+          f"{summary['loaded']} loaded (another process had trained them meanwhile), {len(summary['failed'])} failed")
     return 1 if summary["failed"] else 0
 
 
@@ -233,22 +237,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     keying.add_argument("--verbose", action="store_true", help="list each run's key on stderr")
     _add_train_parser(commands)
     arguments = parser.parse_args(argv)
-    if arguments.command == "key":
-        return _key_command(arguments)
-    if arguments.command == "train":
-        return _train_command(arguments)
-    root = Path(arguments.runs_dir) if arguments.runs_dir else store.default_runs_dir()
+    try:
+        if arguments.command == "key":
+            return _key_command(arguments)
+        if arguments.command == "train":
+            return _train_command(arguments)
+        root, origin = store.resolve_runs_dir(arguments.runs_dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"results store: {root} (from {origin})", file=sys.stderr)
+    if not root.is_dir():
+        print(f"error: the results store {root} does not exist", file=sys.stderr)
+        return 2
     if arguments.command == "list":
         table = entries(root)
         print(f"{root}: empty" if table.empty else entries_text(table))
         return 0
     try:
-        removed = prune(root, unused_since=arguments.unused_since,
-                        older_than_days=arguments.older_than, dry_run=arguments.dry_run)
+        result = prune(root, unused_since=arguments.unused_since,
+                       older_than_days=arguments.older_than, dry_run=arguments.dry_run)
     except ValueError as error:
         parser.error(str(error))
     verb = "would remove" if arguments.dry_run else "removed"
-    for path in removed:
+    for path in result:
         print(f"{verb} {path}")
-    print(f"{verb} {len(removed)} entries or files from {root}")
-    return 0
+    for path, reason in result.skipped:
+        print(f"skipped {path}: {reason}")
+    for path, reason in result.failed:
+        print(f"could not remove {path}: {reason}", file=sys.stderr)
+    print(f"{verb} {len(result)} entries or files from {root}; skipped {len(result.skipped)}; "
+          f"failed {len(result.failed)}")
+    return 1 if result.failed else 0

@@ -186,7 +186,8 @@ def train_profile(root: Path, profile: str, *, executor: str = "local", runs_dir
         One of :data:`ncutils.book.profiles.PROFILES`.
     executor : {"local", "slurm"}
     runs_dir : pathlib.Path, optional
-        The results store; default ``<root>/runs``, the store the book build uses.
+        The results store; default :func:`ncutils.store.resolve_runs_dir` (``$NCUTILS_RUNS_DIR``,
+        else the project's ``runs/``), the store the book build uses.
     workers : int, optional
         Jobs running at once (default: the CPU count for ``local``, all for ``slurm``).
     dry_run : bool
@@ -203,14 +204,15 @@ def train_profile(root: Path, profile: str, *, executor: str = "local", runs_dir
     Returns
     -------
     dict
-        ``runs`` (needed), ``stored`` (already in the store), ``submitted``, ``trained``,
+        ``runs`` (needed), ``stored`` (already in the store), ``submitted``, ``trained`` (by
+        this call), ``loaded`` (submitted, but another process had trained them meanwhile),
         ``failed`` (list of ``{"run", "job", "logs", "error"}``), ``skipped`` (chapters
         without a grid and why), ``engine``.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     root = Path(root)
-    runs_dir = Path(runs_dir) if runs_dir is not None else root / "runs"
+    runs_dir = Path(runs_dir) if runs_dir is not None else store.resolve_runs_dir()[0]
     needed, skipped = training_runs(root, profile)
     missing = missing_runs(needed, runs_dir)
     for stem, reason in skipped.items():
@@ -218,7 +220,7 @@ def train_profile(root: Path, profile: str, *, executor: str = "local", runs_dir
     log(f"profile {profile}: {len(needed)} training runs, {len(needed) - len(missing)} already in {runs_dir}, "
         f"{len(missing)} to train")
     summary: dict[str, Any] = {"runs": len(needed), "stored": len(needed) - len(missing), "submitted": 0,
-                               "trained": 0, "failed": [], "skipped": skipped, "engine": None}
+                               "trained": 0, "loaded": 0, "failed": [], "skipped": skipped, "engine": None}
     if dry_run or not missing:
         for run in missing:
             log(f"  would train {run.key}: {run.label} (for {', '.join(run.chapters)})")
@@ -255,6 +257,10 @@ def train_profile(root: Path, profile: str, *, executor: str = "local", runs_dir
                     summary["failed"].append({"run": run.label, "key": run.key, "job": job.job_id,
                                               "logs": job.logs(), "error": text[-2000:]})
                     log(f"  FAILED job {job.job_id}: {run.label}; logs: {job.logs()}")
+                    continue
+                if outcome["from_cache"]:  # another process trained it while this job waited on its lock
+                    summary["loaded"] += 1
+                    log(f"  loaded {run.key} ({run.label}): trained meanwhile by another process")
                     continue
                 summary["trained"] += 1
                 log(f"  trained {run.key} ({run.label}) in {outcome['seconds']:.1f} s "

@@ -22,11 +22,11 @@ Example
 
 from ncutils.store.code import Computation
 from ncutils.store.files import (CHECKPOINT, EVENTS, KINDS, LAST_USED, MANIFEST, default_runs_dir, entry_dir,
-                                 log_event, read_verified)
+                                 log_event, read_verified, resolve_runs_dir)
 from ncutils.store.keys import (DATASET_PACKAGES, MEASUREMENT, STATISTICS, STORE_FORMAT, TRACKED_SERIES, TRAINING,
                                 computed_payload, data_fingerprint, digest, measurement_key, measurement_payload,
                                 package_version, statistics_key, statistics_payload, trained_key, trained_payload)
-from ncutils.store.listing import entries, entries_text, prune
+from ncutils.store.listing import PruneResult, entries, entries_text, prune
 from ncutils.store.memo import computed, load_computed
 from ncutils.store.records import (StoredRun, load_measurement, load_statistics, load_trained, load_weights,
                                    save_weights, store_measurement, store_statistics, store_trained)
@@ -36,7 +36,7 @@ __all__ = [
     "STORE_FORMAT", "TRACKED_SERIES", "TRAINING", "Computation", "StoredRun", "computed", "computed_payload",
     "data_fingerprint", "default_runs_dir", "digest", "entries", "entries_text", "entry_dir", "load_computed",
     "load_measurement", "load_statistics", "load_trained", "load_weights", "log_event", "measurement_key",
-    "measurement_payload", "package_version", "prune", "read_verified", "save_weights", "statistics_key",
+    "measurement_payload", "package_version", "prune", "PruneResult", "read_verified", "resolve_runs_dir", "save_weights", "statistics_key",
     "statistics_payload", "store_measurement", "store_statistics", "store_trained", "trained_key",
     "trained_payload",
 ]

@@ -54,7 +54,7 @@ from ncutils._io import atomic_write, project_path
 from ncutils._provenance import cpu_model, git_state, project_root
 from ncutils.store.keys import STORE_FORMAT
 
-__all__ = ["CHECKPOINT", "EVENTS", "KINDS", "LAST_USED", "MANIFEST", "damaged", "default_runs_dir",
+__all__ = ["CHECKPOINT", "EVENTS", "KINDS", "LAST_USED", "MANIFEST", "damaged", "default_runs_dir", "resolve_runs_dir",
            "device_name", "entry_dir", "log_event", "provenance", "read_manifest", "read_table",
            "read_verified", "table_bytes", "touch", "utc_now", "write_immutable", "write_manifest"]
 
@@ -71,6 +71,33 @@ def default_runs_dir() -> Path:
     """``$NCUTILS_RUNS_DIR``, or ``runs/`` of the project (:func:`ncutils._io.project_path`)."""
     configured = os.environ.get("NCUTILS_RUNS_DIR")
     return Path(configured) if configured else project_path("runs")
+
+
+def resolve_runs_dir(explicit: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The results store every command uses, and where that choice came from.
+
+    ``$NCUTILS_RUNS_DIR``, else ``explicit`` (a command's ``--runs-dir``), else the project's
+    ``runs/``. Both set to different folders is refused: one of them would be ignored.
+
+    Returns
+    -------
+    (Path, str)
+        The folder and its origin (``"$NCUTILS_RUNS_DIR"``, ``"--runs-dir"``, ``"the project's runs/"``).
+
+    Raises
+    ------
+    ValueError
+        ``$NCUTILS_RUNS_DIR`` and ``explicit`` name different folders.
+    """
+    configured = os.environ.get("NCUTILS_RUNS_DIR")
+    if configured and explicit is not None and Path(configured).resolve() != Path(explicit).resolve():
+        raise ValueError(f"$NCUTILS_RUNS_DIR ({configured}) and --runs-dir ({explicit}) name different stores; "
+                         f"give one")
+    if configured:
+        return Path(configured), "$NCUTILS_RUNS_DIR"
+    if explicit is not None:
+        return Path(explicit), "--runs-dir"
+    return project_path("runs"), "the project's runs/"
 
 
 def entry_dir(kind: str, key: str, runs_dir: str | os.PathLike | None = None) -> Path:

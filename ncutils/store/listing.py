@@ -25,7 +25,7 @@ import pandas as pd
 
 from ncutils.store.files import CHECKPOINT, KINDS, LAST_USED, MANIFEST, default_runs_dir
 
-__all__ = ["entries", "entries_text", "prune"]
+__all__ = ["PruneResult", "entries", "entries_text", "prune"]
 
 
 def _size(folder: Path) -> int:
@@ -83,7 +83,7 @@ def entries(runs_dir: str | os.PathLike | None = None) -> pd.DataFrame:
                     row.update(status="complete", dataset=config.get("dataset"),
                                arch=config.get("arch"), epochs=epochs,
                                created=manifest.get("created"))
-                except (ValueError, KeyError, TypeError, AttributeError):
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     row["status"] = "unreadable"
             row.update(bytes=_size(folder), path=str(folder),
                        last_used=dt.datetime.fromtimestamp(_last_used(folder), dt.timezone.utc)
@@ -115,15 +115,54 @@ def _cutoff(unused_since: str | dt.datetime | None, older_than_days: float | Non
     return when.timestamp()
 
 
+class PruneResult(list):
+    """What :func:`prune` removed (a list of paths), with what it skipped and failed to remove.
+
+    Attributes
+    ----------
+    skipped : list of (Path, str)
+        Entries left alone, with why (a symbolic link is never followed).
+    failed : list of (Path, str)
+        Entries or files it tried to remove but could not, with the error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: list[tuple[Path, str]] = []
+        self.failed: list[tuple[Path, str]] = []
+
+
+def _remove(path: Path, result: PruneResult, dry_run: bool) -> None:
+    """Remove one entry folder or file, recording only what is really gone."""
+    if dry_run:
+        result.append(path)
+        return
+    errors: list[str] = []
+    try:
+        if path.is_dir():
+            # onerror (Python 3.11): every failure is recorded, the walk goes on
+            shutil.rmtree(path, onerror=lambda function, name, info: errors.append(f"{name}: {info[1]}"))
+        else:
+            path.unlink()
+    except OSError as error:
+        errors.append(str(error))
+    if path.exists() or path.is_symlink():
+        result.failed.append((path, "; ".join(errors) or "still there after removal"))
+    else:
+        result.append(path)
+
+
 def prune(runs_dir: str | os.PathLike | None = None, *, unused_since: str | dt.datetime | None = None,
-          older_than_days: float | None = None, dry_run: bool = False) -> list[Path]:
+          older_than_days: float | None = None, dry_run: bool = False) -> PruneResult:
     """Remove the entries not loaded or written since a time; return what was (or would be) removed.
 
     An entry's last use is its ``last-used`` stamp (touched by every load and store), else
     its manifest's or checkpoint's time. Inside the entries kept, files that no manifest
     names (left by a killed write or an overwritten entry) and that are older than the
     cutoff are removed too. To keep exactly what the current profiles use, build the book
-    and then prune with ``unused_since`` = the build's start.
+    and then prune with ``unused_since`` = the build's start. Only what is really gone is
+    reported removed: a file that cannot be removed (a read-only store) is listed in
+    ``failed``, and a symbolic link among the entries is skipped, never followed.
 
     Parameters
     ----------
@@ -135,10 +174,15 @@ def prune(runs_dir: str | os.PathLike | None = None, *, unused_since: str | dt.d
     dry_run : bool
         Only list.
 
+    Returns
+    -------
+    PruneResult
+        The removed paths (a list), with ``skipped`` and ``failed``.
+
     Raises
     ------
     ValueError
-        Neither or both cutoffs, or an unreadable one.
+        Neither or both cutoffs, or an unreadable one; a store folder that does not exist.
 
     Examples
     --------
@@ -148,36 +192,40 @@ def prune(runs_dir: str | os.PathLike | None = None, *, unused_since: str | dt.d
     """
     cutoff = _cutoff(unused_since, older_than_days)
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    removed: list[Path] = []
+    if not root.is_dir():
+        raise ValueError(f"the results store {root} does not exist")
+    result = PruneResult()
     for kind in KINDS:
         for folder in sorted((root / kind).glob("*")) if (root / kind).is_dir() else []:
+            if folder.is_symlink():
+                result.skipped.append((folder, "a symbolic link (never followed)"))
+                continue
             if not folder.is_dir():
                 continue
-            if _last_used(folder) < cutoff:
-                removed.append(folder)
-                if not dry_run:
-                    shutil.rmtree(folder, ignore_errors=True)
+            try:
+                last_used = _last_used(folder)
+            except OSError as error:
+                result.skipped.append((folder, f"unreadable ({error})"))
                 continue
-            removed.extend(_prune_unreferenced(folder, cutoff, dry_run))
-    return removed
+            if last_used < cutoff:
+                _remove(folder, result, dry_run)
+                continue
+            _prune_unreferenced(folder, cutoff, dry_run, result)
+    return result
 
 
-def _prune_unreferenced(folder: Path, cutoff: float, dry_run: bool) -> list[Path]:
+def _prune_unreferenced(folder: Path, cutoff: float, dry_run: bool, result: PruneResult) -> None:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         named = {record["file"] for record in manifest["files"].values()}
         named |= {record["file"] for record in manifest.get("weights", {}).values()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return []  # a partial or unreadable entry: its files may still be needed to resume
-    removed = []
+        return  # a partial or unreadable entry: its files may still be needed to resume
     for path in folder.rglob("*"):
         relative = path.relative_to(folder).as_posix()
-        if (path.is_file() and relative not in named and relative not in (MANIFEST, LAST_USED, CHECKPOINT)
-                and path.stat().st_mtime < cutoff):
-            removed.append(path)
-            if not dry_run:
-                path.unlink(missing_ok=True)
-    return removed
+        if (path.is_file() and not path.is_symlink() and relative not in named
+                and relative not in (MANIFEST, LAST_USED, CHECKPOINT) and path.stat().st_mtime < cutoff):
+            _remove(path, result, dry_run)
 
 
 def _human_bytes(count: float) -> str:
@@ -188,10 +236,16 @@ def _human_bytes(count: float) -> str:
     return f"{count:.1f} GB"
 
 
-def _age(stamp: str | None, now: dt.datetime) -> str:
+def _age(stamp: Any, now: dt.datetime) -> str:
     if not stamp:
         return "-"
-    seconds = (now - dt.datetime.fromisoformat(stamp)).total_seconds()
+    try:
+        when = dt.datetime.fromisoformat(str(stamp))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        seconds = (now - when).total_seconds()
+    except (ValueError, TypeError):
+        return "? (unreadable time)"
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
