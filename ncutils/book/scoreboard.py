@@ -325,8 +325,9 @@ def findings_markdown(content: Mapping[str, Any] | None = None, profile: str | N
     -------
     str
         A sentence naming the profile, then an HTML table (one row per finding of
-        :data:`FINDINGS`; stacked into one card per finding on narrow screens by
-        ``companion.css``).
+        :data:`FINDINGS`: id and paper, claim with its chapter's link, verdict with the
+        measured number and the criterion, a one-line reason, the scale); stacked into one
+        card per finding on narrow screens by ``companion.css``.
     """
     if content is None:
         content = load(provenance.project_root() / "_build" / "findings.json")
@@ -347,11 +348,11 @@ def findings_markdown(content: Mapping[str, Any] | None = None, profile: str | N
             f'<tr data-id="{escape(finding.id)}">'
             f'<th scope="row"><a href="scoreboard.html#{_anchor(finding.id)}">{escape(finding.id)}</a>'
             f'<span class="nc-paper-name">{escape(PAPERS.get(finding.paper, finding.paper))}</span></th>'
-            f'<td class="nc-claim" data-label="Claim">{tex_html(finding.claim)}</td>'
+            f'<td class="nc-claim" data-label="Claim">{tex_html(finding.claim)}'
+            f'<span class="nc-chapter-link">Chapter: {chapter}</span></td>'
             f'<td data-label="Verdict ({escape(profile)})">{_verdict_cell(entry, finding.id, reason=False)}</td>'
-            f'<td class="nc-scale" data-label="Scale">{tex_html(finding_scale(finding, {profile: entry}))}</td>'
             f'<td class="nc-why" data-label="Why">{reason}</td>'
-            f'<td data-label="Chapter">{chapter}</td></tr>'
+            f'<td class="nc-scale" data-label="Scale">{_scale_html(finding, {profile: entry}, paper=False)}</td></tr>'
         )
     lead = (f"Verdicts of the **{profile}** profile, each with the number it rests on and the criterion it is "
             "held against; every profile's verdicts are on the {doc}`scoreboard`.")
@@ -361,8 +362,8 @@ def findings_markdown(content: Mapping[str, Any] | None = None, profile: str | N
     table = (
         '<div class="nc-matrix-scroll"><table class="nc-matrix nc-landing nc-stack">'
         f'<thead><tr><th scope="col">Finding</th><th scope="col" class="nc-claim">Claim</th>'
-        f'<th scope="col">Verdict ({escape(profile)})</th><th scope="col">Scale</th><th scope="col">Why</th>'
-        f'<th scope="col">Chapter</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        f'<th scope="col">Verdict ({escape(profile)})</th><th scope="col">Why</th><th scope="col">Scale</th>'
+        f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
     )
     return f"{lead}\n\n{table}\n"
 
