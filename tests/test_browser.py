@@ -10,7 +10,8 @@ is opened at 1,400 and 390 CSS pixels and fails on
 * horizontal overflow of the main column (a wide table or equation must scroll inside its own
   box, not push the page sideways);
 * visible text (code cells left out) with ``nan``, a raw Python dict or raw Markdown (``**``);
-* a chapter whose verdict box (CSS class ``verdict-box``) is not in its first screen.
+* a chapter that records a paper finding whose verdict box (CSS class ``verdict-box``) is not
+  in its first screen.
 
 Screenshots of every page and width go to ``_build/screenshots/`` of the repository (a CI
 artifact). The book is the one ``tests/conftest.py``'s ``built_book`` fixture builds for
@@ -282,7 +283,11 @@ def page_reports(book_root, browser):
     """Open every page of the table of contents at every viewport; screenshots to _build/screenshots."""
     root = book_root
     html = root / "_build" / "html"
-    chapters = set(profiles.toc_chapters(root))
+    from ncutils.book import chapters as registry
+
+    # a chapter of library checks only (measuring_collapse) records no finding, so it has no verdict box
+    judged = {declared.stem for declared in registry.CHAPTERS if declared.findings}
+    chapters = set(profiles.toc_chapters(root)) & judged
     reports = {}
     for page in profiles.toc_pages(root):
         for name, (width, height) in VIEWPORTS.items():

@@ -239,12 +239,19 @@ def test_scoreboard_sets_the_pre_registered_verdict_beside_the_amended_one():
 
 def test_scoreboard_shows_the_scale_of_the_record_else_nothing():
     content = {"schema": 1, "profiles": {"cpu": {"findings": {
-        "P1": _entry("P1", True, 0.5, scale="MLP width 64, 3 seeds"),
+        "P1": _entry("P1", True, 0.5, scale="MLP width 64, 3 seeds", paper_setting="ResNet-18 on CIFAR-10"),
         "P2": _entry("P2", True, 0.5, scale={"epochs": 30, "seeds": 3})}, "checks": {}}}}
     board = scoreboard.scoreboard_markdown(content, ["cpu"])
-    scale = {finding_id: re.search(rf'<tr data-id="{finding_id}">.*?<td class="nc-scale" data-label="Scale">(.*?)</td>',
-                                   board).group(1) for finding_id in ("P1", "P2", "P3", "P4")}
-    assert scale == {"P1": "MLP width 64, 3 seeds", "P2": "epochs 30, seeds 3", "P3": "", "P4": ""}
+
+    def scale(finding_id):
+        cell = re.search(rf'<tr data-id="{finding_id}">.*?<td class="nc-scale" data-label="Scale">(.*?)</td>',
+                         board).group(1)
+        ours = re.search(r'<span class="nc-our-scale">(.*?)</span>', cell)
+        return html.unescape(ours.group(1)) if ours else ""
+
+    assert {finding_id: scale(finding_id) for finding_id in ("P1", "P2", "P3", "P4")} == {
+        "P1": "MLP width 64, 3 seeds", "P2": "epochs 30, seeds 3", "P3": "", "P4": ""}
+    assert '<span class="nc-paper-setting">paper: ResNet-18 on CIFAR-10</span>' in board  # what the paper ran, beside it
     assert "- *Scale*: MLP width 64, 3 seeds" in _details(board, "P1")
 
 

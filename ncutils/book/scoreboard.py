@@ -10,12 +10,11 @@ and criteria below it, every recorded verdict with its provenance, and the libra
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ncutils import verdicts
-from ncutils.book import provenance
+from ncutils.book import chapters, provenance
 from ncutils.book.findings import FINDINGS, NOT_RUN, PAPERS, Finding, _format_value, load, tex_html, tex_text
 
 __all__ = ["BADGE_CLASSES", "HEADLINE_PROFILES", "finding_scale", "findings_markdown", "headline_profile", "placeholder",
@@ -104,6 +103,19 @@ def finding_scale(finding: Finding, entries: Mapping[str, Mapping[str, Any] | No
     if recorded:
         return _by_profile(recorded)
     return ""
+
+
+def _scale_html(finding: Finding, entries: Mapping[str, Mapping[str, Any] | None], *, paper: bool = True) -> str:
+    """The scale cell: what this book ran (:func:`finding_scale`), then (with ``paper``) what the paper
+    ran, from the records' ``paper_setting``."""
+    parts = []
+    ours = finding_scale(finding, entries)
+    if ours:
+        parts.append(f'<span class="nc-our-scale">{tex_html(ours)}</span>')
+    settings = [entry.get("paper_setting") for entry in entries.values() if entry and entry.get("paper_setting")]
+    if paper and settings:
+        parts.append(f'<span class="nc-paper-setting">paper: {tex_html(settings[0])}</span>')
+    return "".join(parts)
 
 
 def _state_of(text: str | None) -> str | None:
@@ -245,11 +257,10 @@ def _matrix_html(recorded: Mapping[str, Any], profiles: Sequence[str],
                 content = _verdict_cell(entry, finding.id, outdated=entry is not None and is_outdated(profile, entry))
             cells.append(f'<td data-profile="{escape(profile)}" data-kind="{kind}" data-label="{escape(header)}">'
                          f"{content}</td>")
-        scale = finding_scale(finding, entries)
         rows.append(f'<tr data-id="{escape(finding.id)}"><th scope="row">'
                     f'<a href="#{_anchor(finding.id)}">{escape(finding.id)}</a></th>'
                     f'<td class="nc-claim" data-label="Paper\'s claim">{tex_html(finding.claim)}</td>'
-                    f'<td class="nc-scale" data-label="Scale">{tex_html(scale)}</td>{"".join(cells)}</tr>')
+                    f'<td class="nc-scale" data-label="Scale">{_scale_html(finding, entries)}</td>{"".join(cells)}</tr>')
     legend = " ".join(_badge(state) for state in BADGE_CLASSES)
     return (
         '<div class="nc-scoreboard">\n'
@@ -282,18 +293,11 @@ def _by_profile(values: Mapping[str, str]) -> str:
 
 
 def _chapter_title(stem: str) -> str:
-    """A chapter's title: the first heading of its notebook, else its stem in words."""
-    path = provenance.project_root() / "notebooks" / f"{stem}.ipynb"
+    """A chapter's title, as its declaration gives it, else its stem in words."""
     try:
-        cells = json.loads(path.read_text())["cells"]
-    except (OSError, ValueError, KeyError):
-        cells = []
-    for cell in cells:
-        if cell.get("cell_type") == "markdown":
-            for line in "".join(cell.get("source", [])).splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return stem.replace("_", " ")
+        return chapters.chapter(stem).title
+    except KeyError:
+        return stem.replace("_", " ")
 
 
 #: The profile whose verdicts the introduction shows first, then the others in this order.
@@ -321,8 +325,9 @@ def findings_markdown(content: Mapping[str, Any] | None = None, profile: str | N
     -------
     str
         A sentence naming the profile, then an HTML table (one row per finding of
-        :data:`FINDINGS`; stacked into one card per finding on narrow screens by
-        ``companion.css``).
+        :data:`FINDINGS`: id and paper, claim with its chapter's link, verdict with the
+        measured number and the criterion, a one-line reason, the scale); stacked into one
+        card per finding on narrow screens by ``companion.css``.
     """
     if content is None:
         content = load(provenance.project_root() / "_build" / "findings.json")
@@ -343,11 +348,11 @@ def findings_markdown(content: Mapping[str, Any] | None = None, profile: str | N
             f'<tr data-id="{escape(finding.id)}">'
             f'<th scope="row"><a href="scoreboard.html#{_anchor(finding.id)}">{escape(finding.id)}</a>'
             f'<span class="nc-paper-name">{escape(PAPERS.get(finding.paper, finding.paper))}</span></th>'
-            f'<td class="nc-claim" data-label="Claim">{tex_html(finding.claim)}</td>'
+            f'<td class="nc-claim" data-label="Claim">{tex_html(finding.claim)}'
+            f'<span class="nc-chapter-link">Chapter: {chapter}</span></td>'
             f'<td data-label="Verdict ({escape(profile)})">{_verdict_cell(entry, finding.id, reason=False)}</td>'
-            f'<td class="nc-scale" data-label="Scale">{tex_html(finding_scale(finding, {profile: entry}))}</td>'
             f'<td class="nc-why" data-label="Why">{reason}</td>'
-            f'<td data-label="Chapter">{chapter}</td></tr>'
+            f'<td class="nc-scale" data-label="Scale">{_scale_html(finding, {profile: entry}, paper=False)}</td></tr>'
         )
     lead = (f"Verdicts of the **{profile}** profile, each with the number it rests on and the criterion it is "
             "held against; every profile's verdicts are on the {doc}`scoreboard`.")
@@ -357,8 +362,8 @@ def findings_markdown(content: Mapping[str, Any] | None = None, profile: str | N
     table = (
         '<div class="nc-matrix-scroll"><table class="nc-matrix nc-landing nc-stack">'
         f'<thead><tr><th scope="col">Finding</th><th scope="col" class="nc-claim">Claim</th>'
-        f'<th scope="col">Verdict ({escape(profile)})</th><th scope="col">Scale</th><th scope="col">Why</th>'
-        f'<th scope="col">Chapter</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        f'<th scope="col">Verdict ({escape(profile)})</th><th scope="col">Why</th><th scope="col">Scale</th>'
+        f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
     )
     return f"{lead}\n\n{table}\n"
 
@@ -426,7 +431,7 @@ def scoreboard_markdown(
             f"({_anchor(finding.id)})=",
             f"### {finding.id} · {PAPERS.get(finding.paper, finding.paper)}",
             "",
-            f"- *Paper's claim* ({{cite:t}}`{finding.paper}`): {finding.claim}",
+            f"- *Paper's claim* ({{cite:t}}`{finding.paper}`): {tex_text(finding.claim)}",
             f"- *Tested claim*: {tex_text(_by_profile({p: e['tested'] for p, e in present.items() if e.get('tested')}))}",
             f"- *Criterion*: {tex_text(_by_profile({p: e['criterion'] for p, e in present.items()}))}",
             *([f"- *Scale*: {tex_text(scale)}"] if scale else []),
