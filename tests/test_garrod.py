@@ -296,3 +296,55 @@ def test_validate_parameters_refuses_bad_values_before_any_work():
         "linear: steps must be a non-negative integer, got -1"]
     assert validate_parameters({**good, "relu_seeds": []}) == ["relu_seeds must list integers >= 0, got []"]
     assert "relu_workers" in validate_parameters({**good, "relu_workers": 0})[0]
+
+
+# ----------------------------------------------------------------------------- G3 as amended on 2026-12-06
+def _solutions(**columns):
+    base = {"loss": [0.15, 0.39], "grad_norm": [3e-2, 1e-16], "loss_change": [5e-4, 0.0],
+            "train_accuracy": [1.0, 1 / 3], "classes_fitted": [3, 1], "min_rank": [2, 1],
+            "weight_ranks": ["[2, 2, 2, 3, 3]", "[1, 1, 1, 1, 1]"], "is_deep_nc": [False, False],
+            "separation": [1.0, 1.0], "outlier_ratio": [94.5, 17.3], "passed": [False, False]}
+    base.update(columns)
+    return pd.DataFrame(base, index=[f"seed {i}" for i in range(len(base["loss"]))])
+
+
+def test_g3_eligible_verdict_nulls_are_inconclusive():
+    options = dict(num_classes=3, min_train_acc=1.0, max_rel_loss_change=1e-10, window=0.1)
+    # the degenerate solution (one class fitted, rank-1 weights) converged with a zero gradient,
+    # and the gradient bound of 2026-12-01 tested it; the amended rule refuses it
+    assert garrod.g3_verdict(_solutions(), max_grad_norm=1e-6)["tested"] == ["seed 1"]
+    result = garrod.g3_eligible_verdict(_solutions(), **options)
+    assert result["outcome"].state == "inconclusive" and result["tested"] == []
+    assert "fits 1 of 3 classes" in result["outcome"].reason and "still moved 5.0e-04" in result["outcome"].reason
+    # a degenerate solution that happens to pass the outlier criterion is still not tested
+    assert garrod.g3_eligible_verdict(_solutions(passed=[False, True]), **options)["outcome"].state == "inconclusive"
+
+
+def test_g3_eligible_verdict_positive_and_negative():
+    options = dict(num_classes=3, min_train_acc=1.0, max_rel_loss_change=1e-10, window=0.1)
+    # a full-rank solution fitting every class whose loss stopped moving at the kink (gradient 3e-2)
+    good = _solutions(min_rank=[3, 1], loss_change=[0.0, 0.0], passed=[True, False])
+    result = garrod.g3_eligible_verdict(good, **options)
+    assert result["outcome"].state == "reproduced" and result["tested"] == ["seed 0"]
+    bad = _solutions(min_rank=[3, 1], loss_change=[0.0, 0.0], passed=[False, True])
+    assert garrod.g3_eligible_verdict(bad, **options)["outcome"].state == "not reproduced"
+
+
+def test_loss_convergence_accepts_a_kinked_minimiser_and_fitted_classes_counts():
+    history = pd.DataFrame({"step": [0, 50, 90, 100], "phase": ["gd"] * 4, "loss": [1.0, 0.2, 0.15, 0.15]})
+    assert garrod.loss_convergence(history, 0.15, window=0.1) == 0.0
+    assert garrod.loss_convergence(history, 0.14, window=0.1) == pytest.approx(0.01 / 0.14)
+    config = ufm.UFMConfig(width=6, per_class=2, depth=3, activation="relu")
+    state = ufm.dnc_state(config, frames="coordinate")
+    assert garrod.fitted_classes(state, config) == {"train_accuracy": 1.0, "classes_fitted": 3}
+    dead = ufm.UFMState(state.features, [w.clone() for w in state.weights])
+    dead.weights[-1][1:] = 0.0  # only class 0's output row left
+    assert garrod.fitted_classes(dead, config)["classes_fitted"] < 3
+
+
+def test_g1_g2_reasons_quote_numbers():
+    text = garrod.g1_reason({"separation": 17.3, "outlier_ratio": 1.0, "alignment_min": 1.0}, min_separation=10,
+                            max_ratio=1.05, min_alignment=0.95, num_outliers=9)
+    assert "17.3x above the next (10x asked)" in text
+    assert "1.4e-15" in garrod.g2_reason({"diagonal_deviation": 1.4e-15, "off_diagonal_max": 0.0},
+                                         max_diagonal_deviation=0.05, max_off_diagonal=0.05)

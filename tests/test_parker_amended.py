@@ -87,3 +87,51 @@ def test_per_run_against_initial_pairs_each_run_with_its_epoch_0_sweep():
     with pytest.raises(ValueError, match="epoch 0"):
         parker.per_run_against_initial(sweeps[sweeps["epoch"] == 5], parker.coherence_fall,
                                        group_cols=["architecture", "dataset", "seed"])
+
+
+# ----------------------------------------------------------------------------- amendments of 2026-12-06
+def test_guarded_shallow_drop_nulls_fail_and_an_early_learned_fall_passes():
+    early = sweep([50.0, 1.0, 0.02, 0.015, 0.012, 0.011, 0.01], "nc1")
+    flat = sweep([1.0, 0.95, 1.02, 0.99, 1.01, 0.98, 1.0], "nc1")
+    # the untrained network's shape that passed the criterion of 2026-12-01: NC1 dips, then rises
+    # again, a total fall of 1.19x, so a share above 1
+    wiggle = sweep([1.0, 1.19, 0.6, 0.9, 0.95, 1.05, 1.0], "nc1")
+    assert parker.shallow_drop(wiggle)["passed"] and parker.shallow_drop(wiggle)["share"] > 1
+    result = parker.guarded_shallow_drop(wiggle, flat)
+    assert not result["passed_trained"] and not result["passed"]
+    # a uniform decline (the shape null) fails with a large fall too
+    uniform = sweep(np.r_[50.0, np.exp(-np.arange(6.0))], "nc1")
+    assert not parker.guarded_shallow_drop(uniform, flat)["passed"]
+    # an early fall of 100x that training made passes; the same fall at initialisation refutes it
+    passed = parker.guarded_shallow_drop(early, flat)
+    assert passed["passed"] and passed["drop_factor"] == pytest.approx(100.0)
+    both = parker.guarded_shallow_drop(early, early)
+    assert both["passed_trained"] and not both["untrained_fails"] and not both["passed"]
+    # an early fall below the 10x guard fails
+    small = sweep([50.0, 1.0, 0.2, 0.19, 0.18, 0.17, 0.16], "nc1")
+    assert parker.shallow_drop(small)["passed"] and not parker.guarded_shallow_drop(small, flat)["passed"]
+
+
+def test_linear_share_cannot_tell_a_uniform_decline_at_large_falls():
+    assert parker.uniform_linear_share(100.0, 1 / 3) == pytest.approx(0.7925, abs=1e-3)
+    uniform = 100.0 ** -np.linspace(0, 1, 301)  # a uniform log decline by 100x, finely sampled
+    assert parker.linear_share_at(uniform, 1 / 3) == pytest.approx(parker.uniform_linear_share(100.0, 1 / 3), abs=1e-4)
+    assert parker.drop_share_at(uniform, 1 / 3) == pytest.approx(1 / 3, abs=1e-4)  # the log share tells it
+    assert np.isnan(parker.linear_share_at(np.array([1.0, 2.0]), 0.5))
+
+
+def test_p3_every_run_rule_null_and_positive():
+    # 7 of 10 passing runs: reproduced by the 2/3 rule, not by the rule for "consistently"
+    readings = parker.p3_readings([True] * 7 + [False] * 3)
+    assert readings["every"].state == "not reproduced" and readings["two_thirds"].state == "reproduced"
+    assert parker.p3_readings([True] * 4)["every"].state == "reproduced"
+    assert parker.p3_readings([True])["every"].state == "inconclusive"
+
+
+def test_reasons_quote_the_numbers_and_thresholds():
+    table = pd.DataFrame({"architecture": ["mlp", "mlp"], "dataset": ["digits", "mnist1d"], "activation": ["relu"] * 2,
+                          "seed": [0, 1], "spearman": [-0.54, -1.0], "ratio": [0.53, 0.3],
+                          "untrained_fails": [True, True], "passed": [False, True]})
+    text = parker.p3_reason(table, parker.p3_readings(list(table["passed"])), max_spearman=-0.7, max_ratio=0.5)
+    assert "1 of 2 eligible runs pass" in text and "mlp on digits, seed 0 (Spearman -0.54, ratio 0.53)" in text
+    assert "every run: not reproduced" in text and "2/3 rule: inconclusive" in text
