@@ -6,7 +6,7 @@ Features are ``(N, D)`` or ``(N, C, H, W)`` (flattened channel-major), torch
 tensors or numpy arrays, any real dtype; labels are integers of shape ``(N,)``,
 possibly non-contiguous. All arithmetic is float64.
 
-Conventions (DESIGN.md section 4), shared by every function here:
+Conventions (the book's conventions page, book/conventions.md), shared by every function here:
 
 * ``mu_c``: class means; ``mu_G``: the *unweighted* mean of the class means
   (Papyan et al. 2020); ``M = [mu_c - mu_G]`` (D x C); ``C`` the number of

@@ -61,7 +61,7 @@ Where we do not follow the official code:
   training samples at logged iterations (:func:`train_trials`); the official code logs the
   logits of the one sample trained on and averages over trials, so it has one estimate for
   all trials. Per-trial estimates give the spread over trials (a median with a bootstrap
-  interval, DESIGN 8.6).
+  interval).
 - The Savitzky-Golay window is given in logged points (``window``) and the derivative is per
   iteration (``delta`` = the logging interval).
 
@@ -279,7 +279,7 @@ def separation(states: np.ndarray) -> dict[str, np.ndarray]:
         ``accuracy``: fraction of samples whose largest logit is their class (separated:
         the logits classify every sample); ``ncc_accuracy``: nearest class mean (the
         classes' own means) = true class; ``nc1``: tr(Sigma_W Sigma_B^+)/K of the samples
-        around their class means, as :func:`ncutils.metrics.nc1` (DESIGN.md 4; computed in
+        around their class means, as :func:`ncutils.metrics.nc1` (book/conventions.md; computed in
         closed form here, vectorised; tests compare it with ``metrics.nc1``); ``margin``:
         mean over samples of ``X_ci[c] - max_{k != c} X_ci[k]``.
     """
@@ -640,7 +640,7 @@ def train_trials(
     label_noise : float
         Probability that a training label is replaced by another class (per trial).
     threads : int or None
-        Torch threads while training (restored afterwards; DESIGN.md 8.7), ``None`` to leave
+        Torch threads while training (restored afterwards, and recorded: the numbers depend on it), ``None`` to leave
         the setting alone. One thread by default: these are small per-sample steps, and a
         second thread made them slower, not faster, while other processes shared the two
         cores (measured: 1.4x slower for the chapter's MLP, 3.6x for its CNN).

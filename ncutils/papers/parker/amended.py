@@ -11,7 +11,7 @@ coherence falling). Each is a pure function of one run's sweep (or of a table of
 its thresholds as arguments; the chapters state the values before computing, and
 ``tests/test_parker_amended.py`` feeds each its null and checks that it fails.
 
-How runs combine into a verdict (DESIGN.md 8.3) is :func:`ncutils.verdicts.combine_runs`.
+How runs combine into a verdict (book/method.md) is :func:`ncutils.verdicts.combine_runs`.
 
 References
 ----------
@@ -59,7 +59,7 @@ def drop_share_at(values: np.ndarray, position: float) -> float:
     The layers are placed at relative positions ``0, 1/(L-1), ..., 1`` (first to last hidden
     layer); the share at layer h is ``(log v_1 - log v_h) / (log v_1 - log v_L)`` and is read
     at ``position`` by linear interpolation between the two measured layers around it
-    (DESIGN.md 8.6: with 6 hidden layers, 1/3 falls between the 2nd and the 3rd). A uniform
+    (with 6 hidden layers, 1/3 falls between the 2nd and the 3rd). A uniform
     decline (equal log steps) gives exactly ``position``.
 
     Parameters
@@ -151,7 +151,7 @@ def depth_collapse_beyond_initial(trained: pd.DataFrame, untrained: pd.DataFrame
 
     The conditions are those first registered (Spearman(depth, log NC1) over the hidden
     layers at most ``max_spearman``, first-to-last ratio at least ``min_reduction``); the
-    amendment adds that the same network at epoch 0 must *not* meet them (DESIGN.md 8.2).
+    amendment adds that the same network at epoch 0 must *not* meet them (its null, book/method.md).
 
     Returns
     -------
@@ -290,7 +290,7 @@ def per_run_against_initial(sweeps: pd.DataFrame, criterion: Any, *, group_cols:
     ----------
     sweeps : DataFrame
         Layer sweeps of several runs, each with an epoch-0 sweep (the network at
-        initialisation, the null of DESIGN.md 8.2).
+        initialisation, its null (book/method.md)).
     criterion : callable
         E.g. :func:`coherence_fall`.
     group_cols, epoch_col : as in :func:`ncutils.papers.parker.criteria.last_epoch`.

@@ -1,7 +1,7 @@
 """Training a deep UFM: full-batch GD with momentum, then L-BFGS, with spectrum snapshots.
 
 Each run fixes its seed (``UFMConfig.seed``) and its torch thread count, and runs with
-torch's deterministic algorithms (DESIGN 8.7). The gradient-descent phase uses a hand-written
+torch's deterministic algorithms (a number that differs between machines beyond round-off is a bug). The gradient-descent phase uses a hand-written
 forward and backward pass (:func:`loss_and_gradient`, checked against autograd in the tests):
 it does what autograd does, without building a graph at every step. A long run (the paper's
 ``10^6`` steps) can write a checkpoint every so many steps and resume from it after a kill,
@@ -68,7 +68,7 @@ def _torch_threads(count: int | None):
 
 @contextlib.contextmanager
 def _deterministic():
-    """Temporarily make torch use deterministic algorithms only (DESIGN 8.7)."""
+    """Temporarily make torch use deterministic algorithms only."""
     previous = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True)
@@ -156,7 +156,7 @@ class UFMRun:
     wall time of the gradient-descent phase (summed over resumed pieces),
     ``resumed_from`` the step a checkpoint resumed it at (``None``: from the start),
     ``threads`` and ``cpu_capability`` where it ran (torch's SIMD level: float64 round-off
-    can differ between levels, DESIGN 8.7).
+    can differ between levels).
     """
 
     config: UFMConfig
