@@ -321,23 +321,6 @@ def test_scoreboard_lists_every_finding_and_the_manifest_every_chapter(built_boo
         assert stem in reproducibility
 
 
-@pytest.mark.slow
-def test_scoreboard_and_a_chapter_render_at_desktop_and_phone_widths(built_book, tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import screenshots
-    finally:
-        sys.path.pop(0)
-    if screenshots.chromium() is None:
-        pytest.skip("no Chromium (Debian: apt-get install chromium)")
-    root, _, _ = built_book
-    written = screenshots.take_all(root / "_build" / "html", tmp_path)
-    assert len(written) == len(screenshots.PAGES) * len(screenshots.WIDTHS)
-    for path in written:
-        width, _ = screenshots.png_size(path)
-        assert width == int(path.stem.rsplit("-", 1)[1])
-
-
 TOY_MODULE = '''"""A toy paper with one chapter: what CONTRIBUTING's "Adding a chapter" asks, and nothing more."""
 
 from ncutils.chapter import Budget, Chapter, Criterion, Finding
