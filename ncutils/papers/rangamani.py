@@ -968,7 +968,8 @@ def ladder_table(judged: Mapping[int, ChapterCriteria], runs: Mapping[int, pd.Da
             at = {epoch: aligned[(aligned["name"] == last_point) & (aligned["epoch"] == epoch)]["alignment"]
                   for epoch in (0, row.epochs)}
             measured = of_run(criteria.stationarity, key) if len(criteria.stationarity) else criteria.stationarity
-            ratio = measured.loc[measured["name"] == last_point, "ratio"] if len(measured) else pd.Series([], dtype=float)
+            ratio = (measured.loc[measured["name"] == last_point, "ratio"] if len(measured)
+                     else pd.Series([], dtype=float))
             rows.append({"epochs": epochs, **dict(zip(RUN_COLUMNS, key)),
                          "train_acc": float(of_run(table, key)["train_acc"].iloc[0]),
                          "spearman": row.R1a_spearman, "untrained_spearman": row.R1a_untrained_spearman,
@@ -1077,7 +1078,8 @@ R2_CRITERIA: tuple[Criterion, ...] = (
                "max_stationarity": 0.1},
               reason="The alignment argument (W = -g / lambda, whose rows lie in the span of the layer's inputs, "
                      "which collapse onto the class means) holds at a stationary point of training with weight "
-                     "decay; the 30-epoch cpu runs are far from one (the sum over steps of learning rate x weight decay / (1 - momentum) is about 0.06, "
+                     "decay; the 30-epoch cpu runs are far from one (the sum over steps of learning rate x weight "
+                     "decay / (1 - momentum) is about 0.06, "
                      "so most of the initial weight is still there), so a low alignment there does not contradict "
                      "the paper. The alignment thresholds are unchanged.",
               seen=_SEEN),
