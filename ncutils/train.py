@@ -31,13 +31,14 @@ uninterrupted run. A NaN or infinite epoch loss stops the run with
 
 from __future__ import annotations
 
+import copy as copy_module
 import dataclasses
 import math
 import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ __all__ = [
     "make_loss",
     "resolve_device",
     "run_epoch",
+    "stationarity",
     "train",
 ]
 
@@ -616,6 +618,89 @@ def load_data(config: TrainConfig, device: str | torch.device | None = None) -> 
     if config.shuffle_labels:
         train_data = data_module.shuffled_labels(train_data, seed=config.data_seed)
     return train_data, load_dataset(config.dataset, "test", limit=config.limit_test, **loading)
+
+
+def stationarity(model: nn.Module, config: TrainConfig, train_data: Dataset, modules: Sequence[str], *,
+                 seed: int = 0) -> pd.DataFrame:
+    """How far each named layer's weight is from a stationary point of training with weight decay.
+
+    Training descends the data loss plus ``(weight_decay / 2) ||theta||^2`` (SGD's coupled weight
+    decay); at a stationary point ``g + lambda W = 0`` for every weight ``W``, ``g`` the gradient of
+    the data loss. Per module this returns ``ratio = ||g + lambda W|| / ||lambda W||`` (0 at a
+    stationary point; 1 where the gradient vanishes but the weight decay still pulls), with ``g``
+    the mean of the minibatch gradients over the whole training set in training mode (BatchNorm
+    on batch statistics, as SGD sees it; batches of ``config.batch_size``, one shuffled pass with
+    ``seed``), on a copy of ``model`` (its running statistics are left alone).
+
+    A layer whose data loss does not change when its weight is scaled (a BatchNorm follows it)
+    has ``g`` orthogonal to ``W``, so ``ratio = sqrt(1 + ||g||^2 / ||lambda W||^2) >= 1``: no
+    stationary point with weight decay exists there. ``scale_invariant`` says whether the loss
+    of the first batch moves by less than ``1e-3`` relatively when the weight is doubled.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained network (weights as stored).
+    config : TrainConfig
+        Its loss, weight decay and batch size.
+    train_data : Dataset
+        The training set it was trained on (:func:`load_data`).
+    modules : sequence of str
+        Dotted names of Linear/Conv layers whose ``weight`` is judged.
+    seed : int
+        The shuffle of the pass.
+
+    Returns
+    -------
+    DataFrame
+        ``name``, ``ratio``, ``grad_norm`` (``||g||``), ``decay_norm`` (``||lambda W||``),
+        ``cosine`` (between ``g`` and ``W``), ``scale_invariant``.
+
+    Examples
+    --------
+    >>> from ncutils.data import load_dataset
+    >>> data = load_dataset("digits", "train", limit=64)
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    >>> table = stationarity(net, TrainConfig(dataset="digits", loss="mse", weight_decay=5e-4,
+    ...                                       device="cpu"), data, ["1"])
+    >>> bool(table["ratio"].iloc[0] > 1), bool(table["scale_invariant"].iloc[0])
+    (True, False)
+    """
+    if config.weight_decay <= 0:
+        raise ValueError("stationarity needs weight decay > 0 (the ratio divides by lambda ||W||)")
+    copy = copy_module.deepcopy(model).train()
+    named = dict(copy.named_modules())
+    missing = [name for name in modules if name not in named or not hasattr(named[name], "weight")]
+    if missing:
+        raise ValueError(f"no layer with a weight named {missing}")
+    weights = [named[name].weight for name in modules]
+    loss_fn = make_loss(config.loss, train_data.num_classes)
+    device = next(copy.parameters()).device
+    inputs, labels = train_data.inputs.to(device), train_data.labels.to(device)
+    n = len(labels)
+    sums = [torch.zeros_like(weight, dtype=torch.float64) for weight in weights]
+    generator = torch.Generator().manual_seed(seed)
+    first = None
+    for batch in data_module.iterate_minibatches(n, config.batch_size, shuffle=True, generator=generator):
+        batch = batch.to(device)
+        first = batch if first is None else first
+        grads = torch.autograd.grad(loss_fn(copy(inputs[batch]), labels[batch]), weights)
+        for total, grad in zip(sums, grads):
+            total += grad.double() * (len(batch) / n)
+    rows = []
+    with torch.no_grad():
+        for name, weight, grad in zip(modules, weights, sums):
+            decay = config.weight_decay * weight.double()
+            before = float(loss_fn(copy(inputs[first]), labels[first]))
+            original = weight.detach().clone()
+            weight.mul_(2.0)
+            after = float(loss_fn(copy(inputs[first]), labels[first]))
+            weight.copy_(original)
+            rows.append({"name": name, "ratio": float((grad + decay).norm() / decay.norm()),
+                         "grad_norm": float(grad.norm()), "decay_norm": float(decay.norm()),
+                         "cosine": float((grad * weight.double()).sum() / (grad.norm() * weight.double().norm())),
+                         "scale_invariant": bool(abs(after - before) <= 1e-3 * max(abs(before), 1e-12))})
+    return pd.DataFrame(rows, columns=["name", "ratio", "grad_norm", "decay_norm", "cosine", "scale_invariant"])
 
 
 def _ensure_data_files(config: TrainConfig) -> None:

@@ -56,7 +56,7 @@ def test_every_profile_passes_its_paper_module_validator(stem, profile):
         ("parker_p1_depth", {"activations": ["relu", "swish"]}, "unknown ['swish']"),
         ("parker_p3_angles", {"seeds": [0, 0]}, "seeds repeat"),
         ("parker_p3_angles", {"architectures": {"mlp": {"depth": 3, "colour": 1}}}, "colour"),
-        ("rangamani_intermediate", {"epochs": 2.5}, "parameter 'epochs' should be like 30 (int), got 2.5"),
+        ("rangamani_intermediate", {"epochs": 2.5}, "parameter 'epochs' should be like 150 (int), got 2.5"),
         ("rangamani_intermediate", {"architectures": {"mlp": {"arch": "rangamani_mlp", "datasets": ["digits"],
                                                                 "lr": 0.0, "weight_decay": 0.0,
                                                                 "lr_decay": 0.1, "decay_steps": 3}}},

@@ -170,7 +170,7 @@ def _per_run(untrained_sweep, eligible):
     rows = []
     for seed, flag in enumerate(eligible):
         row, _ = rangamani.judge_run(_measured(sweep, dims, _collapsed(sweep)))
-        rows.append({"architecture": "mlp", "dataset": "digits", "seed": seed, "eligible": flag, **row})
+        rows.append({"architecture": "mlp", "dataset": "digits", "seed": seed, "epochs": 5, "eligible": flag, **row})
     return pd.DataFrame(rows)
 
 
@@ -179,15 +179,108 @@ def test_verdict_texts_and_records(untrained_sweep):
     facts = rangamani.verdict_facts(per_run)
     assert facts["R_nc_layers"].count("mlp/digits/seed") == 3  # every run
     assert facts["R2_nulls"].count("untrained") == 2  # eligible runs only
-    r1 = rangamani.r1_finding(per_run, excluded="mlp/digits/seed 2 (0.500)")
-    assert r1["outcome"].state == "reproduced" and r1["value"].startswith("2/2 runs pass")
-    assert "2/3 of >= 2" in r1["criterion"] and "DESIGN" not in r1["criterion"]
-    assert r1["tested"].startswith("mlp/digits/seed 0, mlp/digits/seed 1 (eligible")
-    assert len(r1["details"]["runs"]) == 3 and r1["details"]["excluded"].startswith("mlp/digits/seed 2")
-    r2 = rangamani.r2_finding(per_run, pd.DataFrame())
-    assert r2["outcome"].state == "reproduced" and r2["value"].startswith("2/2 runs pass; min alignment 0.950")
-    none = rangamani.r1_finding(_per_run(untrained_sweep, [False]), excluded="all")
-    assert none["value"] == "no eligible run" and none["outcome"].state == "inconclusive"
+    R1, R2 = rangamani.CHAPTER.finding("R1"), rangamani.CHAPTER.finding("R2")
+    r1 = rangamani.r1_finding(per_run, R1, excluded="mlp/digits/seed 2 (0.500)")
+    record, amendment = r1["record"], r1["amendment"]
+    assert record["outcome"].state == "reproduced" and record["value"].startswith("2/2 runs pass")
+    assert "asks <= -0.7" in record["outcome"].reason
+    assert "2/3 of >= 2" in record["criterion"] and "DESIGN" not in record["criterion"]
+    assert record["tested"].startswith("mlp/digits/seed 0, mlp/digits/seed 1 (eligible")
+    assert len(record["details"]["runs"]) == 3 and record["details"]["excluded"].startswith("mlp/digits/seed 2")
+    assert amendment["date"] == "2026-12-06" and "10x" in amendment["original"]
+    assert amendment["original_result"].startswith("reproduced") and "Seen when written" in amendment["reason"]
+    r2 = rangamani.r2_finding(per_run, pd.DataFrame(), R2)
+    assert r2["record"]["outcome"].state == "reproduced" and "alignment 0.950" in r2["record"]["value"]
+    none = rangamani.r1_finding(_per_run(untrained_sweep, [False]), R1, excluded="all")
+    assert none["record"]["value"] == "no eligible run" and none["record"]["outcome"].state == "inconclusive"
+
+
+# --------------------------------------------------------------------------- the amendments of 2026-12-06
+def test_amended_r1_fails_on_the_untrained_network_and_passes_a_trained_depth_trend(untrained_sweep):
+    sweep, _ = untrained_sweep
+    null = rangamani.r1_depth_run(sweep, sweep)  # the untrained network as if trained
+    assert null["passed"] is False and null["untrained_spearman"] > -0.7
+    positive = rangamani.r1_depth_run(sweep, _collapsed(sweep))
+    assert positive["passed"] is True and positive["factor"] > 1  # the fall is reported, not judged
+    # a trend the network already had at initialisation is not one training made
+    assert rangamani.r1_depth_run(_collapsed(sweep), _collapsed(sweep))["passed"] is False
+    # a small fall no longer decides: the depth trend alone (the first criterion asked 10x)
+    shallow = sweep.assign(relative_within_trace=sweep["relative_within_trace"].iloc[-1] * 2.0
+                           * 0.9 ** sweep["layer"].to_numpy())
+    assert rangamani.r1_run(sweep, shallow)["passed"] is False and rangamani.r1_depth_run(sweep, shallow)["passed"]
+
+
+def _stationarity(dims, ratio, invariant=()):
+    return pd.DataFrame({"name": list(dims), "ratio": [ratio] * len(dims),
+                         "scale_invariant": [name in invariant for name in dims]})
+
+
+def test_amended_r2_not_converged_is_inconclusive_and_nulls_fail(untrained_sweep):
+    sweep, dims = untrained_sweep
+    trained = _collapsed(sweep)
+    # a constructed non-stationary run: the alignment would pass, the run is not evaluable
+    moving = rangamani.r2_run(sweep, trained, dims, k=10, stationarity=_stationarity(dims, 5.0))
+    assert moving["passed"] is None and moving["status"] == "not converged" and moving["counted"]
+    assert rangamani.verdict([moving["passed"], moving["passed"]]).state == "inconclusive"
+    stationary = rangamani.r2_run(sweep, trained, dims, k=10, stationarity=_stationarity(dims, 0.05))
+    assert stationary["passed"] is True and stationary["status"] == "pass"
+    # nulls at a stationary point: the untrained alignment and a random matrix's fail
+    untrained_top = trained.assign(alignment=sweep["alignment"].to_numpy())
+    assert rangamani.r2_run(sweep, untrained_top, dims, k=10,
+                            stationarity=_stationarity(dims, 0.05))["status"] == "fail"
+    exclusions = rangamani.alignment_exclusions(dims, 10)
+    random_top = trained.assign(alignment=trained["name"].map(dict(zip(exclusions["name"], exclusions["random"]))))
+    assert rangamani.r2_run(sweep, random_top, dims, k=10,
+                            stationarity=_stationarity(dims, 0.05))["status"] == "fail"
+    # scale-invariant layers are left out with their reason
+    everything = rangamani.r2_run(sweep, trained, dims, k=10, stationarity=_stationarity(dims, 5.0, invariant=dims))
+    assert everything["counted"] == [] and everything["status"] == "no counted layer"
+    assert all("scale-invariant" in reason for reason in everything["excluded"] if "n <= k" not in reason
+               and "random baseline" not in reason)
+
+
+def test_stationarity_of_a_linear_model_and_of_a_layer_under_batchnorm():
+    from ncutils.train import TrainConfig, stationarity
+
+    data = load_dataset("digits", "train", limit=200)
+    config = TrainConfig(dataset="digits", loss="mse", weight_decay=1e-2, batch_size=200, device="cpu")
+    x = data.inputs.reshape(len(data.labels), -1).double()
+    y = torch.nn.functional.one_hot(data.labels, 10).double()
+    # the ridge solution of the full-batch MSE + (lambda/2)||W||^2 is a stationary point: ratio ~ 0
+    # (F.mse_loss averages over N * C entries: gradient (2 / (N C)) (W x - y) x^T)
+    n, c = x.shape[0], 10
+    weight = torch.linalg.solve(2 * x.T @ x / (n * c) + config.weight_decay * torch.eye(x.shape[1], dtype=x.dtype),
+                                2 * x.T @ y / (n * c)).T
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10, bias=False))
+    with torch.no_grad():
+        net[1].weight.copy_(weight.float())
+    table = stationarity(net, config, data, ["1"])
+    assert table["ratio"].iloc[0] < 1e-2 and not table["scale_invariant"].iloc[0]
+    with torch.no_grad():  # away from it: the random initialisation
+        net[1].weight.copy_(torch.randn(10, 64) * 0.1)
+    assert stationarity(net, config, data, ["1"])["ratio"].iloc[0] > 1
+    # a Linear followed by BatchNorm: scale-invariant, gradient orthogonal to W, ratio >= 1
+    bn = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32, bias=False), torch.nn.BatchNorm1d(32),
+                             torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    table = stationarity(bn, config, data, ["1", "4"]).set_index("name")
+    assert bool(table.loc["1", "scale_invariant"]) and abs(table.loc["1", "cosine"]) < 1e-4
+    assert table.loc["1", "ratio"] >= 1.0 and not bool(table.loc["4", "scale_invariant"])
+
+
+def test_ladder_lengths_and_declared_criteria():
+    parameters = rangamani.CHAPTER.resolve({})
+    assert rangamani.training_lengths(parameters) == [30, None]
+    configs = rangamani.chapter_runs(parameters)
+    assert sorted({config.epochs for config in configs}) == [30, 150] and len(configs) == 8
+    assert {config.milestones for config in configs} == {(10, 20), (50, 100)}
+    assert rangamani.CHAPTER.problems({"ladder_epochs": [0]})
+    for finding in rangamani.CHAPTER.findings:
+        first, amended = finding.criteria[0], finding.criterion
+        assert amended.registered == "2026-12-06" and amended.reason and amended.seen
+        assert "DESIGN" not in amended.render() and "issue" not in amended.reason
+        assert first.registered < amended.registered
+    assert rangamani.CHAPTER.finding("R1").criterion["max_spearman"] == -0.7
+    assert rangamani.CHAPTER.finding("R2").criterion["max_stationarity"] == 0.1
 
 
 def test_runs_table_training_facts_and_run_selection():

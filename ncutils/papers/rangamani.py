@@ -25,6 +25,7 @@ Intermediate Neural Collapse", ICML, PMLR 202.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -37,13 +38,14 @@ import torch
 from torch import nn
 
 from ncutils import verdicts
-from ncutils.chapter import Budget, Chapter, Finding
+from ncutils.chapter import Budget, Chapter, Criterion, Finding
 from ncutils.grid_spec import Grid, GridEntry
 from ncutils.metrics import class_weighted_relative_traces_from_stats
 from ncutils.papers._validation import error_text, grouped_failures, seed_problems
 from ncutils.rank_stats import spearman
+from ncutils.store import Computation, computed, computed_payload
 from ncutils.sweep import sweep_table
-from ncutils.train import TrainConfig
+from ncutils.train import TrainConfig, load_data, stationarity
 
 __all__ = [
     "CHAPTER",
@@ -155,13 +157,15 @@ def rangamani_config(architecture: Mapping[str, Any], dataset: str, *, epochs: i
         data_dir=data_dir, download=download)
 
 
-def chapter_grid(parameters: Mapping[str, Any]) -> Grid:
+def chapter_grid(parameters: Mapping[str, Any], epochs: int | None = None) -> Grid:
     """The chapter's runs, labelled ``architecture`` (a key of ``parameters["architectures"]``)
     and ``dataset``; each architecture entry lists its ``datasets`` and settings, and may set
-    its own ``epochs`` (else ``parameters["epochs"]``)."""
+    its own ``epochs`` (else ``parameters["epochs"]``). ``epochs`` given: every run trains that
+    long (a rung of ``parameters["ladder_epochs"]``), the schedule's shape unchanged."""
     entries = []
+    length = epochs
     for name, settings in parameters["architectures"].items():
-        epochs = int(settings.get("epochs", parameters["epochs"]))
+        epochs = int(length if length is not None else settings.get("epochs", parameters["epochs"]))
         for dataset in settings["datasets"]:
             lr = settings["lr"]
             if isinstance(lr, Mapping):  # per dataset (the ResNet grid)
@@ -200,6 +204,10 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
     if not isinstance(architectures, Mapping) or not architectures:
         return ["parameters['architectures'] must map at least one network to its settings"]
     problems += seed_problems(parameters.get("seeds"))
+    ladder = parameters.get("ladder_epochs", [])
+    if not isinstance(ladder, (list, tuple)) or any(isinstance(e, bool) or not isinstance(e, int) or e < 1
+                                                   for e in ladder):
+        problems.append(f"ladder_epochs must list positive integers, got {ladder!r}")
     for key in ("epochs", "batch_size", "warmup_epochs", "device"):
         if key not in parameters:
             problems.append(f"parameters lack [{key!r}]")
@@ -337,6 +345,29 @@ def r1_run(initial: pd.DataFrame, last: pd.DataFrame, *, metric: str = "relative
             "passed": bool(trend["passed"] and drop["passed"])}
 
 
+def r1_depth_run(initial: pd.DataFrame, last: pd.DataFrame, *, metric: str = "relative_within_trace",
+                 max_spearman: float = -0.7) -> dict[str, Any]:
+    """R1 as amended on 2026-12-06, for one run: the depth trend of the trained network.
+
+    Passes when :func:`depth_trend` passes at the last epoch and fails on the same network at
+    initialisation (epoch 0): a trend the untrained network already shows is not one training
+    made. The fall over training at the last hidden layer (:func:`training_drop`) is returned
+    beside, not judged.
+
+    Returns
+    -------
+    dict
+        ``spearman`` (last epoch), ``untrained_spearman`` (epoch 0), ``trained_passed``,
+        ``untrained_passed``, ``factor`` (the fall at the last hidden layer), ``passed``.
+    """
+    trained = depth_trend(last, metric=metric, max_spearman=max_spearman)
+    untrained = depth_trend(initial, metric=metric, max_spearman=max_spearman)
+    drop = training_drop(initial, last, metric=metric)
+    return {"spearman": trained["spearman"], "untrained_spearman": untrained["spearman"],
+            "trained_passed": trained["passed"], "untrained_passed": untrained["passed"],
+            "factor": drop["factor"], "passed": bool(trained["passed"] and not untrained["passed"])}
+
+
 # --------------------------------------------------------------------------- R2
 def alignment_exclusions(dims: Mapping[str, int], k: int, *, max_random: float = 0.5,
                          draws: int = 2000) -> pd.DataFrame:
@@ -355,7 +386,8 @@ def alignment_exclusions(dims: Mapping[str, int], k: int, *, max_random: float =
 
 def r2_run(initial: pd.DataFrame, last: pd.DataFrame, dims: Mapping[str, int], *, k: int,
            top_threshold: float = 0.2, min_alignment: float = 0.9, min_margin: float = 0.2,
-           max_random: float = 0.5, draws: int = 2000) -> dict[str, Any]:
+           max_random: float = 0.5, draws: int = 2000, stationarity: pd.DataFrame | None = None,
+           max_stationarity: float = 0.1) -> dict[str, Any]:
     """R2 for one run at rank ``k`` (the sweeps' ``alignment`` column must be at that rank).
 
     Top layers: probe points whose ``relative_within_trace`` at the last epoch is below
@@ -364,29 +396,49 @@ def r2_run(initial: pd.DataFrame, last: pd.DataFrame, dims: Mapping[str, int], *
     random-matrix expectation by at least ``min_margin``. A run with no counted top layer is
     not evaluable (``passed`` None).
 
+    With ``stationarity`` (:func:`ncutils.train.stationarity` at the last epoch, ``name`` the
+    probe point whose consumer it judges), the amendment of 2026-12-06: a counted layer whose
+    loss is scale-invariant (a BatchNorm follows it, so no stationary point with weight decay
+    exists) is left out with that reason; each remaining one must be stationary (``ratio`` at
+    most ``max_stationarity``) or the run is not evaluable (``passed`` None, ``status`` "not
+    converged"): the alignment argument holds at a stationary point of training with weight
+    decay. Without it (``None``), the criterion as first registered.
+
     Returns
     -------
     dict
-        ``layers`` (a table of the top layers), ``counted``, ``excluded`` (names with reasons),
-        ``min_alignment``, ``min_margin_init``, ``min_margin_random``, ``passed``.
+        ``layers`` (a table of the top layers, with ``stationarity`` and ``scale_invariant``
+        where given), ``counted``, ``excluded`` (names with reasons), ``min_alignment``,
+        ``min_margin_init``, ``min_margin_random``, ``max_stationarity`` (largest ratio over
+        the counted layers), ``status`` ("pass", "fail", "not converged" or "no counted layer")
+        and ``passed``.
     """
     for frame in (initial, last):
         _require(frame, ["layer", "name", "alignment", "relative_within_trace"], "r2_run")
     first, final = _ordered(initial), _ordered(last)
     exclusions = alignment_exclusions(dims, k, max_random=max_random, draws=draws).set_index("name")
     init_alignment = dict(zip(first["name"], first["alignment"]))
+    gate = None if stationarity is None else stationarity.set_index("name")
     rows = []
     for row in final.itertuples():
         if not row.relative_within_trace < top_threshold or row.name not in exclusions.index:
             continue
         info = exclusions.loc[row.name]
         reason = info["excluded"] or ("" if math.isfinite(row.alignment) else "alignment not defined")
+        ratio, invariant = math.nan, False
+        if gate is not None:
+            if row.name not in gate.index:
+                raise ValueError(f"stationarity has no row for the top layer {row.name!r}")
+            ratio, invariant = float(gate.loc[row.name, "ratio"]), bool(gate.loc[row.name, "scale_invariant"])
+            if not reason and invariant:
+                reason = "scale-invariant: a BatchNorm follows, no stationary point with weight decay"
         rows.append({"name": row.name, "relative_within_trace": row.relative_within_trace,
                      "n": int(info["n"]), "alignment": row.alignment,
                      "alignment_init": init_alignment.get(row.name, math.nan),
-                     "random": float(info["random"]), "excluded": reason})
-    layers = pd.DataFrame(rows, columns=["name", "relative_within_trace", "n", "alignment",
-                                         "alignment_init", "random", "excluded"])
+                     "random": float(info["random"]), "stationarity": ratio, "scale_invariant": invariant,
+                     "excluded": reason})
+    layers = pd.DataFrame(rows, columns=["name", "relative_within_trace", "n", "alignment", "alignment_init",
+                                         "random", "stationarity", "scale_invariant", "excluded"])
     counted = layers[layers["excluded"] == ""].copy()
     counted["passed"] = ((counted["alignment"] >= min_alignment)
                          & (counted["alignment"] - counted["alignment_init"] >= min_margin)
@@ -394,13 +446,19 @@ def r2_run(initial: pd.DataFrame, last: pd.DataFrame, dims: Mapping[str, int], *
     excluded = [f"{r.name} ({r.excluded})" for r in layers.itertuples() if r.excluded]
     if counted.empty:
         return {"layers": layers, "counted": [], "excluded": excluded, "min_alignment": math.nan,
-                "min_margin_init": math.nan, "min_margin_random": math.nan, "passed": None}
+                "min_margin_init": math.nan, "min_margin_random": math.nan, "max_stationarity": math.nan,
+                "status": "no counted layer", "passed": None}
+    largest = float(counted["stationarity"].max()) if gate is not None else math.nan
+    converged = gate is None or bool((counted["stationarity"] <= max_stationarity).all())
+    passed = bool(counted["passed"].all())
     return {
         "layers": layers, "counted": list(counted["name"]), "excluded": excluded,
         "min_alignment": float(counted["alignment"].min()),
         "min_margin_init": float((counted["alignment"] - counted["alignment_init"]).min()),
         "min_margin_random": float((counted["alignment"] - counted["random"]).min()),
-        "passed": bool(counted["passed"].all()),
+        "max_stationarity": largest,
+        "status": ("pass" if passed else "fail") if converged else "not converged",
+        "passed": passed if converged else None,
     }
 
 
@@ -531,6 +589,9 @@ class RunMeasurements:
     plot_alignment : dict
         Epoch (0, last) -> sweep with the alignment at rank :data:`PLOT_RANK`, when ``k``
         differs from it; empty otherwise.
+    stationarity : DataFrame or None
+        :func:`ncutils.train.stationarity` of every probe point's consumer at the last epoch,
+        ``name`` the probe point (None where not measured).
     """
 
     initial: pd.DataFrame
@@ -540,6 +601,7 @@ class RunMeasurements:
     dims: dict[str, int]
     weighted: dict[int, dict[str, float]]
     plot_alignment: dict[int, pd.DataFrame] = field(default_factory=dict)
+    stationarity: pd.DataFrame | None = None
 
 
 def stored_measurements(run: Any) -> RunMeasurements:
@@ -567,13 +629,38 @@ def stored_measurements(run: Any) -> RunMeasurements:
             plot_alignment[epoch] = sweep_table(statistics, run.model_at(epoch), alignment_rank=PLOT_RANK)
     return RunMeasurements(initial=sweeps[sweeps["epoch"] == 0], last=sweeps[sweeps["epoch"] == last_epoch],
                            last_epoch=last_epoch, k=k, dims=consumer_input_dims(run.model),
-                           weighted=weighted, plot_alignment=plot_alignment)
+                           weighted=weighted, plot_alignment=plot_alignment,
+                           stationarity=stored_stationarity(run, last_epoch) if run.config.weight_decay > 0 else None)
+
+
+#: What :func:`stored_stationarity` runs: :func:`ncutils.train.stationarity` and what it imports.
+STATIONARITY = Computation("rangamani-stationarity", ("ncutils.train",))
+
+
+def stored_stationarity(run: Any, epoch: int) -> pd.DataFrame:
+    """:func:`ncutils.train.stationarity` of every probe point's consumer at ``epoch`` (the
+    stored weights, over the run's training set), through the results store
+    (:func:`ncutils.runs.computed`, keyed by the run, the epoch and the code that computes it):
+    computed once, loaded after. ``name`` is the probe point whose consumer is judged."""
+    model = run.model_at(epoch)
+    consumers = {point.consumer: point.name for point in model.probe_points if point.consumer is not None}
+    payload = computed_payload("rangamani-stationarity", {"run": run.key, "epoch": int(epoch), "seed": 0,
+                                                          "modules": sorted(consumers)},
+                               computation=STATIONARITY)
+
+    def compute() -> pd.DataFrame:
+        train_data, _ = load_data(run.config, next(model.parameters()).device)
+        return stationarity(model, run.config, train_data, list(consumers), seed=0)
+
+    table, _ = computed(payload, compute, runs_dir=getattr(run, "_runs_dir", None))
+    return table.assign(name=table["name"].map(consumers))
 
 
 # --------------------------------------------------------------------------- judged per run
 def judge_run(measured: RunMeasurements, *, max_spearman: float = -0.7, min_factor: float = 10.0,
               top_threshold: float = 0.2, min_alignment: float = 0.9, min_margin: float = 0.2,
-              max_random: float = 0.5, nc_cdnv: float = 0.2) -> tuple[dict[str, Any], pd.DataFrame]:
+              max_random: float = 0.5, nc_cdnv: float = 0.2,
+              max_stationarity: float = 0.1) -> tuple[dict[str, Any], pd.DataFrame]:
     """R1 and R2 of one run, with Rangamani's weighting beside ours and the two nulls.
 
     Pure: everything comes from ``measured``. R1 (:func:`r1_run`) with our relative within
@@ -581,20 +668,27 @@ def judge_run(measured: RunMeasurements, *, max_spearman: float = -0.7, min_fact
     between the two over layers and both epochs); R2 (:func:`r2_run`) at rank ``k``; the
     nulls: the untrained network (epoch 0 judged as if it were the last) for R1 and R2, and a
     random matrix (each layer's alignment replaced by the random-subspace expectation) for R2;
-    the official NC layer (:func:`nc_layer`, CDNV below ``nc_cdnv``).
+    the official NC layer (:func:`nc_layer`, CDNV below ``nc_cdnv``). The amendments of
+    2026-12-06 beside the criteria first registered: ``R1a_*`` (:func:`r1_depth_run`) and
+    ``R2a_*`` (:func:`r2_run` with the run's stationarity, at most ``max_stationarity`` in each
+    counted layer; nulls judged on their alignment alone, as if stationary).
 
     Returns
     -------
     (dict, DataFrame)
-        The run's row of the chapter's table (``nc_layer``, ``R1_*``, ``R1w_*``,
-        ``weighting_gap``, ``R2_*``, ``null_*``), and :func:`r2_run`'s table of its top layers.
+        The run's row of the chapter's table (``nc_layer``, ``R1_*``, ``R1a_*``, ``R1w_*``,
+        ``weighting_gap``, ``R2_*``, ``R2a_*``, ``null_*``), and the amended :func:`r2_run`'s
+        table of its top layers (with their stationarity where measured).
     """
     initial, last, weighted = measured.initial, measured.last, measured.weighted
     r1_options = dict(max_spearman=max_spearman, min_factor=min_factor)
     r2_options = dict(k=measured.k, top_threshold=top_threshold, min_alignment=min_alignment,
                       min_margin=min_margin, max_random=max_random)
     r1 = r1_run(initial, last, **r1_options)
+    r1a = r1_depth_run(initial, last, max_spearman=max_spearman)
     r2 = r2_run(initial, last, measured.dims, **r2_options)
+    r2a = (r2_run(initial, last, measured.dims, **r2_options, stationarity=measured.stationarity,
+                  max_stationarity=max_stationarity) if measured.stationarity is not None else r2)
 
     def swap(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
         return frame.assign(relative_within_trace=frame["name"].map(weighted[epoch]))
@@ -618,11 +712,17 @@ def judge_run(measured: RunMeasurements, *, max_spearman: float = -0.7, min_fact
         "R2_excluded": "; ".join(r2["excluded"]) or "none",
         "R2_min_alignment": r2["min_alignment"], "R2_margin_init": r2["min_margin_init"],
         "R2_margin_random": r2["min_margin_random"], "R2_passed": r2["passed"],
+        "R1a_spearman": r1a["spearman"], "R1a_untrained_spearman": r1a["untrained_spearman"],
+        "R1a_passed": r1a["passed"],
+        "R2a_counted": ", ".join(r2a["counted"]) or "none", "R2a_excluded": "; ".join(r2a["excluded"]) or "none",
+        "R2a_min_alignment": r2a["min_alignment"], "R2a_margin_init": r2a["min_margin_init"],
+        "R2a_margin_random": r2a["min_margin_random"], "R2a_stationarity": r2a.get("max_stationarity", math.nan),
+        "R2a_status": r2a["status"], "R2a_passed": r2a["passed"],
         "null_R1_spearman": r1_null["spearman"], "null_R1_factor": r1_null["factor"],
         "null_R1_passed": r1_null["passed"], "null_R2_untrained": r2_null["passed"],
         "null_R2_random": r2_random["passed"],
     }
-    return row, r2["layers"]
+    return row, r2a["layers"]
 
 
 def alignment_tables(measured: RunMeasurements, *,
@@ -660,35 +760,43 @@ class ChapterCriteria:
         Every run's top layers (:func:`r2_run`), labelled by run.
     alignments, baselines : DataFrame
         :func:`alignment_tables` of every run, labelled by run.
+    stationarity : DataFrame
+        :attr:`RunMeasurements.stationarity` of every run (every probe point's consumer at the
+        last epoch), labelled by run.
     """
 
     per_run: pd.DataFrame
     top_layers: pd.DataFrame
     alignments: pd.DataFrame
     baselines: pd.DataFrame
+    stationarity: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def judge_runs(result: Any, runs: pd.DataFrame, *, max_spearman: float = -0.7, min_factor: float = 10.0,
                top_threshold: float = 0.2, min_alignment: float = 0.9, min_margin: float = 0.2,
-               max_random: float = 0.5, nc_cdnv: float = 0.2) -> ChapterCriteria:
+               max_random: float = 0.5, nc_cdnv: float = 0.2, max_stationarity: float = 0.1) -> ChapterCriteria:
     """:func:`stored_measurements` and :func:`judge_run` on every run of a :func:`chapter_grid`
     result; ``runs`` (:func:`runs_table`) says which are eligible. Thresholds as
     :func:`judge_run`."""
-    per_run, layer_tables, alignments, baselines = [], [], [], []
+    per_run, layer_tables, alignments, baselines, stationary = [], [], [], [], []
     for key, run in result.results.items():
         label = dict(zip(RUN_COLUMNS, key))
         measured = stored_measurements(run)
         row, layers = judge_run(measured, max_spearman=max_spearman, min_factor=min_factor,
                                 top_threshold=top_threshold, min_alignment=min_alignment, min_margin=min_margin,
-                                max_random=max_random, nc_cdnv=nc_cdnv)
+                                max_random=max_random, nc_cdnv=nc_cdnv, max_stationarity=max_stationarity)
         eligible = bool(of_run(runs, key)["eligible"].iloc[0])
-        per_run.append({**label, "eligible": eligible, **row})
+        per_run.append({**label, "epochs": measured.last_epoch, "eligible": eligible, **row})
         layer_tables.append(layers.assign(**label))
         run_alignments, run_baselines = alignment_tables(measured, max_random=max_random)
         alignments.append(run_alignments.assign(**label))
         baselines.append(run_baselines.assign(**label))
+        if measured.stationarity is not None:
+            stationary.append(measured.stationarity.assign(**label))
+    layer_tables = [table for table in layer_tables if len(table)] or layer_tables[:1]
     return ChapterCriteria(pd.DataFrame(per_run), pd.concat(layer_tables, ignore_index=True),
-                           pd.concat(alignments, ignore_index=True), pd.concat(baselines, ignore_index=True))
+                           pd.concat(alignments, ignore_index=True), pd.concat(baselines, ignore_index=True),
+                           pd.concat(stationary, ignore_index=True) if stationary else pd.DataFrame())
 
 
 # --------------------------------------------------------------------------- the verdicts' texts
@@ -721,54 +829,168 @@ def verdict_facts(per_run: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def r1_finding(per_run: pd.DataFrame, *, excluded: str, min_train_acc: float = 0.99,
-               max_spearman: float = -0.7, min_factor: float = 10.0) -> dict[str, Any]:
-    """R1's record (the arguments of :func:`ncutils.book.findings.record` but its id and the
-    parameters): claim, value, criterion, outcome (:func:`verdict` over the eligible runs),
-    tested and details. ``excluded`` names the runs left out (:func:`training_facts`)."""
+def _span(values: Sequence[float], fmt: str = "{:+.2f}") -> str:
+    values = [v for v in values if v == v]
+    if not values:
+        return "n/a"
+    low, high = min(values), max(values)
+    return fmt.format(low) if fmt.format(low) == fmt.format(high) else f"{fmt.format(low)} to {fmt.format(high)}"
+
+
+def _with_reason(outcome: verdicts.Outcome, sentence: str) -> verdicts.Outcome:
+    return dataclasses.replace(outcome, reason=f"{outcome.reason}; {sentence}" if outcome.reason else sentence)
+
+
+def r1_finding(per_run: pd.DataFrame, finding: Finding, *, excluded: str) -> dict[str, Any]:
+    """R1's amendment and record from :attr:`ChapterCriteria.per_run` (the verdict's length).
+
+    ``finding.criteria[0]`` is the criterion first registered (depth trend and a fall of
+    ``min_factor`` at the last hidden layer); ``finding.criterion`` the amendment of 2026-12-06
+    (the depth trend of the trained network, which the untrained one must fail; the fall
+    reported beside). ``excluded`` names the runs left out (:func:`training_facts`).
+
+    Returns
+    -------
+    dict
+        ``amendment``: the arguments of :func:`ncutils.book.findings.amendment` but the id
+        (``original_result`` computed by the first criterion on the same runs); ``record``:
+        those of :func:`ncutils.book.findings.record` but the id and the parameters (the
+        outcome's reason a sentence computed from the numbers).
+    """
+    original, amended = finding.criteria[0], finding.criterion
     eligible = per_run[per_run["eligible"]]
-    value = (f"{int(eligible['R1_passed'].sum())}/{len(eligible)} runs pass; Spearman "
-             + ", ".join(f"{v:.2f}" for v in eligible["R1_spearman"]) + "; fall at the last hidden layer "
-             + ", ".join(f"{v:.3g}x" for v in eligible["R1_factor"])) if len(eligible) else "no eligible run"
+    names = _run_names(eligible)
+    falls = ", ".join(f"{v:.3g}x" for v in eligible["R1_factor"])
+    first = verdict(list(eligible["R1_passed"]), reason_none="no eligible run")
+    original_result = (f"{first.state} ({first.reason}): Spearman {_span(eligible['R1_spearman'])}, fall at the "
+                       f"last hidden layer {falls} (asks >= {original['min_factor']:g}x)") if len(eligible) else \
+        f"{first.state} ({first.reason})"
+    if len(eligible):
+        value = (f"{int(eligible['R1a_passed'].sum())}/{len(eligible)} runs pass; Spearman "
+                 + ", ".join(f"{v:.2f}" for v in eligible["R1a_spearman"]) + "; untrained "
+                 + ", ".join(f"{v:+.2f}" for v in eligible["R1a_untrained_spearman"])
+                 + f"; fall over training at the last hidden layer {falls} (reported, not judged)")
+        sentence = (f"Spearman {_span(eligible['R1a_spearman'])} at the last epoch (the criterion asks <= "
+                    f"{amended['max_spearman']}), the untrained networks {_span(eligible['R1a_untrained_spearman'])}; "
+                    f"the relative trace at the last hidden layer falls {_span(eligible['R1_factor'], '{:.3g}x')} "
+                    "over training")
+    else:
+        value, sentence = "no eligible run", "no run reached the train accuracy asked"
+    outcome = _with_reason(verdict(list(eligible["R1a_passed"]), reason_none="no eligible run"), sentence)
     return {
-        "claim": "The relative within-class trace falls with depth at the last epoch and, at the last hidden "
-                 f"layer, over training (tested on {_run_names(eligible)}).",
-        "value": value,
-        "criterion": f"per eligible run: Spearman(layer, log tr S_W/(tr S_W + tr S_B)) <= {max_spearman} at the "
-                     f"last epoch and a fall >= {min_factor:g}x at the last hidden layer from epoch 0; reproduced "
-                     "when >= 2/3 of >= 2 eligible runs pass",
-        "outcome": verdict(list(eligible["R1_passed"]), reason_none="no eligible run"),
-        "tested": f"{_run_names(eligible)} (eligible runs: train accuracy >= {min_train_acc:.0%})",
-        "details": {"runs": per_run[["architecture", "dataset", "seed", "R1_spearman", "R1_factor", "R1_passed",
-                                     "R1w_spearman", "R1w_factor", "R1w_passed", "null_R1_spearman",
-                                     "null_R1_factor", "nc_layer"]].to_dict("records"), "excluded": excluded},
+        "amendment": {"date": amended.registered, "original": original.render(), "replacement": amended.render(),
+                      "reason": f"{amended.reason} Seen when written: {amended.seen}",
+                      "original_result": original_result},
+        "record": {
+            "claim": "As we move deeper into a trained network, the within-class covariance decreases relative to "
+                     f"the between-class covariance (tested on {names}).",
+            "value": value, "criterion": amended.render(), "outcome": outcome,
+            "tested": f"{names} (eligible runs: train accuracy >= {amended['min_train_acc']:.0%})",
+            "details": {"runs": per_run[["architecture", "dataset", "seed", "epochs", "R1a_spearman",
+                                         "R1a_untrained_spearman", "R1a_passed", "R1_spearman", "R1_factor",
+                                         "R1_passed", "R1w_spearman", "R1w_factor", "nc_layer"]].to_dict("records"),
+                        "excluded": excluded, "original_result": original_result},
+        },
     }
 
 
-def r2_finding(per_run: pd.DataFrame, top_layers: pd.DataFrame, *, top_threshold: float = 0.2,
-               min_alignment: float = 0.9, min_margin: float = 0.2, max_random: float = 0.5) -> dict[str, Any]:
-    """R2's record, as :func:`r1_finding`: the runs judged are the eligible ones with a counted
-    top layer (``R2_passed`` not None); ``top_layers`` from :attr:`ChapterCriteria.top_layers`."""
+def r2_finding(per_run: pd.DataFrame, top_layers: pd.DataFrame, finding: Finding) -> dict[str, Any]:
+    """R2's amendment and record, as :func:`r1_finding`: the first criterion on every counted top
+    layer; the amendment of 2026-12-06 leaves out scale-invariant layers and asks each counted
+    layer to be stationary, a run that is not being "not converged" (not evaluable: inconclusive,
+    not a failure). ``top_layers`` from :attr:`ChapterCriteria.top_layers`."""
+    original, amended = finding.criteria[0], finding.criterion
     eligible = per_run[per_run["eligible"]]
-    evaluable = eligible[eligible["R2_passed"].notna()]
-    value = (f"{int(evaluable['R2_passed'].astype(bool).sum())}/{len(evaluable)} runs pass; min alignment "
-             + ", ".join(f"{v:.3f}" for v in evaluable["R2_min_alignment"]) + "; min margin over init "
-             + ", ".join(f"{v:.3f}" for v in evaluable["R2_margin_init"]) + "; over random "
-             + ", ".join(f"{v:.3f}" for v in evaluable["R2_margin_random"])) if len(evaluable) else "no evaluable run"
+    first_runs = eligible[eligible["R2_passed"].notna()]
+    first = verdict(list(eligible["R2_passed"]), reason_none="no eligible run with a top layer that counts")
+    original_result = (f"{first.state} ({first.reason}): min alignment "
+                       + ", ".join(f"{v:.3f}" for v in first_runs["R2_min_alignment"])
+                       + f" (asks >= {original['min_alignment']})") if len(first_runs) else \
+        f"{first.state} ({first.reason})"
+    judged = eligible[eligible["R2a_status"] != "no counted layer"]
+    value = "; ".join(f"{_run_name(r)}: {r.R2a_counted} alignment {r.R2a_min_alignment:.3f}, stationarity "
+                      f"{r.R2a_stationarity:.3g} ({r.R2a_status})" for r in judged.itertuples()) or "no counted layer"
+    unconverged = judged[judged["R2a_status"] == "not converged"]
+    if len(judged) == 0:
+        sentence = "no eligible run has a top layer that counts"
+    else:
+        sentence = (f"stationarity {_span(judged['R2a_stationarity'], '{:.3g}')} in the counted layers (the criterion "
+                    f"asks <= {amended['max_stationarity']}; {len(unconverged)} of {len(judged)} runs not converged), "
+                    f"alignment {_span(judged['R2a_min_alignment'], '{:.2f}')} (asks >= {amended['min_alignment']})")
+    outcome = _with_reason(verdict(list(eligible["R2a_passed"]),
+                                   reason_none="not converged: no eligible run is stationary in its counted layers"
+                                   if len(unconverged) else "no eligible run with a top layer that counts"),
+                           sentence)
     return {
-        "claim": f"In the top layers (relative within trace below {top_threshold:g}) the class means' span aligns "
-                 f"with the top singular vectors of the layer's weight (tested on {_run_names(evaluable)}).",
-        "value": value,
-        "criterion": f"per eligible run, every counted top layer: alignment at k = C >= {min_alignment} and "
-                     f">= {min_margin} above both its value at initialisation and a random matrix's expectation; "
-                     f"layers with n <= k or a random k-subspace above {max_random} left out; reproduced when "
-                     ">= 2/3 of >= 2 evaluable runs pass",
-        "outcome": verdict(list(eligible["R2_passed"]), reason_none="no eligible run with a top layer that counts"),
-        "tested": f"{_run_names(evaluable)} (eligible runs with a counted top layer)",
-        "details": {"top_layers": top_layers.to_dict("records"), "excluded_layers": list(per_run["R2_excluded"]),
-                    "nulls": per_run[["architecture", "dataset", "seed", "null_R2_untrained",
-                                      "null_R2_random"]].to_dict("records")},
+        "amendment": {"date": amended.registered, "original": original.render(), "replacement": amended.render(),
+                      "reason": f"{amended.reason} Seen when written: {amended.seen}",
+                      "original_result": original_result},
+        "record": {
+            "claim": "In the top layers the span of the class means aligns with the top singular vectors of the "
+                     f"layer's weight (tested on {_run_names(judged)}).",
+            "value": value, "criterion": amended.render(), "outcome": outcome,
+            "tested": f"{_run_names(judged)} (eligible runs with a counted top layer)",
+            "details": {"top_layers": top_layers.to_dict("records"),
+                        "runs": per_run[["architecture", "dataset", "seed", "epochs", "R2a_counted", "R2a_excluded",
+                                         "R2a_min_alignment", "R2a_stationarity", "R2a_status", "R2_passed",
+                                         "null_R2_untrained", "null_R2_random"]].to_dict("records"),
+                        "original_result": original_result},
+        },
     }
+
+
+def ladder_table(judged: Mapping[int, ChapterCriteria], runs: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
+    """R1's and R2's numbers at every training length the chapter runs, one row per run and length.
+
+    Parameters
+    ----------
+    judged : mapping
+        Epochs -> :func:`judge_runs` of the runs of that length.
+    runs : mapping
+        Epochs -> :func:`runs_table` of the same runs.
+
+    Returns
+    -------
+    DataFrame
+        ``epochs``, :data:`RUN_COLUMNS`, ``train_acc``, ``spearman`` (R1 at the last epoch),
+        ``untrained_spearman``, ``fall`` (at the last hidden layer), ``classifier_alignment`` (at
+        rank C, last epoch; ``classifier_init`` at epoch 0) and ``classifier_stationarity`` of
+        the classifier's input (the last probe point), ``R2_status`` (amended R2).
+    """
+    rows = []
+    for epochs in sorted(judged):
+        criteria, table = judged[epochs], runs[epochs]
+        for row in criteria.per_run.itertuples():
+            key = tuple(getattr(row, column) for column in RUN_COLUMNS)
+            aligned = of_run(criteria.alignments, key)
+            aligned = aligned[aligned["rank"] == aligned["rank"].min()] if "rank" in aligned else aligned
+            last_point = aligned.loc[aligned["layer"].idxmax(), "name"] if len(aligned) else None
+            at = {epoch: aligned[(aligned["name"] == last_point) & (aligned["epoch"] == epoch)]["alignment"]
+                  for epoch in (0, row.epochs)}
+            measured = of_run(criteria.stationarity, key) if len(criteria.stationarity) else criteria.stationarity
+            ratio = (measured.loc[measured["name"] == last_point, "ratio"] if len(measured)
+                     else pd.Series([], dtype=float))
+            rows.append({"epochs": epochs, **dict(zip(RUN_COLUMNS, key)),
+                         "train_acc": float(of_run(table, key)["train_acc"].iloc[0]),
+                         "spearman": row.R1a_spearman, "untrained_spearman": row.R1a_untrained_spearman,
+                         "fall": row.R1_factor,
+                         "classifier_alignment": float(at[row.epochs].iloc[0]) if len(at[row.epochs]) else math.nan,
+                         "classifier_init": float(at[0].iloc[0]) if len(at[0]) else math.nan,
+                         "classifier_stationarity": float(ratio.iloc[0]) if len(ratio) else math.nan,
+                         "R2_status": row.R2a_status})
+    return pd.DataFrame(rows)
+
+
+def ladder_facts(ladder: pd.DataFrame) -> dict[str, str]:
+    """``R_ladder``: per architecture and training length, the fall at the last hidden layer,
+    the classifier's alignment and its stationarity (every seed), as one sentence for the verdict."""
+    parts = []
+    for (architecture, epochs), group in ladder.groupby(["architecture", "epochs"], sort=False):
+        parts.append(f"{architecture} at {epochs} epochs: fall " + ", ".join(f"{v:.3g}x" for v in group["fall"])
+                     + "; classifier alignment " + ", ".join(f"{v:.2f}" for v in group["classifier_alignment"])
+                     + " (init " + ", ".join(f"{v:.2f}" for v in group["classifier_init"]) + "), stationarity "
+                     + ", ".join(f"{v:.3g}" for v in group["classifier_stationarity"]))
+    return {"R_ladder": "; ".join(parts) or "none"}
 
 
 # ----------------------------------------------------------------------------- the chapter
@@ -778,7 +1000,7 @@ def scale(parameters: Mapping[str, Any]) -> str:
     Examples
     --------
     >>> scale(CHAPTER.defaults)
-    'MLP 8 x 128 on digits, ConvNet 8 x 32 on digits; 30 epochs; 2 seeds'
+    'MLP 8 x 128 on digits, ConvNet 8 x 32 on digits; 150 epochs (and 30 shown beside); 2 seeds'
     """
     names = {"rangamani_mlp": "MLP", "rangamani_convnet": "ConvNet", "resnet18": "ResNet-18"}
     parts = []
@@ -788,13 +1010,80 @@ def scale(parameters: Mapping[str, Any]) -> str:
         parts.append(f"{names.get(spec['arch'], spec['arch'])}{size} on {', '.join(spec['datasets'])}")
     seeds = len(parameters["seeds"])
     subset = f" ({parameters['limit_train']} training samples)" if parameters.get("limit_train") else ""
-    return f"{', '.join(parts)}{subset}; {parameters['epochs']} epochs; {seeds} seed{'s' if seeds != 1 else ''}"
+    ladder = [int(e) for e in parameters.get("ladder_epochs", []) if int(e) != int(parameters["epochs"])]
+    rungs = f" (and {', '.join(map(str, ladder))} shown beside)" if ladder else ""
+    return (f"{', '.join(parts)}{subset}; {parameters['epochs']} epochs{rungs}; "
+            f"{seeds} seed{'s' if seeds != 1 else ''}")
+
+
+def training_lengths(parameters: Mapping[str, Any]) -> list[int]:
+    """Every training length the chapter runs, shortest first: ``ladder_epochs`` and ``epochs``
+    (the verdict's length; ``None`` stands for the per-architecture ``epochs``)."""
+    return sorted({int(e) for e in parameters.get("ladder_epochs", [])} - {int(parameters["epochs"])}) + [None]
 
 
 def chapter_runs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
-    """Every run the chapter trains: :func:`chapter_grid` once per seed."""
-    return chapter_grid(parameters).configs(parameters.get("seeds"))
+    """Every run the chapter trains: :func:`chapter_grid` at each of :func:`training_lengths`,
+    once per seed."""
+    return [config for epochs in training_lengths(parameters)
+            for config in chapter_grid(parameters, epochs).configs(parameters.get("seeds"))]
 
+
+_SEEN = ("the cpu verdicts at 30 epochs (R1 inconclusive, 2 of 4 runs: Spearman -0.98 to -0.95, untrained +0.98 "
+         "to +1.00, falls 4.21x, 3.23x, 15.8x, 11.7x; R2 not reproduced, 0 of 3: min alignment 0.508, 0.465, "
+         "0.484) and a review's numbers at 150 and 350 epochs (MLP falls 12.4x and 8.6x, ConvNet 42x at 150, "
+         "MLP 31.6x at 350; MLP classifier alignment 0.51 / 0.60 / 0.73 at 30 / 150 / 350 epochs, random 0.24, "
+         "initialisation 0.22)")
+
+#: R1's criteria: as first registered, and as amended (the last decides the verdict).
+R1_CRITERIA: tuple[Criterion, ...] = (
+    Criterion("2026-12-01",
+              "per eligible run (train accuracy >= {min_train_acc:.0%}): Spearman(layer, log tr S_W/(tr S_W + tr S_B)) "
+              "<= {max_spearman} at the last epoch over every probe point, and a fall >= {min_factor:g}x of that "
+              "ratio at the last hidden layer from epoch 0; reproduced when >= 2/3 of >= 2 eligible runs pass",
+              {"min_train_acc": 0.99, "max_spearman": -0.7, "min_factor": 10.0}),
+    Criterion("2026-12-06",
+              "per eligible run (train accuracy >= {min_train_acc:.0%}): Spearman(layer, log tr S_W/(tr S_W + tr S_B)) "
+              "over every probe point <= {max_spearman} at the last epoch, and the same network at initialisation "
+              "(epoch 0) fails it (Spearman > {max_spearman}); reproduced when >= 2/3 of >= 2 eligible runs pass. "
+              "The fall of that ratio over training at the last hidden layer is reported beside, not judged",
+              {"min_train_acc": 0.99, "max_spearman": -0.7},
+              reason="The paper's claim is the depth trend in a trained network (\"as we move deeper into a trained "
+                     "neural network, the within-class covariance decreases relative to the between-class "
+                     "covariance\"); the 10x fall over training at the last hidden layer was this book's addition, "
+                     "not the paper's, and the untrained network was not required to fail the depth half. The "
+                     "threshold -0.7 is unchanged.",
+              seen=_SEEN),
+)
+
+#: R2's criteria: as first registered, and as amended (the last decides the verdict).
+R2_CRITERIA: tuple[Criterion, ...] = (
+    Criterion("2026-12-01",
+              "per eligible run, every counted top layer (relative within trace below {top_threshold:g} at the last "
+              "epoch): alignment at k = C >= {min_alignment} and >= {min_margin} above both its value at "
+              "initialisation and a random matrix's expectation; layers with n <= k or a random k-subspace above "
+              "{max_random} left out; reproduced when >= 2/3 of >= 2 evaluable runs pass",
+              {"top_threshold": 0.2, "min_alignment": 0.9, "min_margin": 0.2, "max_random": 0.5}),
+    Criterion("2026-12-06",
+              "as first registered (top layers: relative within trace below {top_threshold:g}; alignment at k = C "
+              ">= {min_alignment}, a bar of this book as the paper states none, and >= {min_margin} above its value "
+              "at initialisation and a random matrix's expectation; layers with n <= k or a random k-subspace above "
+              "{max_random} left out), and: a counted layer whose loss is invariant to the scale of its weight (a "
+              "BatchNorm follows it) is left out, as no stationary point with weight decay exists there; every "
+              "remaining counted layer must be stationary at the last epoch, ||g + lambda W|| / ||lambda W|| <= "
+              "{max_stationarity} (g the gradient of the data loss over the training set at the stored final "
+              "weights, lambda the weight decay), else the run is not converged: not evaluable, not a failure; "
+              "reproduced when >= 2/3 of >= 2 evaluable runs pass, inconclusive with fewer",
+              {"top_threshold": 0.2, "min_alignment": 0.9, "min_margin": 0.2, "max_random": 0.5,
+               "max_stationarity": 0.1},
+              reason="The alignment argument (W = -g / lambda, whose rows lie in the span of the layer's inputs, "
+                     "which collapse onto the class means) holds at a stationary point of training with weight "
+                     "decay; the 30-epoch cpu runs are far from one (the sum over steps of learning rate x weight "
+                     "decay / (1 - momentum) is about 0.06, "
+                     "so most of the initial weight is still there), so a low alignment there does not contradict "
+                     "the paper. The alignment thresholds are unchanged.",
+              seen=_SEEN),
+)
 
 CHAPTER = Chapter(
     stem="rangamani_intermediate",
@@ -807,7 +1096,9 @@ CHAPTER = Chapter(
             "convnet": {"arch": "rangamani_convnet", "arch_kwargs": {"depth": 8, "width": 32}, "datasets": ["digits"],
                         "lr": 0.05, "weight_decay": 5e-4, "lr_decay": 0.1, "decay_steps": 3, "batch_size": 64},
         },
-        "epochs": 30,
+        "epochs": 150,
+        # shorter training lengths shown beside the verdict's (same schedule shape), a ladder to extrapolate from
+        "ladder_epochs": [30],
         "batch_size": 128,
         "warmup_epochs": 1,
         "seeds": [0, 1],
@@ -818,10 +1109,12 @@ CHAPTER = Chapter(
         "download": False,
     },
     findings=(
-        Finding("R1", "rangamani2023", "Within-class covariance shrinks relative to between-class covariance "
-                                       "with depth and over training."),
+        Finding("R1", "rangamani2023", "As we move deeper into a trained network, the within-class covariance "
+                                       "decreases relative to the between-class covariance.",
+                criteria=R1_CRITERIA),
         Finding("R2", "rangamani2023", "In the top layers the span of the class means aligns with the top "
-                                       "singular vectors of the layer's weight matrix."),
+                                       "singular vectors of the layer's weight matrix.",
+                criteria=R2_CRITERIA),
     ),
     budget=Budget("Rangamani R1-R2", 150.0),
     validate=validate_parameters,
