@@ -381,8 +381,9 @@ def k1_equilibrium(history: pd.DataFrame, *, metric: str = "ll_nc1") -> dict[str
     minimum; the last epoch before the first drop (``drop``: the last epoch at the largest
     learning rate of the terminal phase, ``None`` when no drop falls in it); the metric at the
     onset, at the drop and at the last epoch; and over the first stretch (onset to ``drop``,
-    constant learning rate) the training loss at its minimum (``loss_min``, ``loss_min_epoch``)
-    and at the drop (``loss_drop``). ``None`` when the run never reaches 100% train accuracy.
+    constant learning rate) the training loss at its minimum (``loss_min``, ``loss_min_epoch``),
+    a quarter of the stretch before the drop (``loss_before`` at ``before_epoch``, at least two
+    epochs before) and at the drop (``loss_drop``). ``None`` when the run never reaches 100% train accuracy.
 
     With weight decay and the training set fitted, cross-entropy keeps falling only while the
     logits grow; a training loss that stops falling (or rises) at a constant learning rate
@@ -395,8 +396,8 @@ def k1_equilibrium(history: pd.DataFrame, *, metric: str = "ll_nc1") -> dict[str
     ...                   "lr": [0.1, 0.1, 0.1, 0.1, 0.01], "loss": [1.0, 0.2, 0.1, 0.15, 0.15],
     ...                   "ll_nc1": [1.0, 0.5, 0.3, 0.4, 0.4]})
     >>> out = k1_equilibrium(h)
-    >>> out["min_epoch"], out["drop"], out["loss_min"], out["loss_drop"]
-    (3, 4, 0.1, 0.15)
+    >>> out["min_epoch"], out["drop"], out["loss_min"], out["loss_before"], out["loss_drop"]
+    (3, 4, 0.1, 0.2, 0.15)
     """
     history = history.sort_values("epoch").reset_index(drop=True)
     onset = tpt_onset(history)
@@ -410,11 +411,14 @@ def k1_equilibrium(history: pd.DataFrame, *, metric: str = "ll_nc1") -> dict[str
     stretch = first if drop is not None else tpt
     loss_low = stretch.loc[stretch["loss"].idxmin()]
     at_drop = stretch.iloc[-1]
+    window = max(2, len(stretch) // 4)          # the last quarter of the stretch (at least 2 epochs)
+    before = stretch.iloc[max(0, len(stretch) - 1 - window)]
     return {"onset": onset, "min_epoch": int(lowest["epoch"]), "min": float(lowest[metric]),
             "at_onset": float(tpt[metric].iloc[0]), "at_drop": float(at_drop[metric]),
             "last": float(tpt[metric].iloc[-1]), "last_epoch": int(tpt["epoch"].iloc[-1]), "drop": drop,
             "loss_min": float(loss_low["loss"]), "loss_min_epoch": int(loss_low["epoch"]),
-            "loss_drop": float(at_drop["loss"])}
+            "loss_drop": float(at_drop["loss"]), "loss_before": float(before["loss"]),
+            "before_epoch": int(before["epoch"])}
 
 
 def k1_schedule_facts(histories: Mapping[str, pd.DataFrame], *, metrics: Sequence[str] = K1_METRICS,
@@ -431,8 +435,8 @@ def k1_schedule_facts(histories: Mapping[str, pd.DataFrame], *, metrics: Sequenc
     ``K1_schedule_reading``: a sentence that says whether NC1 had stopped falling *before*
     the first drop in every run that reaches one (its terminal-phase minimum before the drop,
     or within ``settled`` of it at the drop) while the training loss had stopped falling at
-    the constant learning rate (at the drop no lower than its minimum of the stretch), so the
-    prose follows the numbers.
+    the constant learning rate (over the last quarter of the stretch before the drop it falls
+    by less than ``settled``), so the prose follows the numbers.
     """
     phases = {run: k1_lr_phases(history, metrics=metrics) for run, history in histories.items()}
     low = {run: table[table["lr"] < table["lr"].max()] for run, table in phases.items() if not table.empty}
@@ -453,14 +457,15 @@ def k1_schedule_facts(histories: Mapping[str, pd.DataFrame], *, metrics: Sequenc
         f"{run}: NC1 {e['at_onset']:.3g} at the onset (epoch {e['onset']}), lowest {e['min']:.3g} at epoch "
         f"{e['min_epoch']}, " + (f"{e['at_drop']:.3g} at the first drop (after epoch {e['drop']}), " if e["drop"] else "")
         + f"{e['last']:.3g} at epoch {e['last_epoch']}; training loss lowest {e['loss_min']:.1e} at epoch "
-        f"{e['loss_min_epoch']}" + (f", {e['loss_drop']:.1e} at the drop" if e["drop"] else "")
+        f"{e['loss_min_epoch']}" + (f", {e['loss_before']:.1e} at epoch {e['before_epoch']} and {e['loss_drop']:.1e} "
+                                    "at the drop" if e["drop"] else "")
         for run, e in found.items()) or "no run reaches 100% train accuracy"
     dropped = {run: e for run, e in found.items() if e["drop"]}
     if not dropped:
         facts["K1_schedule_reading"] = "No run's terminal phase reaches a learning-rate drop."
         return facts
     stopped = {run: e["min_epoch"] <= e["drop"] or e["at_drop"] <= (1 + settled) * e["min"] for run, e in dropped.items()}
-    flat_loss = {run: e["loss_drop"] >= e["loss_min"] for run, e in dropped.items()}
+    flat_loss = {run: e["loss_drop"] >= (1 - settled) * e["loss_before"] for run, e in dropped.items()}
     rising = [run for run, e in dropped.items() if e["loss_drop"] > 1.2 * e["loss_min"]]
     rebound = [f"{run} from {e['min']:.3g} at epoch {e['min_epoch']} to {e['at_drop']:.3g}" for run, e in dropped.items()
                if e["at_drop"] > (1 + settled) * e["min"]]
@@ -468,8 +473,8 @@ def k1_schedule_facts(histories: Mapping[str, pd.DataFrame], *, metrics: Sequenc
         facts["K1_schedule_reading"] = (
             "NC1 stops falling before the learning rate is ever dropped: in every run that reaches a drop, "
             f"NC1 has its terminal-phase minimum before the first drop or is within {settled:.0%} of it there, and "
-            "at the constant learning rate before the drop the training loss has stopped falling (at the drop it is "
-            "no lower than its minimum of that stretch"
+            "at the constant learning rate before the drop the training loss has stopped falling (over the last "
+            f"quarter of that stretch it falls by less than {settled:.0%}"
             + (f"; it rises by more than 20% in {', '.join(rising)}" if rising else "") + "). "
             "With the training set fitted, cross-entropy falls only while the logits grow, and weight decay stops "
             "that growth: the network sits at an equilibrium of the loss with weight decay, where the last layer "
@@ -479,10 +484,20 @@ def k1_schedule_facts(histories: Mapping[str, pd.DataFrame], *, metrics: Sequenc
             f"(after the first drop the criterion's metrics move by at most {largest:.1%} over a stretch).")
     else:
         moving = [run for run in dropped if not (stopped[run] and flat_loss[run])]
+        held = [run for run in dropped if run not in moving]
         facts["K1_schedule_reading"] = (
             f"In {', '.join(moving)} NC1 or the training loss was still falling at the first drop, so there the "
-            "schedule, not an equilibrium with weight decay, ends the fall that the runs show "
-            f"(after the first drop the criterion's metrics move by up to {largest:.1%} over a stretch).")
+            "drop cuts the fall short"
+            + ("." if not held else
+               "; in the other runs NC1 stops falling before any drop: "
+               + "; ".join(f"{run}: lowest {e['min']:.3g} ({e['min'] / e['at_onset']:.2f}x its onset value) at epoch "
+                           f"{e['min_epoch']}, {e['at_drop']:.3g} at the drop after epoch {e['drop']}, while the training "
+                           f"loss goes from {e['loss_min']:.1e} at epoch {e['loss_min_epoch']} to {e['loss_drop']:.1e}"
+                           for run, e in ((run, dropped[run]) for run in held))
+               + ". With the training set fitted, cross-entropy falls only while the logits grow, and weight decay "
+               "stops that growth: an equilibrium of the loss with weight decay, in which NC1 no longer falls "
+               "(and can rise), limits NC1, not the drops.")
+            + f" After the first drop the criterion's metrics move by at most {largest:.1%} over a stretch.")
     return facts
 
 
