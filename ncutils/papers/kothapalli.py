@@ -703,8 +703,8 @@ def k2_heldout_rise(result: Any) -> np.ndarray:
 
 def k2_heldout_table(results: Mapping[tuple[str, float], Any]) -> pd.DataFrame:
     """One row per (network, p): the held-out class alignment before training and at the end
-    (medians over trials), its rise (:func:`k2_heldout_rise`, median), and alpha-hat - beta-hat
-    read the official way on the held-out class means (reported, not tested)."""
+    (medians over trials), its rise (:func:`k2_heldout_rise`, median), and the validation
+    accuracy at the last iteration (mean over trials)."""
     rows = []
     for (name, p), result in results.items():
         a = lesde.class_alignment(np.asarray(result.val_class_means))
