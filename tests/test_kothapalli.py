@@ -96,7 +96,7 @@ def test_k1_runs_over_several_datasets():
     assert all(c.epochs == 350 and c.batch_size == 128 and c.momentum == 0.9 and c.weight_decay == 5e-4
                for c in configs)
     grid = kothapalli.k1_grid(parameters)
-    assert [entry.row for entry in grid.entries][-1] == {"dataset": "fashionmnist", "network": "resnet18", "seed": 1}
+    assert [entry.row for entry in grid.entries][-1] == {"dataset": "fashionmnist", "network": "resnet18", "length": 350, "seed": 1}
     assert [entry.config for entry in grid.entries] == configs
     # without extra_datasets: the runs of `dataset` alone, as before
     single = {key: value for key, value in parameters.items() if key != "extra_datasets"}
@@ -224,18 +224,71 @@ def test_tracked_series_survive_a_resume(tmp_path):
 
 
 def test_k1_schedule_facts_follow_the_numbers():
-    frozen = _history(onset=5, epochs=30)
-    frozen["lr"] = np.where(frozen["epoch"] <= 10, 0.1, 0.01)
-    frozen["loss"] = 1e-3
-    for name in kothapalli.K1_METRICS:  # constant after the drop: frozen
-        frozen.loc[frozen["epoch"] > 10, name] = frozen.loc[frozen["epoch"] == 10, name].iloc[0]
-    facts = kothapalli.k1_schedule_facts({"a": frozen})
-    assert facts["K1_low_lr_change"] == "0.0%" and "nearly frozen" in facts["K1_schedule_reading"]
+    # NC1 at its minimum and the loss flat before the drop (an equilibrium): the drops did not stop NC1
+    settled = _history(onset=5, epochs=30)
+    settled["lr"] = np.where(settled["epoch"] <= 10, 0.1, 0.01)
+    settled["loss"] = np.where(settled["epoch"] <= 7, 1e-3, 2e-3)   # rises at the constant learning rate
+    for name in kothapalli.K1_METRICS:  # constant from epoch 8 on
+        settled.loc[settled["epoch"] > 8, name] = settled.loc[settled["epoch"] == 8, name].iloc[0]
+    facts = kothapalli.k1_schedule_facts({"a": settled})
+    assert facts["K1_low_lr_change"] == "0.0%"
+    assert "before the learning rate is ever dropped" in facts["K1_schedule_reading"]
+    assert "rises by more than 20% in a" in facts["K1_schedule_reading"]
     assert facts["K1_low_lr_epochs"] == "a: 20 of the 25 after the onset"
-    moving = _history(onset=5, epochs=30)  # keeps falling by exp(-0.1) per epoch after the drop
+    equilibrium = kothapalli.k1_equilibrium(settled)
+    assert equilibrium["drop"] == 10 and equilibrium["min_epoch"] <= 10 and equilibrium["loss_drop"] == 2e-3
+    # still falling at the drop, with a falling loss: the schedule, not an equilibrium, ends the fall
+    moving = _history(onset=5, epochs=30)  # keeps falling by exp(-0.1) per epoch
     moving["lr"] = np.where(moving["epoch"] <= 10, 0.1, 0.01)
-    moving["loss"] = 1e-3
-    assert "do not freeze" in kothapalli.k1_schedule_facts({"b": moving})["K1_schedule_reading"]
+    moving["loss"] = np.exp(-moving["epoch"] / 5.0)
+    reading = kothapalli.k1_schedule_facts({"b": moving})["K1_schedule_reading"]
+    assert reading.startswith("In b NC1 or the training loss was still falling")
+    assert kothapalli.k1_equilibrium(moving.assign(train_acc=0.5)) == {}  # never fits the training set
+
+
+def _heldout(rise: float, trials: int = 20, steps: int = 30, seed: int = 0, grow: float = 1.0):
+    """A TrialsResult-like object whose held-out class means carry class structure ``rise``
+    (added along the class directions over training) on top of structureless noise whose
+    scale grows by ``grow`` over training."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    d = lesde.class_directions(3)
+    t = np.linspace(0.0, 1.0, steps)[None, :, None, None]
+    noise = rng.standard_normal((trials, 1, 3, 3)) + 0.2 * rng.standard_normal((trials, steps, 3, 3))
+    means = noise * (1 + (grow - 1) * t) + rise * t * d
+    return SimpleNamespace(val_class_means=means, val_accuracy=np.full((trials, steps), 0.5))
+
+
+def test_k2_amended_fails_on_its_null_and_passes_a_constructed_positive():
+    criterion = kothapalli.K2.finding("K2").criterion
+    thresholds = {name: criterion[name] for name in ("level", "clean_above", "null_at_most")}
+    # the null: held-out class means with no class structure at any p, whatever the logits' growth
+    null = {0.0: kothapalli.k2_heldout_rise(_heldout(0.0, grow=100.0, seed=1)),
+            2 / 3: kothapalli.k2_heldout_rise(_heldout(0.0, grow=100.0, seed=2))}
+    result = kothapalli.k2_network(null, **thresholds)
+    assert not result["passed"] and not result["clean_pass"]
+    # a constructed positive: clean labels align the held-out class means, the null does not
+    positive = {0.0: kothapalli.k2_heldout_rise(_heldout(5.0, seed=1)),
+                2 / 3: kothapalli.k2_heldout_rise(_heldout(0.0, grow=100.0, seed=2))}
+    assert kothapalli.k2_network(positive, **thresholds)["passed"]
+    # the null level behaving like clean labels fails
+    both = {0.0: positive[0.0], 2 / 3: positive[0.0]}
+    assert not kothapalli.k2_network(both, **thresholds)["passed"]
+    _, outcome = kothapalli.k2_verdict({"a": positive, "b": null}, **thresholds)
+    assert outcome.state == verdicts.NOT_REPRODUCED
+    table = kothapalli.k2_heldout_table({("m", 0.0): _heldout(5.0), ("m", 2 / 3): _heldout(0.0)})
+    assert table.loc[0, "rise"] > 0.5 and abs(table.loc[1, "rise"]) < 0.3
+    reason = kothapalli.k2_reason({"a": kothapalli.k2_network(positive, **thresholds)}, "rise")
+    assert "on clean labels" in reason and reason.endswith("(all pass)")
+
+
+def test_k2_criteria_are_declared_with_the_first_kept():
+    first, amended = kothapalli.K2.finding("K2").criteria
+    assert first.registered < amended.registered == "2026-12-06"
+    assert amended.reason and amended.seen and "held-out" in amended.render()
+    assert {k: first[k] for k in first.thresholds} == {k: amended[k] for k in amended.thresholds}
+    assert kothapalli.K1.finding("K1").criterion["half"] == 0.5
 
 
 def test_k2_levels_train_once_then_load(tmp_path, monkeypatch):

@@ -230,3 +230,29 @@ def test_a_trial_equals_plain_per_sample_sgd():
         means = torch.stack([logits[labels[probe] == c].mean(0) for c in range(3)]).numpy()
         np.testing.assert_allclose(result.class_means[trial, -1], means, rtol=1e-10, atol=1e-12)
     assert result.settings["threads"] == 1 and torch.get_num_threads() >= 1
+
+
+def test_class_alignment_is_scale_free_and_reads_the_symmetric_mode():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3, 3))
+    a = lesde.class_alignment(x)
+    np.testing.assert_allclose(lesde.class_alignment(40.0 * x + 3.0), a)          # scale and common shift
+    s, _ = lesde.mode_projections(x[None])
+    d = lesde.class_directions(3)
+    np.testing.assert_allclose(a, s[0] / (np.linalg.norm(x @ d, axis=(1, 2)) * np.sqrt(2)))
+    assert np.all(np.abs(a) <= 1 + 1e-12)
+    assert abs(float(lesde.class_alignment(d)) - 1) < 1e-12
+
+
+def test_train_trials_records_held_out_class_means_by_true_label():
+    torch.manual_seed(0)
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    build = lambda: torch.nn.Linear(4, 3)  # noqa: E731
+    result = lesde.train_trials(build, x, y, x[:30], y[:30], trials=2, iterations=10, lr=0.05, log_every=5,
+                                probe_per_class=5, label_noise=2 / 3)
+    assert result.val_class_means.shape == (2, 3, 3, 3)
+    with torch.no_grad():  # at iteration 0: trial 0's untouched initial weights
+        torch.manual_seed(0)
+        logits = build().double()(x[:30].double())
+    expected = torch.stack([logits[y[:30] == c].mean(0) for c in range(3)]).numpy()
+    np.testing.assert_allclose(result.val_class_means[0, 0], expected, atol=1e-12)

@@ -96,6 +96,7 @@ from ncutils.stats import DEFAULT_RCOND
 __all__ = [
     "TrialsResult",
     "bootstrap_median",
+    "class_alignment",
     "class_directions",
     "corrupt_labels",
     "estimate_alpha_beta",
@@ -408,6 +409,45 @@ def mode_projections(class_means: Any) -> tuple[np.ndarray, np.ndarray]:
     return own.sum(axis=-1), own @ mode_weights(k)
 
 
+def class_alignment(class_means: Any) -> np.ndarray:
+    """The share of the class-mean logits that lies along the class directions: a scale-free ``s``.
+
+    ``a = <Xbar, D>_F / (||Xbar D||_F ||D||_F)`` with ``D = I - 11^T/K`` (rows ``e_c - 1/K``,
+    :func:`class_directions`): the cosine between the class-mean logit matrix, each row's
+    common shift removed (softmax ignores it), and the simplex pattern in which every class
+    mean points along its own class direction. The numerator is ``s`` of
+    :func:`mode_projections`, the symmetric mode that the LE-SDE's ``alpha - beta`` drives; the
+    denominator is the size of every non-common direction of the logits, so multiplying the
+    logits by any factor leaves ``a`` unchanged (``K d log|a| / dt`` is ``alpha-hat - beta-hat``
+    less ``K d log ||Xbar D||_F / dt``, the growth every direction shares). ``a`` lies in
+    ``[-1, 1]``: 1 when the class means form the simplex pattern exactly, near 0 when they
+    carry no class structure; ``nan`` where all rows are constant.
+
+    Parameters
+    ----------
+    class_means : array (..., K, K)
+        ``[..., c, k]``: mean logit k over the samples of class c.
+
+    Returns
+    -------
+    ndarray (...)
+
+    Examples
+    --------
+    >>> round(float(class_alignment(5.0 * class_directions(3) + 2.0)), 12)   # any scale, any common shift
+    1.0
+    >>> round(float(class_alignment(np.eye(3)[[1, 2, 0]])), 12)   # every class mean on another class
+    -0.5
+    """
+    x = np.asarray(class_means, dtype=np.float64)
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"class_means must have shape (..., K, K), got {x.shape}")
+    d = class_directions(x.shape[-1])
+    centred = x @ d                                   # each row's common shift removed (D is symmetric)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.einsum("...ck,ck->...", x, d) / (np.linalg.norm(centred, axis=(-2, -1)) * np.linalg.norm(d))
+
+
 def estimate_alpha_beta(
     class_means: Any,
     *,
@@ -568,6 +608,9 @@ class TrialsResult:
         Each trial's training labels (corrupted at ``label_noise``).
     order : ndarray (iterations, trials), optional
         The training sample each trial stepped on at each iteration.
+    val_class_means : ndarray (trials, L, K, K), optional
+        Class-mean logits of the validation samples, classes by their *true* labels (held-out
+        samples the network never stepped on, so no memorised label enters them).
     """
 
     iterations: np.ndarray
@@ -579,6 +622,7 @@ class TrialsResult:
     settings: dict[str, Any] = field(default_factory=dict)
     labels: np.ndarray | None = None
     order: np.ndarray | None = None
+    val_class_means: np.ndarray | None = None
 
 
 def corrupt_labels(labels: torch.Tensor, p: float, num_classes: int,
@@ -710,7 +754,9 @@ def _train_trials(build: Callable[[], nn.Module], inputs: torch.Tensor, labels: 
     measured = torch.cat([x[probe], xv])                                      # probe, then validation
     one_hot = torch.nn.functional.one_hot(probe_labels, num_classes).to(torch.float64)  # (trials, P, K)
     counts = one_hot.sum(dim=1)                                                       # (trials, K)
-    logged, means, val_acc, train_acc = [], [], [], []
+    val_one_hot = torch.nn.functional.one_hot(yv, num_classes).to(torch.float64)          # (V, K), true labels
+    val_counts = val_one_hot.sum(dim=0).clamp(min=1)                                      # (K,)
+    logged, means, val_means, val_acc, train_acc = [], [], [], [], []
 
     def log(iteration: int) -> None:
         with torch.no_grad():
@@ -719,6 +765,8 @@ def _train_trials(build: Callable[[], nn.Module], inputs: torch.Tensor, labels: 
             logits, val_logits = outputs[:, :probe.numel()], outputs[:, probe.numel():]  # (trials, P | V, K)
             means.append((torch.einsum("tpc,tpk->tck", one_hot, logits)
                           / counts.clamp(min=1)[:, :, None]).cpu().numpy())
+            val_means.append((torch.einsum("vc,tvk->tck", val_one_hot, val_logits)
+                              / val_counts[None, :, None]).cpu().numpy())
             train_acc.append((logits.argmax(-1) == probe_labels).double().mean(1).cpu().numpy())
             val_acc.append((val_logits.argmax(-1) == yv).double().mean(1).cpu().numpy())
         logged.append(iteration)
@@ -742,4 +790,4 @@ def _train_trials(build: Callable[[], nn.Module], inputs: torch.Tensor, labels: 
                          "probe_per_class": probe_per_class, "seed": seed,
                          "threads": torch.get_num_threads(), "device": str(device),
                          "n_train": int(labels.shape[0]), "n_val": int(val_labels.shape[0])},
-                        drawn_labels.numpy(), drawn_order.numpy())
+                        drawn_labels.numpy(), drawn_order.numpy(), np.stack(val_means, axis=1))
