@@ -4,7 +4,7 @@ K1 (the terminal phase, after Papyan, Han, Donoho 2020): once training error is 
 NC1, the ETF error and the self-duality of the last hidden layer fall, and the network's
 decisions become the nearest-class-centre rule. K2 (the locally elastic SDE of Zhang,
 Wang, Su 2021): features separate iff the same-class effect of a step beats the cross-class
-one, alpha > beta. The criteria are those of DESIGN.md 8.6 (which override issue 15's),
+one, alpha > beta. The criteria (declared as :class:`~ncutils.chapter.Criterion` objects) are
 pure functions of history tables and estimates with their thresholds as arguments; this
 module trains nothing (see :func:`ncutils.train.train` with ``track_last_layer=True``
 and :func:`ncutils.theory.lesde.train_trials`).
@@ -70,7 +70,7 @@ __all__ = [
 #: The metrics K1's criterion halves and ranks over the terminal phase (history columns).
 K1_METRICS = ("ll_nc1", "ll_etf_error", "ll_self_duality")
 
-# Papyan et al.'s protocol (NOTES.md 0): SGD, momentum 0.9, weight decay 5e-4, batch 128,
+# Papyan et al.'s protocol (their official code): SGD, momentum 0.9, weight decay 5e-4, batch 128,
 # lr x0.1 at epochs//3 and 2*epochs//3.
 _PAPYAN = dict(optimizer="sgd", momentum=0.9, weight_decay=5e-4, batch_size=128,
                schedule="multistep", lr_decay=0.1)
@@ -275,7 +275,7 @@ def tpt_onset(history: pd.DataFrame) -> int | None:
 
 def k1_run(history: pd.DataFrame, *, metrics: Sequence[str] = K1_METRICS, half: float = 0.5,
            max_rho: float = -0.7, max_mismatch: float = 0.01, min_tpt_ratio: float = 3.0) -> dict[str, Any]:
-    """K1's criterion on one run's history (DESIGN.md 8.6).
+    """K1's criterion on one run's history (as the chapter pre-registers it).
 
     Eligible when train accuracy reaches 1.0. Passes when the terminal phase (onset to last
     epoch, inclusive) lasts at least ``min_tpt_ratio`` times the epochs before it, each of
@@ -502,7 +502,7 @@ def k1_schedule_facts(histories: Mapping[str, pd.DataFrame], *, metrics: Sequenc
 
 
 def k1_verdict(histories: Mapping[Any, pd.DataFrame], **thresholds: Any) -> tuple[pd.DataFrame, verdicts.Outcome]:
-    """K1 over several runs: one row per run (:func:`k1_run`) and the verdict of DESIGN 8.3.
+    """K1 over several runs: one row per run (:func:`k1_run`) and the verdict of the several-runs rule (book/method.md).
 
     Ineligible runs (no 100% train accuracy) are left out of the count; fewer than two
     eligible runs give "inconclusive".
