@@ -177,7 +177,7 @@ def _key_command(arguments: argparse.Namespace) -> int:
 
 
 def _add_train_parser(commands: Any) -> None:
-    """The ``train`` subcommand (issue 16): a profile's missing runs through a job engine."""
+    """The ``train`` subcommand: a profile's missing runs through a job engine."""
     training = commands.add_parser(
         "train", help="train every missing run of a profile through a job engine (submitit: local or slurm)")
     training.add_argument("--profile", default="cpu", help="the profile (default cpu)")

@@ -73,7 +73,7 @@ __all__ = [
     "validate_parameters",
 ]
 
-#: The day G3's criterion was amended (a convergence condition and several seeds, issue 12).
+#: The day G3's criterion was amended (a convergence condition and several seeds).
 G3_AMENDMENT_DATE = "2026-12-01"
 #: The amended G3's convergence condition, fixed before any amended result: the final gradient
 #: norm of the full loss over all parameters of a converged ReLU solution.
