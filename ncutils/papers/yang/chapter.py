@@ -89,26 +89,32 @@ def scale(parameters: Mapping[str, Any]) -> str:
     Examples
     --------
     >>> scale(CHAPTER.defaults)
-    'MLP 6 x 256 on digits, mnist5k (classes merged in pairs); 30-60 epochs; 1 x 1 (lr x weight decay); 2 seeds; Y2: a 32-dimensional Gaussian mixture'
+    'MLP 6 x 256, classes merged in pairs; Y1 grid: digits, 3 x 3 (lr x weight decay), 60 epochs; Y1 point: mnist5k, lr 0.05, weight decay 0.0005, 30 epochs; 2 seeds; Y2: a 32-dimensional Gaussian mixture (our stand-in)'
     """
     kwargs = parameters["arch_kwargs"] or {}
     size = f" {kwargs['depth']} x {kwargs['width']}" if "depth" in kwargs and "width" in kwargs else ""
     architecture = {"mlp": "MLP", "resnet18": "ResNet-18"}.get(parameters["architecture"], parameters["architecture"])
     epochs = parameters["epochs"]
-    counts = sorted(set(epochs.values())) if isinstance(epochs, Mapping) else [epochs]
-    epoch_text = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+    def epoch_text(datasets: Any) -> str:
+        counts = sorted({epochs[d] for d in datasets} if isinstance(epochs, Mapping) else {epochs})
+        return f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+    point = (f"{', '.join(parameters['datasets'])}, lr {', '.join(f'{v:g}' for v in parameters['lrs'])}, weight decay "
+             f"{', '.join(f'{v:g}' for v in parameters['weight_decays'])}, {epoch_text(parameters['datasets'])} epochs")
     seeds = len(parameters["seeds"])
-    return (f"{architecture}{size} on {', '.join(parameters['datasets'])} (classes merged in pairs); "
-            f"{epoch_text} epochs; {len(parameters['lrs'])} x {len(parameters['weight_decays'])} "
-            f"(lr x weight decay); {seeds} seed{'s' if seeds != 1 else ''}; "
-            f"Y2: a {parameters['y2_data']['dim']}-dimensional Gaussian mixture")
+    return (f"{architecture}{size}, classes merged in pairs; Y1 grid: {', '.join(parameters['grid_datasets'])}, "
+            f"{len(parameters['grid_lrs'])} x {len(parameters['grid_weight_decays'])} (lr x weight decay), "
+            f"{epoch_text(parameters['grid_datasets'])} epochs; Y1 point: {point}; "
+            f"{seeds} seed{'s' if seeds != 1 else ''}; "
+            f"Y2: a {parameters['y2_data']['dim']}-dimensional Gaussian mixture (our stand-in)")
 
 
 CHAPTER = Chapter(
     stem="yang_fine_structure",
     title="Y1–Y2 · Does fine-grained structure survive collapse?",
     defaults={
-        "datasets": ["digits", "mnist5k"], "pairings": ["mod5"], "architecture": "mlp",
+        "datasets": ["mnist5k"], "pairings": ["mod5"], "architecture": "mlp",
         "arch_kwargs": {"depth": 6, "width": 256}, "epochs": {"digits": 60, "mnist5k": 30},
         "lrs": [0.05], "weight_decays": [0.0005], "grid_datasets": ["digits"], "grid_lrs": [0.1, 0.01, 0.001],
         "grid_weight_decays": [0.005, 0.0005, 0.00005], "batch_size": 64, "seeds": [0, 1], "reference_seeds": [0],
@@ -132,6 +138,6 @@ CHAPTER = Chapter(
     trains=_runs,
     datasets=lambda parameters: list(parameters["datasets"]),
     scale=scale,
-    paper_setting="ResNet-18 on CIFAR-10 with classes merged in pairs, 350 epochs, a grid of learning rates "
-                  "and weight decays",
+    paper_setting="ResNet-18 on CIFAR-10 with classes merged in pairs, 350 epochs, initial learning rate 0.1, "
+                  "0.01, 0.001 x weight decay 5e-3, 5e-4, 5e-5",
 )
