@@ -18,9 +18,17 @@ to ``metrics.py`` clusters nothing again), and :func:`y1_epoch_series` /
 (:mod:`~ncutils.papers.yang.criteria`): :func:`y1_table` / :func:`y1_outcome` and :func:`y2_table` / :func:`y2_outcome`, pure
 functions of those tables with every threshold an argument, fixed before the results; the runs
 are combined by :func:`ncutils.verdicts.combine_runs` (reproduced when at least 2/3 of at least
-2 eligible runs pass, not reproduced at most 1/3, inconclusive otherwise). *Report*
+2 eligible runs pass, not reproduced at most 1/3, inconclusive otherwise). Both findings were
+amended on 2026-12-06 (the criteria are declared in :mod:`~ncutils.papers.yang.chapter`, the
+earlier first): Y1 is judged over a learning-rate x weight-decay grid (:func:`y1_sweep_grid`),
+:func:`y1_grid_points` / :func:`y1_grid_outcome` (reproduced when some grid point passes both
+halves in every seed: the claim is existential), and Y2 by :func:`y2_stand_in_outcome`
+(inconclusive: the paper's synthetic model is not available, the chapter's is a stand-in).
+*Report*
 (:mod:`~ncutils.papers.yang.report`): :func:`y1_facts` / :func:`y2_facts` (the numbers the
-chapter's prose quotes) and :func:`y1_finding` / :func:`y2_finding` (each finding's record).
+chapter's prose quotes) and :func:`y1_finding` / :func:`y2_finding` (each finding's record), with
+:func:`y1_grid_facts`, :func:`y1_grid_display` and :func:`y1_original_result` (what the earlier
+Y1 criterion gives on the same runs).
 
 No official code exists, and only the paper's abstract could be read. Everything below that the
 paper does not confirm is an *assumption* and :data:`ASSUMPTIONS` lists each one, for the chapter
@@ -33,10 +41,11 @@ Neural Representations", ICML.
 """
 
 from ncutils.papers.yang import configs, criteria, recovery, report
-from ncutils.papers.yang.chapter import CHAPTER
+from ncutils.papers.yang.chapter import AMENDMENT_DATE, CHAPTER, Y1_CRITERIA, Y2_CRITERIA
 from ncutils.papers.yang.configs import *  # noqa: F403
 from ncutils.papers.yang.criteria import *  # noqa: F403
 from ncutils.papers.yang.recovery import *  # noqa: F403
 from ncutils.papers.yang.report import *  # noqa: F403
 
-__all__ = sorted({*configs.__all__, *criteria.__all__, *recovery.__all__, *report.__all__, "CHAPTER"})
+__all__ = sorted({*configs.__all__, *criteria.__all__, *recovery.__all__, *report.__all__, "AMENDMENT_DATE", "CHAPTER",
+                  "Y1_CRITERIA", "Y2_CRITERIA"})

@@ -30,6 +30,7 @@ __all__ = [
     "log_epochs",
     "validate_parameters",
     "y1_grid",
+    "y1_sweep_grid",
     "y2_grid",
     "yang_config",
 ]
@@ -292,6 +293,52 @@ def y1_grid(parameters: Mapping[str, Any]) -> Grid:
     return Grid(tuple(entries))
 
 
+def y1_sweep_grid(parameters: Mapping[str, Any]) -> Grid:
+    """The learning-rate x weight-decay grid of Y1: coarse runs and fine references, no baseline.
+
+    :func:`y1_grid` with ``datasets``, ``lrs`` and ``weight_decays`` replaced by
+    ``grid_datasets``, ``grid_lrs`` and ``grid_weight_decays``, no shuffled-label network and
+    no series across training: what the grid's verdict reads (the last epoch and the
+    initialisation of each coarse run, the test accuracy of each fine-trained one). A grid
+    run that :func:`y1_grid` also trains (same dataset, pairing, learning rate, weight decay
+    and seed) is that very run, series included, so the store trains it once.
+
+    Parameters
+    ----------
+    parameters : mapping
+        :func:`y1_grid`'s keys plus ``grid_datasets``, ``grid_lrs``, ``grid_weight_decays``.
+
+    Returns
+    -------
+    Grid
+        Labels as :func:`y1_grid`'s.
+
+    Example
+    -------
+    >>> base = {"datasets": ["digits"], "pairings": ["mod5"], "architecture": "mlp",
+    ...         "arch_kwargs": {"depth": 3}, "epochs": 4, "lrs": [0.05], "weight_decays": [5e-4],
+    ...         "batch_size": 64, "seeds": [0, 1], "reference_seeds": [0], "shuffled_seeds": [0],
+    ...         "series_points": 3, "grid_datasets": ["digits"], "grid_lrs": [0.1, 0.05],
+    ...         "grid_weight_decays": [5e-4]}
+    >>> grid = y1_sweep_grid(base)
+    >>> [(e.labels["lr"], e.labels["pairing"], e.config.seed, e.config.sweep_epochs) for e in grid.entries]
+    [(0.1, 'mod5', 0, ()), (0.1, 'mod5', 1, ()), (0.1, 'fine', 0, ()), (0.05, 'mod5', 0, (0, 1, 4)), (0.05, 'mod5', 1, (0, 1, 4)), (0.05, 'fine', 0, ())]
+    """
+    _require(parameters, ("grid_datasets", "grid_lrs", "grid_weight_decays"))
+    for key in ("grid_datasets", "grid_lrs", "grid_weight_decays"):
+        if not isinstance(parameters[key], (list, tuple)) or not parameters[key]:
+            raise ValueError(f"parameters[{key!r}] must be a non-empty list, got {parameters[key]!r}")
+    sweep = y1_grid({**parameters, "datasets": list(parameters["grid_datasets"]),
+                     "lrs": list(parameters["grid_lrs"]), "weight_decays": list(parameters["grid_weight_decays"]),
+                     "shuffled_seeds": [], "series_points": 0})
+    # the same run in the chapter's own grid (with its series): reuse it
+    point = {(tuple(sorted(entry.labels.items())), entry.config.seed): entry
+             for entry in y1_grid(parameters).entries}
+    entries = tuple(point.get((tuple(sorted(entry.labels.items())), entry.config.seed), entry)
+                    for entry in sweep.entries)
+    return Grid(entries)
+
+
 def y2_grid(parameters: Mapping[str, Any]) -> Grid:
     """The synthetic setting: one MLP per fine separation x training length x seed.
 
@@ -374,6 +421,13 @@ def validate_parameters(parameters: Mapping[str, Any]) -> list[str]:
             y1_grid(parameters)
         except (KeyError, ValueError, TypeError) as error:
             problems.append(f"Y1: {error_text(error)}")
+    if not problems and any(key.startswith("grid_") for key in parameters):
+        problems += _not_lists(parameters, ("grid_datasets", "grid_lrs", "grid_weight_decays"))
+        if not problems:
+            try:
+                y1_sweep_grid(parameters)
+            except (KeyError, ValueError, TypeError) as error:
+                problems.append(f"Y1 grid: {error_text(error)}")
     if any(key.startswith("y2_") for key in parameters):
         problems += _not_lists(parameters, ("y2_separations", "y2_epochs", "y2_separated", "y2_unseparated"))
         if not problems:

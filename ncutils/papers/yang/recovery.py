@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from ncutils import metrics
@@ -179,11 +180,14 @@ def _recovery_unit(features: _Features, what: int | str, labels: str, *, predict
     if labels == "random":  # the null: fine labels drawn at random inside each coarse class
         fine = random_fine_labels(coarse, fine, seed=seed + 1)
         test_fine = random_fine_labels(test_coarse, test_fine, seed=seed + 2)
-    found = fine_structure(train_x, coarse, fine, test_features=test_x, test_coarse_labels=test_coarse,
-                           test_fine_labels=test_fine,
-                           test_predicted_coarse=predicted_coarse if predicted else None,
-                           n_init=n_init, seed=seed)
-    chance = chance_level(found, fine, test_fine, permutations=permutations, quantile=quantile, seed=seed)
+    # one OpenMP thread: k-means on a few hundred points gains nothing from more, and beside
+    # other processes (two notebooks, parallel training) spinning threads cost 4-5x the CPU time
+    with threadpool_limits(limits=1):
+        found = fine_structure(train_x, coarse, fine, test_features=test_x, test_coarse_labels=test_coarse,
+                               test_fine_labels=test_fine,
+                               test_predicted_coarse=predicted_coarse if predicted else None,
+                               n_init=n_init, seed=seed)
+        chance = chance_level(found, fine, test_fine, permutations=permutations, quantile=quantile, seed=seed)
     x, y = torch.from_numpy(train_x), torch.from_numpy(coarse)
     coarse_stats = ClassStats.from_features(x, y)
     scatter = ProjectedScatter(coarse_stats).update(x, y)
