@@ -39,6 +39,9 @@ from ncutils.theory.lesde import bootstrap_median
 from ncutils.train import TrainConfig
 
 __all__ = [
+    "k1_run_name",
+    "k1_value",
+    "k2_interval_text",
     "K1",
     "K2",
     "K1_METRICS",
@@ -540,6 +543,31 @@ def k1_reason(table: pd.DataFrame, criterion: Any) -> str:
              for row in eligible.to_dict("records")]
     return ("; ".join(parts) + f"; the criterion asks each at most {criterion['half']:g}x with Spearman at most "
             f"{criterion['max_rho']:g} ({int(eligible['passed'].sum())} of {len(eligible)} eligible runs pass)")
+
+
+def k1_run_name(dataset: str, network: str, length: int, seed: int) -> str:
+    """A K1 run's name in tables and figures: ``"mnist5k mlp 60 epochs seed 0"``."""
+    return f"{dataset} {network} {length} epochs seed {seed}"
+
+
+def k1_value(table: pd.DataFrame) -> str:
+    """K1's recorded value: the worst ratio, Spearman and mismatch over the eligible runs of
+    :func:`k1_verdict`'s table, and how many pass."""
+    eligible = table[table["eligible"]]
+    if eligible.empty:
+        return "no eligible run"
+    spearman = max(eligible["ll_nc1_rho"].max(), eligible["ll_etf_error_rho"].max(),
+                   eligible["ll_self_duality_rho"].max())
+    return (f"last/onset NC1 at most {eligible['ll_nc1_ratio'].max():.3g}, ETF error "
+            f"{eligible['ll_etf_error_ratio'].max():.3g}, self-duality {eligible['ll_self_duality_ratio'].max():.3g}; "
+            f"Spearman at most {spearman:.2f}; NCC mismatch at most {eligible['ll_ncc_mismatch_last'].max():.4f}; "
+            f"TPT/pre-TPT at least {eligible['tpt_ratio'].min():.2g} "
+            f"({int(eligible['passed'].sum())}/{len(eligible)} runs pass)")
+
+
+def k2_interval_text(row: Mapping[str, float]) -> str:
+    """A median and its bootstrap interval: ``"1.06e-03 [9.92e-04, 1.15e-03]"``."""
+    return f"{row['median']:.2e} [{row['low']:.2e}, {row['high']:.2e}]"
 
 
 def k2_data(dataset: str, classes: Sequence[int], *, device: str = "cpu",
