@@ -86,7 +86,7 @@ FOLLOWS = {
     "tracked": ["train", "data", "_checks", "layer_stats", "stats", "probe"],
     "statistics": ["layer_stats", "stats", "probe", "_checks"],
     "measured": ["measure", "sweep", "metrics", "_alignment", "series", "layer_stats", "stats", "probe"],
-    "k2": ["theory.lesde", "papers.kothapalli", "data", "_checks", "stats"],
+    "k2": ["theory.lesde", "papers.kothapalli.k2", "data", "_checks", "stats"],
     "yang": ["papers.yang.recovery", "cluster", "probe", "stats", "data", "_checks"],
     "ufm-run": ["theory.ufm.training", "theory.ufm.model", "theory.ufm.spectra", "stats", "_checks"],
     "ufm-analysis": ["theory.ufm.spectra", "theory.ufm.model", "stats"],
@@ -101,7 +101,7 @@ IGNORES = {
     "measured": ["train", "data", "models", "grid", "book.provenance"],
     "k2": ["metrics", "sweep", "measure", "grid", "cluster", "models", "theory.ufm.training",
            "papers.yang.recovery", "book.provenance", "book.findings"],
-    "yang": ["metrics", "measure", "grid", "models", "papers.kothapalli", "book.provenance"],
+    "yang": ["metrics", "measure", "grid", "models", "papers.kothapalli.k2", "book.provenance"],
     "ufm-run": ["metrics", "train", "data", "theory.lesde", "book.provenance"],
     "ufm-analysis": ["metrics", "theory.ufm.training", "book.provenance"],
 }
@@ -123,14 +123,14 @@ def test_a_key_ignores_modules_its_computation_does_not_run(package, kind, modul
 
 def test_k2_follows_the_relabelling_of_k2_data(package):
     base = _k2_key()
-    _edit(package, "papers.kothapalli", "remap = {int(c): i for i, c in enumerate(classes)}",
+    _edit(package, "papers.kothapalli.k2", "remap = {int(c): i for i, c in enumerate(classes)}",
           "remap = {int(c): len(classes) - 1 - i for i, c in enumerate(classes)}")
     assert _k2_key() != base
 
 
 def test_an_import_added_inside_a_function_is_followed(package):
     assert "ncutils.cluster" not in kothapalli.K2_TRIALS.modules()
-    _edit(package, "papers.kothapalli", '    remap = {int(c): i for i, c in enumerate(classes)}',
+    _edit(package, "papers.kothapalli.k2", '    remap = {int(c): i for i, c in enumerate(classes)}',
           '    from ncutils import cluster  # noqa: F401\n    remap = {int(c): i for i, c in enumerate(classes)}')
     assert "ncutils.cluster" in kothapalli.K2_TRIALS.modules()
     base = _k2_key()
