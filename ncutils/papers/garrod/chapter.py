@@ -1,8 +1,10 @@
 """Garrod & Keating (2024): the chapter's declaration (parameters, findings and criteria, budget, scale) and its store fingerprint."""
 
 from __future__ import annotations
+
 from collections.abc import Mapping
 from typing import Any
+
 from ncutils import store
 from ncutils.chapter import Budget, Chapter, Criterion, Finding
 from ncutils.theory import ufm

@@ -1,8 +1,10 @@
 """Garrod & Keating (2024): the paper's deep UFM settings, the chapter's two models and its parameter checks."""
 
 from __future__ import annotations
+
 from collections.abc import Mapping
 from typing import Any
+
 from ncutils.papers._validation import error_text, seed_problems
 from ncutils.theory import ufm
 from ncutils.theory.ufm.training import _plan

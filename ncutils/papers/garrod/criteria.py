@@ -1,7 +1,9 @@
 """Garrod & Keating (2024): G1-G3 as first registered, pure functions of a layer's Hessian and gradient spectra."""
 
 from __future__ import annotations
+
 from typing import Any
+
 from ncutils.theory import ufm
 
 __all__ = ["g1_equal_outliers", "g2_gradient_alignment", "g3_unequal_outliers"]

@@ -1,10 +1,13 @@
 """Garrod & Keating (2024): G3 as amended on 2026-12-06 (eligible solutions, a convergence rule a kinked loss can meet) and the reasons."""
 
 from __future__ import annotations
+
 from collections.abc import Mapping
 from typing import Any
+
 import numpy as np
 import pandas as pd
+
 from ncutils import verdicts
 from ncutils.theory import ufm
 from ncutils.papers.garrod.criteria import g3_unequal_outliers

@@ -1,9 +1,12 @@
 """Garrod & Keating (2024): the chapter's tables and texts (the optimum, each run, each layer, the ReLU solution)."""
 
 from __future__ import annotations
+
 from collections.abc import Mapping
 from typing import Any
+
 import pandas as pd
+
 from ncutils.theory import ufm
 
 __all__ = ["kink_text", "layer_tables", "optimum_table", "run_summary", "solution_text"]

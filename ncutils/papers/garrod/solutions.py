@@ -1,9 +1,12 @@
 """Garrod & Keating (2024): which solution a ReLU UFM run reached (deep NC, kinks) and which the first G3 tests."""
 
 from __future__ import annotations
+
 from typing import Any
+
 import numpy as np
 import pandas as pd
+
 from ncutils import verdicts
 
 __all__ = ["deep_nc_check", "g3_verdict", "kink_check", "select_g3_solutions"]

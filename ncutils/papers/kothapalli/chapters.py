@@ -1,8 +1,10 @@
 """Kothapalli (2023): the declarations of the K1 and K2 chapters (parameters, runs, findings, budget, scale)."""
 
 from __future__ import annotations
+
 from collections.abc import Mapping
 from typing import Any
+
 from ncutils import store
 from ncutils._checks import resolve_device
 from ncutils.chapter import Budget, Chapter, Criterion, Finding

@@ -1,9 +1,12 @@
 """Kothapalli (2023), K1: the terminal phase of training, its runs (Papyan's protocol) and its criterion."""
 
 from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from typing import Any
+
 import pandas as pd
+
 from ncutils import verdicts
 from ncutils.grid_spec import Grid
 from ncutils.papers._validation import error_text, seed_problems

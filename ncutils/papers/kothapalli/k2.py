@@ -1,11 +1,14 @@
 """Kothapalli (2023), K2: the locally elastic SDE, its trials' data and estimates, and its criteria."""
 
 from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
+
 from ncutils import verdicts
 from ncutils._checks import resolve_device
 from ncutils.data import available_datasets, load_dataset
