@@ -1,5 +1,9 @@
 """Dataset registry: one call returns normalised tensors on the device plus metadata.
 
+Why one module of this size: it is one concept, the registry, and every dataset in it follows
+the same contract (fixed splits, standardisation by the training split, named errors when files
+are missing); the torchvision on-disk readers sit beside the offline loaders they stand in for.
+
 :func:`load_dataset` knows two kinds of dataset.
 
 Offline, shipped by installed packages (the cpu profile; no network ever):

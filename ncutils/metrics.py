@@ -1,5 +1,9 @@
 """Neural Collapse metrics: pure functions from class statistics (and weights) to numbers.
 
+Why one module of this size: it is one concept, the metrics, each in its two forms (raw
+features and statistics) beside its convention; splitting by metric would scatter the shared
+conventions below and the naive-dense references its tests check against.
+
 Every metric exists in two forms: from raw ``(features, labels)`` and from
 statistics (``*_from_stats(class_stats, ...)``, the form layer sweeps use).
 Features are ``(N, D)`` or ``(N, C, H, W)`` (flattened channel-major), torch

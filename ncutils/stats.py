@@ -1,5 +1,8 @@
 """Streaming, mergeable per-class statistics of features.
 
+Why one module of this size: it is one concept, the two accumulators of the two data passes
+and the float64 merges they share (Chan's update); each part needs the others' invariants.
+
 Two accumulators, one per data pass (book/conventions.md):
 
 * :class:`ClassStats` (pass 1): per-class counts, means and within-class sums of

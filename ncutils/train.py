@@ -1,5 +1,9 @@
 """TrainConfig and the training loop: checkpoints at the kept epochs, resume, divergence.
 
+Why one module of this size: it is one concept, a training run, from its config to its
+checkpoints, resume and divergence checks (and the stationarity measured at its end), which
+share the run's state; measuring a stored run is elsewhere (:mod:`ncutils.measure`).
+
 :func:`train` runs one :class:`TrainConfig`: it loads the data onto the device
 (:mod:`ncutils.data`), builds the model (:mod:`ncutils.models`), trains it with index
 minibatches on the device (no DataLoader, no per-sample Python) and records the loss

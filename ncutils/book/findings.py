@@ -1,5 +1,9 @@
 """Record machine-checked verdicts and turn them into the book's scoreboard.
 
+Why one module of this size: it is one concept, a recorded verdict, from the record written to
+the findings file to the forms the page shows of it (glued values, the card, the verdict box,
+the amendment card); the scoreboard's rendering is :mod:`ncutils.book.scoreboard`.
+
 A chapter notebook tests a finding of one of the five papers with a criterion
 that its prose states *before* the result is computed, then calls
 :func:`record`. The record is glued into the page with myst-nb (keys

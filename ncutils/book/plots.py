@@ -1,5 +1,9 @@
 """Seaborn figures shared by the chapters.
 
+Why one module of this size: it is one concept, the book's house style for figures and data
+tables (numbered captions, provenance folded under the figure, alt text, blank missing values),
+which every figure function shares.
+
 Every function takes a tidy :class:`pandas.DataFrame` of numbers that were
 computed elsewhere and returns a :class:`matplotlib.figure.Figure`; nothing
 here computes a metric. Figures are created outside ``pyplot`` so a notebook
