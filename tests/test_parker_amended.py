@@ -135,3 +135,17 @@ def test_reasons_quote_the_numbers_and_thresholds():
     text = parker.p3_reason(table, parker.p3_readings(list(table["passed"])), max_spearman=-0.7, max_ratio=0.5)
     assert "1 of 2 eligible runs pass" in text and "mlp on digits, seed 0 (Spearman -0.54, ratio 0.53)" in text
     assert "every run: not reproduced" in text and "2/3 rule: inconclusive" in text
+
+
+def test_per_run_against_initial_without_eligible_runs_keeps_the_criterion_columns():
+    # no run reached the accuracy threshold (a short or tiny run): the chapters still select
+    # the criterion's columns from the empty table
+    sweeps = pd.DataFrame({"architecture": "mlp", "dataset": "d", "seed": 0, "epoch": [0, 0, 5, 5],
+                           "depth": [0.0, 1.0, 0.0, 1.0], "nc1": 1.0, "equiangularity": 0.3})
+    runs = pd.DataFrame({"architecture": ["mlp"], "dataset": ["d"], "seed": [0], "eligible": [False]})
+    keys = ["architecture", "dataset", "seed"]
+    for criterion, columns in ((parker.depth_collapse_beyond_initial, ["spearman", "reduction", "untrained_spearman",
+                                                                      "untrained_reduction", "passed"]),
+                               (parker.coherence_fall, ["spearman", "ratio", "untrained_spearman", "passed"])):
+        table = parker.per_run_against_initial(sweeps, criterion, group_cols=keys, runs=runs)
+        assert table.empty and list(table[[*keys, *columns]].columns) == [*keys, *columns]

@@ -281,6 +281,17 @@ def hardest_needs_depth(table: pd.DataFrame, *, min_datasets: int, min_spearman:
     }
 
 
+#: The keys each criterion returns: the columns of an empty table (no eligible run), so that a
+#: chapter's selection of columns works whether or not any run was evaluated.
+_RESULT_KEYS: dict[Any, tuple[str, ...]] = {
+    depth_collapse_beyond_initial: ("spearman", "first_hidden", "last_hidden", "reduction", "n_hidden",
+                                    "passed_spearman", "passed_reduction", "untrained_spearman",
+                                    "untrained_reduction", "passed_trained", "untrained_fails", "passed"),
+    coherence_fall: ("spearman", "ratio", "untrained_spearman", "untrained_ratio", "passed_trained",
+                     "untrained_fails", "passed"),
+}
+
+
 def per_run_against_initial(sweeps: pd.DataFrame, criterion: Any, *, group_cols: Sequence[str] = GROUP_COLS,
                             runs: pd.DataFrame | None = None, epoch_col: str = "epoch",
                             **criterion_kwargs: Any) -> pd.DataFrame:
@@ -303,7 +314,8 @@ def per_run_against_initial(sweeps: pd.DataFrame, criterion: Any, *, group_cols:
     Returns
     -------
     DataFrame
-        One row per evaluated run: ``group_cols``, ``epoch`` (the last) and the criterion's keys.
+        One row per evaluated run: ``group_cols``, ``epoch`` (the last) and the criterion's keys
+        (which the table has even without rows, for the criteria of this module).
 
     Raises
     ------
@@ -327,7 +339,7 @@ def per_run_against_initial(sweeps: pd.DataFrame, criterion: Any, *, group_cols:
             raise ValueError(f"run {dict(zip(keys, values))} has no sweep at epoch 0 (the untrained network)")
         rows.append({**dict(zip(keys, values)), "epoch": int(trained[epoch_col].iloc[0]),
                      **criterion(trained, untrained, **criterion_kwargs)})
-    table = pd.DataFrame(rows, columns=None if rows else [*keys, "epoch"])
+    table = pd.DataFrame(rows, columns=None if rows else [*keys, "epoch", *_RESULT_KEYS.get(criterion, ())])
     if runs is not None and rows:
         extra = [c for c in ("train_acc", "test_acc", "difficulty") if c in runs.columns]
         table = table.merge(runs[[*keys, *extra]], on=keys, how="left")
