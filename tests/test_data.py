@@ -6,15 +6,22 @@ formats (idx ubyte, CIFAR pickle batches, SVHN .mat) in a temporary directory.
 
 from __future__ import annotations
 
-import pickle
 import random
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ncutils.data_fixtures import (
+    FAKE_DATASETS,
+    write_cifar_batch,
+    write_cifar_meta,
+    write_fake_dataset,
+    write_fake_datasets,
+    write_mnist_split,
+    write_svhn_split,
+)
 from ncutils.data import (
     LABEL_MAPS,
     DatasetNotFoundError,
@@ -167,20 +174,12 @@ def test_device_and_dtype():
 # --------------------------------------------------------------------------- torchvision formats
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 def _write_mnist_like(root: Path, folder: str, sizes: dict[str, int], rng) -> dict[str, tuple]:
     written = {}
     for split, size in sizes.items():
-        prefix = "train" if split == "train" else "t10k"
         images = rng.integers(0, 256, size=(size, 28, 28), dtype=np.uint8)
         labels = np.arange(size) % 10
-        _write_idx(root / folder / "raw" / f"{prefix}-images-idx3-ubyte", images)
-        _write_idx(root / folder / "raw" / f"{prefix}-labels-idx1-ubyte", labels)
+        write_mnist_split(root, folder, split, images, labels)
         written[split] = (images, labels)
     return written
 
@@ -202,8 +201,6 @@ def test_mnist_family_reads_idx_files(tmp_path, name, folder):
 
 def _write_cifar(root: Path, rng, hundred: bool = False) -> dict[str, tuple]:
     folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
-    folder.mkdir(parents=True)
-    label_key = "fine_labels" if hundred else "labels"
     classes = 100 if hundred else 10
     names = ["train"] if hundred else [f"data_batch_{i}" for i in range(1, 6)]
     written = {"train": [], "test": []}
@@ -211,13 +208,9 @@ def _write_cifar(root: Path, rng, hundred: bool = False) -> dict[str, tuple]:
         for file in files:
             data = rng.integers(0, 256, size=(4, 3072), dtype=np.uint8)
             labels = list(rng.integers(0, classes, size=4))
-            with (folder / file).open("wb") as handle:
-                pickle.dump({"data": data, label_key: [int(v) for v in labels],
-                             "batch_label": file}, handle)
+            write_cifar_batch(folder / file, data, labels, hundred=hundred)
             written[split].append((data, labels))
-    meta_file, meta_key = ("meta", "fine_label_names") if hundred else ("batches.meta", "label_names")
-    with (folder / meta_file).open("wb") as handle:
-        pickle.dump({meta_key: [f"class{c}" for c in range(classes)]}, handle)
+    write_cifar_meta(folder, [f"class{c}" for c in range(classes)], hundred=hundred)
     return {split: (np.concatenate([d for d, _ in parts]), np.concatenate([l for _, l in parts]))
             for split, parts in written.items()}
 
@@ -243,14 +236,12 @@ def test_cifar_reads_pickle_batches(tmp_path, name, hundred):
 
 
 def test_svhn_reads_mat_files_and_maps_label_10_to_0(tmp_path):
-    from scipy.io import savemat
-
     rng = np.random.default_rng(2)
     written = {}
     for split, size in (("train", 6), ("test", 5)):
         images = rng.integers(0, 256, size=(32, 32, 3, size), dtype=np.uint8)  # (H, W, C, N)
         labels = (np.arange(size) % 5 + 6).reshape(-1, 1)  # 6, 7, 8, 9, 10: 10 is the digit 0
-        savemat(tmp_path / f"{split}_32x32.mat", {"X": images, "y": labels})
+        write_svhn_split(tmp_path, split, images, labels)
         written[split] = images
     test = load_dataset("svhn", "test", data_dir=tmp_path)
     assert test.inputs.shape == (5, 3, 32, 32)
@@ -292,6 +283,27 @@ def test_data_dir_defaults_to_the_environment_variable(tmp_path, monkeypatch):
     _write_mnist_like(tmp_path, "KMNIST", {"train": 10}, np.random.default_rng(0))
     monkeypatch.setenv("NCUTILS_DATA_DIR", str(tmp_path))
     assert len(load_dataset("kmnist", "train")) == 10
+
+
+@pytest.mark.parametrize("name", sorted(FAKE_DATASETS))
+def test_stand_in_files_load_class_balanced_and_are_written_the_same_way_twice(tmp_path, name):
+    classes = FAKE_DATASETS[name][2]
+    sizes = {"train": 4 * classes, "test": 2 * classes}
+    files = write_fake_dataset(name, tmp_path / "a", **sizes)
+    train = load_dataset(name, "train", data_dir=tmp_path / "a")
+    test = load_dataset(name, "test", data_dir=tmp_path / "a")
+    assert train.inputs.shape[1:] == FAKE_DATASETS[name][1] and len(train.classes) == classes
+    assert torch.bincount(train.labels, minlength=classes).min() == len(train) // classes
+    assert len(test) == sizes["test"]
+    # the classes are separable: nearest class mean (of the training split) on the test split
+    means = torch.stack([train.inputs[train.labels == c].mean(0) for c in range(classes)]).flatten(1)
+    predicted = torch.cdist(test.inputs.flatten(1), means).argmin(1)
+    assert (predicted == test.labels).float().mean() > 0.9
+    write_fake_datasets([name, "digits"], tmp_path / "b", **sizes)
+    for path in files:
+        assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
+    with pytest.raises(ValueError, match="at least"):
+        write_fake_dataset(name, tmp_path / "c", train=classes - 1, test=classes)
 
 
 # --------------------------------------------------------------------------- errors, registry
