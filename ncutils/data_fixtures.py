@@ -18,6 +18,7 @@ Room: data (writes files; computes no metric, trains nothing).
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -41,14 +42,16 @@ __all__ = [
 #: CIFAR-10's class names, in label order (as its ``batches.meta`` lists them).
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
-#: Dataset name -> (folder under the data root, image shape (C, H, W), classes).
-FAKE_DATASETS: dict[str, tuple[str, tuple[int, int, int], int]] = {
-    "mnist": ("MNIST/raw", (1, 28, 28), 10),
-    "fashionmnist": ("FashionMNIST/raw", (1, 28, 28), 10),
-    "kmnist": ("KMNIST/raw", (1, 28, 28), 10),
-    "cifar10": ("cifar-10-batches-py", (3, 32, 32), 10),
-    "cifar100": ("cifar-100-python", (3, 32, 32), 100),
-    "svhn": (".", (3, 32, 32), 10),
+#: Dataset name -> (folder under the data root, image shape (C, H, W), classes, pixel noise). The
+#: noise (standard deviation in grey levels around the class templates) grows in the order of the
+#: real datasets' difficulty, so that chapters comparing datasets see distinct difficulties.
+FAKE_DATASETS: dict[str, tuple[str, tuple[int, int, int], int, float]] = {
+    "mnist": ("MNIST/raw", (1, 28, 28), 10, 40.0),
+    "kmnist": ("KMNIST/raw", (1, 28, 28), 10, 60.0),
+    "fashionmnist": ("FashionMNIST/raw", (1, 28, 28), 10, 80.0),
+    "svhn": (".", (3, 32, 32), 10, 100.0),
+    "cifar10": ("cifar-10-batches-py", (3, 32, 32), 10, 120.0),
+    "cifar100": ("cifar-100-python", (3, 32, 32), 100, 120.0),
 }
 
 
@@ -179,7 +182,8 @@ def write_fake_dataset(name: str, root: str | os.PathLike, *, train: int = 200, 
     train, test : int
         Images per split (CIFAR's training images are spread over its five batch files).
     seed : int
-        Fixes the class templates and the noise: the same arguments write the same bytes.
+        Fixes the class templates (each dataset its own) and the noise: the same arguments write
+        the same bytes. The noise level is the dataset's in :data:`FAKE_DATASETS`.
 
     Returns
     -------
@@ -206,12 +210,13 @@ def write_fake_dataset(name: str, root: str | os.PathLike, *, train: int = 200, 
 
     if name not in FAKE_DATASETS:
         raise KeyError(f"no stand-in files for dataset {name!r}; known: {sorted(FAKE_DATASETS)}")
-    _, shape, classes = FAKE_DATASETS[name]
+    _, shape, classes, noise = FAKE_DATASETS[name]
     if min(train, test) < classes:
         raise ValueError(f"{name}: at least {classes} images per split, got train={train}, test={test}")
     root = Path(root)
-    splits = {"train": fake_images(train, shape, classes, seed=seed),
-              "test": fake_images(test + 1, shape, classes, seed=seed)}  # +1: another noise draw
+    seed = seed * 1000 + sorted(FAKE_DATASETS).index(name)  # each dataset its own templates
+    splits = {"train": fake_images(train, shape, classes, seed=seed, noise=noise),
+              "test": fake_images(test + 1, shape, classes, seed=seed, noise=noise)}  # +1: another noise draw
     splits["test"] = (splits["test"][0][:test], splits["test"][1][:test])
     if name in ("mnist", "fashionmnist", "kmnist"):
         folder = FAKE_DATASETS[name][0].split("/")[0]
@@ -242,21 +247,25 @@ def write_fake_datasets(names: list[str] | tuple[str, ...], root: str | os.PathL
                         test: int = 100, seed: int = 0) -> Path:
     """Write stand-in files of several datasets under ``root`` (offline datasets are skipped).
 
-    A dataset whose files are all there already is left as it is (the same arguments write the
-    same bytes, so a second call changes nothing and keys nothing anew).
+    A dataset whose files are there already, written by the same arguments (a stamp
+    ``.stand-in-<name>.json`` beside them says which), is left as it is: the same arguments write
+    the same bytes, so a second call changes nothing and keys no run anew.
 
     Returns
     -------
     pathlib.Path
         ``root``.
     """
+    from ncutils.data import dataset_files
+
     root = Path(root)
     for name in dict.fromkeys(names):
         if name not in FAKE_DATASETS:
             continue
-        from ncutils.data import dataset_files
-
-        if all(path.is_file() for path in dataset_files(name, root)):
+        stamp = root / f".stand-in-{name}.json"
+        expected = json.dumps({"train": train, "test": test, "seed": seed, "format": FAKE_DATASETS[name]})
+        if stamp.is_file() and stamp.read_text() == expected and all(path.is_file() for path in dataset_files(name, root)):
             continue
         write_fake_dataset(name, root, train=train, test=test, seed=seed)
+        stamp.write_text(expected)
     return root

@@ -298,7 +298,7 @@ def test_stand_in_files_load_class_balanced_and_are_written_the_same_way_twice(t
     # the classes are separable: nearest class mean (of the training split) on the test split
     means = torch.stack([train.inputs[train.labels == c].mean(0) for c in range(classes)]).flatten(1)
     predicted = torch.cdist(test.inputs.flatten(1), means).argmin(1)
-    assert (predicted == test.labels).float().mean() > 0.9
+    assert (predicted == test.labels).float().mean() > 0.8
     write_fake_datasets([name, "digits"], tmp_path / "b", **sizes)
     for path in files:
         assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
