@@ -13,6 +13,11 @@ Command line (``python -m ncutils.book ...``):
     SIGINT or SIGTERM stops the build, its workers, kernels and their training processes
     (:mod:`~ncutils.book.stopping`; a guard does the same when the build is killed), and
     the next build resumes with the chapters that did not finish.
+``build --profile gpu --tiny`` and ``run NOTEBOOK --profile paper --tiny``
+    The profile's chapters with their own architectures, datasets, schedules and code paths
+    at tiny size (``notebooks/tiny.yaml``), on stand-in files of the torchvision datasets, into
+    ``_build/tiny/<profile>/`` and the store ``<runs>/tiny/``; their findings are labelled
+    ``"<profile> (tiny)"`` and never become the profile's verdicts (:mod:`~ncutils.book.tiny`).
 ``run NOTEBOOK [--profile cpu] -p NAME VALUE ... [--dry-run]``
     Re-execute one chapter with other parameters into
     ``_build/custom/<chapter>.<profile>.<overrides>.ipynb``; the parameters are checked
@@ -311,6 +316,9 @@ def _parser() -> argparse.ArgumentParser:
     build_parser.add_argument("--no-html", action="store_true", help="stop before jupyter-book")
     build_parser.add_argument("--workers", type=int, default=None,
                               help="notebooks run at once (default $NCUTILS_BOOK_WORKERS, else 2 on 2+ cores)")
+    build_parser.add_argument("--tiny", action="store_true",
+                              help="the profile's code paths at tiny size, on stand-in data, into _build/tiny/<profile>/ "
+                                   "(notebooks/tiny.yaml; no website, not the profile's verdicts)")
     run_parser = commands.add_parser("run", help="re-execute one chapter with other parameters")
     run_parser.add_argument("notebook", help="chapter stem or path, e.g. measuring_collapse")
     run_parser.add_argument("--profile", default="cpu", help="profile whose parameters are the starting point")
@@ -320,6 +328,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("-o", "--output", type=Path, help="executed notebook path")
     run_parser.add_argument("--dry-run", action="store_true", help="only check the chapter and the parameters")
+    run_parser.add_argument("--tiny", action="store_true",
+                            help="at tiny size on stand-in data (notebooks/tiny.yaml), into _build/tiny/custom/")
     export_parser = commands.add_parser("export", help="write the result bundle of a built profile")
     export_parser.add_argument("--profile", required=True, help=f"one of {', '.join(PROFILES)}")
     export_parser.add_argument("--output", type=Path, default=None, help="the bundle's folder (default results/<profile>)")
@@ -364,7 +374,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(arguments: argparse.Namespace, root: Path) -> int:
-    if arguments.command == "build":
+    if arguments.command in ("build", "run") and arguments.tiny:
+        from ncutils.book import tiny
+
+        if arguments.command == "build":
+            tiny.build_tiny(arguments.profile, root=root, force=arguments.force, workers=arguments.workers)
+        elif arguments.dry_run:
+            values = tiny.run_tiny(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root,
+                                   dry_run=True)
+            print(f"ok: {arguments.notebook} on profile {arguments.profile} at tiny size with "
+                  + ", ".join(f"{name}={value!r}" for name, value in sorted(values.items())))
+        else:
+            tiny.run_tiny(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root,
+                          output=arguments.output)
+    elif arguments.command == "build":
         build(arguments.profile, root=root, force=arguments.force, html=not arguments.no_html,
               workers=arguments.workers)
     elif arguments.command == "run" and arguments.dry_run:
