@@ -19,6 +19,9 @@ Modules, in the order a build uses them:
 :mod:`~ncutils.book.cli`
     ``python -m ncutils.book build|run|validate|scoreboard|strip``: the build
     in order, and the command line.
+:mod:`~ncutils.book.tiny`
+    ``build --tiny`` and ``run --tiny``: any profile's chapters at tiny size
+    (``notebooks/tiny.yaml``) on stand-in data, into ``_build/tiny/<profile>/``.
 
 and, used from inside the chapter notebooks:
 
