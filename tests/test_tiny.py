@@ -43,7 +43,7 @@ def test_tiny_plan_keeps_the_profile_code_paths_and_cuts_sizes(profile):
                      "lr", "momentum", "warmup_epochs", "label_noise", "activations"):
             if name in original:
                 assert parameters[name] == original[name], (stem, name)
-        for name in ("lrs", "weight_decays"):  # a grid's axes may be cut, to values of the profile's
+        for name in ("lrs", "weight_decays", "grid_lrs", "grid_weight_decays"):  # axes cut to the profile's values
             if name in original:
                 assert parameters[name] and set(parameters[name]) <= set(original[name]), (stem, name)
         if isinstance(original.get("architectures"), dict):
