@@ -98,6 +98,9 @@ def _tiny_build(root: Path, profile: str, store: Path) -> tuple[subprocess.Compl
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("NCUTILS_TINY_PROFILES") != "1",
+                    reason="builds the gpu and paper profiles at tiny size (about 7 minutes on 2 free cores): "
+                           "set NCUTILS_TINY_PROFILES=1 to run it")
 def test_gpu_and_paper_profiles_run_every_chapter_to_a_verdict_at_tiny_size(tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(REPO, root, ignore=_ignore)
