@@ -396,3 +396,24 @@ def test_a_chapter_added_the_documented_way_runs_on_smoke(tmp_path):
     (entry,) = [section["findings"]["T1"] for record in records for section in record["profiles"].values()]
     assert entry["scale"] == "50 coin draws" and entry["paper_setting"] == "an infinite number of draws"
     assert entry["criterion"] == "the share of heads lies within 0.2 of one half"
+
+
+def test_the_page_removes_plumbing_and_folds_code():
+    """The executed copy the website renders: parameters removed, the resolving cell's input
+    removed, every other code cell folded; the source notebooks keep no such tags."""
+    from ncutils.book import page_cells
+
+    cells = [nbformat.v4.new_code_cell('profile = "cpu"\noverrides = {}', metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell('overrides = {"epochs": 1}', metadata={"tags": ["injected-parameters"]}),
+             nbformat.v4.new_code_cell("parameters = toy.CHAPTER.resolve(overrides, profile=profile)"),
+             nbformat.v4.new_code_cell("plots.figure(table)"),
+             nbformat.v4.new_code_cell("import sys", metadata={"tags": ["remove-cell"]}),
+             nbformat.v4.new_markdown_cell("# A chapter")]
+    raw = nbformat.writes(nbformat.v4.new_notebook(cells=cells)).encode()
+    page = nbformat.reads(page_cells.page_notebook(raw).decode(), as_version=4)
+    assert [cell.metadata.get("tags", []) for cell in page.cells] == [
+        ["parameters", "remove-cell"], ["injected-parameters", "remove-cell"], ["remove-input"], ["hide-input"],
+        ["remove-cell"], []]
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            assert "hide-input" not in cell.metadata.get("tags", []), path.stem

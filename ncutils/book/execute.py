@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 
 from ncutils import runs
 from ncutils._io import write_if_changed, write_json_atomic
-from ncutils.book import findings, preflight, provenance, stopping
+from ncutils.book import findings, page_cells, preflight, provenance, stopping
 from ncutils.book.profiles import (
     BookLayout,
     Notebook,
@@ -499,12 +499,13 @@ def _run_side_by_side(layout: BookLayout, pending: Sequence[Job], cache: Path, g
 
 
 def sync_generated(layout: BookLayout, jobs: Sequence[Job]) -> None:
-    """Copy the executed chapters of this profile to ``book/generated/``."""
+    """Copy the executed chapters of this profile to ``book/generated/``, tagged for the page
+    (:func:`ncutils.book.page_cells.page_notebook`: plumbing removed, code folded)."""
     layout.generated.mkdir(parents=True, exist_ok=True)
     wanted = {job.stem for job in jobs}
     for job in jobs:
         source = layout.profile_cache(job.profile) / f"{job.stem}.ipynb"
-        write_if_changed(layout.generated / f"{job.stem}.ipynb", source.read_bytes())
+        write_if_changed(layout.generated / f"{job.stem}.ipynb", page_cells.page_notebook(source.read_bytes()))
     for stale in layout.generated.glob("*.ipynb"):
         if stale.stem not in wanted:
             stale.unlink()
