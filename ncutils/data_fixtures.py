@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ncutils.data import dataset_files
+
 __all__ = [
     "CIFAR10_CLASSES",
     "FAKE_DATASETS",
@@ -206,8 +208,6 @@ def write_fake_dataset(name: str, root: str | os.PathLike, *, train: int = 200, 
     >>> load_dataset("svhn", "test", data_dir=root).inputs.shape
     torch.Size([20, 3, 32, 32])
     """
-    from ncutils.data import dataset_files
-
     if name not in FAKE_DATASETS:
         raise KeyError(f"no stand-in files for dataset {name!r}; known: {sorted(FAKE_DATASETS)}")
     _, shape, classes, noise = FAKE_DATASETS[name]
@@ -256,8 +256,6 @@ def write_fake_datasets(names: list[str] | tuple[str, ...], root: str | os.PathL
     pathlib.Path
         ``root``.
     """
-    from ncutils.data import dataset_files
-
     root = Path(root)
     for name in dict.fromkeys(names):
         if name not in FAKE_DATASETS:

@@ -62,7 +62,7 @@ from typing import Any, Sequence
 
 from ncutils import runs
 from ncutils._io import write_if_changed, write_json_atomic
-from ncutils.book import bundles, findings, preflight, provenance, scoreboard, setup_cell, stopping
+from ncutils.book import bundles, findings, preflight, provenance, scoreboard, setup_cell, stopping, tiny
 from ncutils.book.execute import (BuildError, default_workers, ensure_kernel, events_path, log_event, merge_findings,
                                   run_jobs, run_notebook, sync_generated)
 from ncutils.book.execute import check_run as checked  # this module's check_run wraps it
@@ -375,8 +375,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command(arguments: argparse.Namespace, root: Path) -> int:
     if arguments.command in ("build", "run") and arguments.tiny:
-        from ncutils.book import tiny
-
         if arguments.command == "build":
             tiny.build_tiny(arguments.profile, root=root, force=arguments.force, workers=arguments.workers)
         elif arguments.dry_run:

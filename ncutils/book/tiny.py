@@ -32,7 +32,6 @@ profile's code paths, to a recorded verdict.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,7 +41,8 @@ from typing import Any
 from ncutils import data_fixtures, runs
 from ncutils._io import write_json_atomic
 from ncutils.book import findings, preflight, provenance, yaml_files
-from ncutils.book.profiles import PROFILES, BookLayout, Job, Notebook, _digest, _notebook_digest, _ncutils_digest, \
+from ncutils.book.execute import custom_label, custom_stem, default_workers, ensure_kernel, execute, run_jobs
+from ncutils.book.profiles import PROFILES, BookLayout, Job, Notebook, _digest, parse_value, _notebook_digest, _ncutils_digest, \
     chapters, load_profile, plan, resolve_chapter
 
 __all__ = [
@@ -292,8 +292,6 @@ def build_tiny(profile: str, *, root: Path | None = None, force: bool = False,
     BuildError
         A chapter failed (naming the cell and the error).
     """
-    from ncutils.book.execute import default_workers, ensure_kernel, run_jobs
-
     root = provenance.project_root() if root is None else Path(root).resolve()
     layout = TinyLayout(root)
     jobs = plan_tiny(root, profile)
@@ -341,9 +339,6 @@ def run_tiny(notebook: str, overrides: Sequence[tuple[str, str]] = (), *, profil
     values, ``"custom: ... (from <profile> (tiny))"``); the results to :func:`tiny_store`.
     ``dry_run`` only checks the values and returns them.
     """
-    from ncutils.book.execute import custom_label, custom_stem, execute
-    from ncutils.book.profiles import parse_value
-
     root = provenance.project_root() if root is None else Path(root).resolve()
     layout = TinyLayout(root)
     chapter = resolve_chapter(chapters(root), notebook)
