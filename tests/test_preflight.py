@@ -57,3 +57,24 @@ def test_an_unwritable_store_is_refused_before_the_kernel(tmp_path, monkeypatch,
     assert cli.main(["run", "measuring_collapse", "--dry-run"]) == 2
     assert f"the results store {blocker / 'store'} cannot be written" in capsys.readouterr().err
     assert no_kernel == []
+
+
+def test_a_profile_value_no_chapter_takes_is_refused_by_run_and_by_runs_key(monkeypatch, capsys, no_kernel):
+    """A name under a chapter in a profile file is checked by every command, not only by build."""
+    from ncutils import runs_cli
+    from ncutils.book import profiles
+
+    real = profiles.load_profile
+
+    def with_a_stray_name(root, profile):
+        values = real(root, profile)
+        values["measuring_collapse"] = {**values["measuring_collapse"], "nosuch_param": 3}
+        return values
+
+    monkeypatch.setattr(profiles, "load_profile", with_a_stray_name)
+    monkeypatch.setattr(execute, "load_profile", with_a_stray_name)
+    assert cli.main(["run", "measuring_collapse", "--profile", "smoke", "--dry-run"]) == 2
+    assert "notebooks/profiles/smoke.yaml: measuring_collapse: unknown parameter 'nosuch_param'" in capsys.readouterr().err
+    assert runs_cli.main(["key", "--profile", "smoke"]) == 2
+    assert "unknown parameter 'nosuch_param'" in capsys.readouterr().err
+    assert no_kernel == []
