@@ -97,7 +97,7 @@ def profile_configs(profile: str, *, root: str | os.PathLike | None = None,
     --------
     >>> pairs = profile_configs("smoke", only=["kothapalli_terminal_phase"])
     >>> sorted({(stem, config.arch, config.epochs) for stem, config in pairs})
-    [('kothapalli_terminal_phase', 'mlp', 20), ('kothapalli_terminal_phase', 'vgg', 20)]
+    [('kothapalli_terminal_phase', 'mlp', 20), ('kothapalli_terminal_phase', 'mlp', 30), ('kothapalli_terminal_phase', 'vgg', 20)]
     """
     parameters = chapter_parameters(profile, root=root)
     pairs: list[tuple[str, TrainConfig]] = []
