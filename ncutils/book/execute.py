@@ -57,6 +57,7 @@ __all__ = [
     "run_jobs",
     "run_notebook",
     "store_warnings",
+    "print_findings",
     "sync_generated",
 ]
 
@@ -671,6 +672,15 @@ def check_run(
     return chapter, values, parsed
 
 
+def print_findings(findings_path: Path) -> None:
+    """Print each verdict and check of a run's findings file, one line each (nothing if absent)."""
+    if findings_path.exists():
+        for sections in findings.load(findings_path)["profiles"].values():
+            for section in ("findings", "checks"):
+                for identifier, entry in sections.get(section, {}).items():
+                    print(f"  {identifier}: {entry['verdict']} (value {entry['value']})")
+
+
 def run_notebook(
     notebook: str,
     overrides: Sequence[tuple[str, str]] = (),
@@ -727,9 +737,5 @@ def run_notebook(
     print(f"running {chapter.stem} ({label}) with " + ", ".join(f"{k}={v!r}" for k, v in sorted(injected["overrides"].items())), flush=True)
     seconds = execute(root, chapter, injected, parameters, output, findings_path, git=git)
     print(f"done in {seconds:.1f} s: {output}", flush=True)
-    if findings_path.exists():
-        for sections in findings.load(findings_path)["profiles"].values():
-            for section in ("findings", "checks"):
-                for identifier, entry in sections.get(section, {}).items():
-                    print(f"  {identifier}: {entry['verdict']} (value {entry['value']})")
+    print_findings(findings_path)
     return output

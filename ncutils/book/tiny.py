@@ -41,7 +41,8 @@ from typing import Any
 from ncutils import data_fixtures, runs
 from ncutils._io import write_json_atomic
 from ncutils.book import findings, preflight, provenance, yaml_files
-from ncutils.book.execute import custom_label, custom_stem, default_workers, ensure_kernel, execute, run_jobs
+from ncutils.book.execute import (custom_label, custom_stem, default_workers, ensure_kernel, execute, print_findings,
+                                  run_jobs)
 from ncutils.book.profiles import PROFILES, BookLayout, Job, Notebook, _digest, parse_value, _notebook_digest, _ncutils_digest, \
     chapters, load_profile, plan, resolve_chapter
 
@@ -376,9 +377,5 @@ def run_tiny(notebook: str, overrides: Sequence[tuple[str, str]] = (), *, profil
         print(f"running {chapter.stem} ({name}), store {store}", flush=True)
         seconds = execute(root, chapter, injected, parameters, output, findings_path, git=provenance.git_state(root))
     print(f"done in {seconds:.1f} s: {output}", flush=True)
-    if findings_path.exists():
-        for sections in findings.load(findings_path)["profiles"].values():
-            for section in ("findings", "checks"):
-                for identifier, entry in sections.get(section, {}).items():
-                    print(f"  {identifier}: {entry['verdict']} (value {entry['value']})")
+    print_findings(findings_path)
     return output
