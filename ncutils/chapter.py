@@ -110,6 +110,20 @@ class Criterion:
     def __getitem__(self, name: str) -> Any:
         return self.thresholds[name]
 
+    def amending(self, earlier: "Criterion", original_result: str | None = None) -> dict[str, Any]:
+        """The fields of :func:`ncutils.book.findings.amendment` for this criterion replacing ``earlier``.
+
+        Examples
+        --------
+        >>> first = Criterion("2026-11-22", "Spearman at most {s}", {"s": -0.7})
+        >>> later = Criterion("2026-12-06", "Spearman at most {s}, untrained failing", {"s": -0.7},
+        ...                   reason="a null must fail", seen="none")
+        >>> later.amending(first)["reason"]
+        'a null must fail Seen when written: none'
+        """
+        return {"date": self.registered, "original": earlier.render(), "replacement": self.render(),
+                "reason": f"{self.reason} Seen when written: {self.seen}", "original_result": original_result}
+
     def render(self) -> str:
         """The criterion's text with its thresholds written in."""
         try:

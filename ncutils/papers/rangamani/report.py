@@ -95,9 +95,7 @@ def r1_finding(per_run: pd.DataFrame, finding: Finding, *, excluded: str) -> dic
         value, sentence = "no eligible run", "no run reached the train accuracy asked"
     outcome = _with_reason(verdict(list(eligible["R1a_passed"]), reason_none="no eligible run"), sentence)
     return {
-        "amendment": {"date": amended.registered, "original": original.render(), "replacement": amended.render(),
-                      "reason": f"{amended.reason} Seen when written: {amended.seen}",
-                      "original_result": original_result},
+        "amendment": amended.amending(original, original_result),
         "record": {
             "claim": "As we move deeper into a trained network, the within-class covariance decreases relative to "
                      f"the between-class covariance (tested on {names}).",
@@ -139,9 +137,7 @@ def r2_finding(per_run: pd.DataFrame, top_layers: pd.DataFrame, finding: Finding
                                    if len(unconverged) else "no eligible run with a top layer that counts"),
                            sentence)
     return {
-        "amendment": {"date": amended.registered, "original": original.render(), "replacement": amended.render(),
-                      "reason": f"{amended.reason} Seen when written: {amended.seen}",
-                      "original_result": original_result},
+        "amendment": amended.amending(original, original_result),
         "record": {
             "claim": "In the top layers the span of the class means aligns with the top singular vectors of the "
                      f"layer's weight (tested on {_run_names(judged)}).",
