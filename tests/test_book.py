@@ -106,7 +106,7 @@ def test_invalid_configuration_is_a_clear_error(tmp_path, profile_values, toc, m
 
 def test_unknown_profile_is_a_clear_error(tmp_path, capsys, toy_chapters):
     root = make_book(tmp_path)
-    with pytest.raises(ValueError, match="unknown profile 'laptop': expected one of smoke, cpu, gpu, paper"):
+    with pytest.raises(ValueError, match="unknown profile 'laptop': expected one of smoke, cpu, long, gpu, paper"):
         profiles.plan(root, "laptop")
     assert cli.main(["build", "--profile", "laptop"]) == 2
     assert "unknown profile 'laptop'" in capsys.readouterr().err

@@ -282,12 +282,12 @@ def test_g3_verdict_on_trained_small_relu_seeds_reports_every_seed():
 
 
 def test_validate_parameters_refuses_bad_values_before_any_work():
-    from ncutils.book.profiles import chapters, load_profile
+    from ncutils.book.profiles import PROFILES, chapters, load_profile
     from ncutils.papers.garrod import validate_parameters
 
     root = Path(__file__).resolve().parent.parent
     chapter = chapters(root)["garrod_ufm"]  # the chapter's defaults, as the book resolves them
-    for profile in ("smoke", "cpu", "gpu", "paper"):
+    for profile in PROFILES:
         values = {**chapter.defaults, **load_profile(root, profile)["garrod_ufm"]}
         assert validate_parameters(values) == [], profile
     good = dict(chapter.defaults)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ncutils.book.profiles import PROFILES
 from ncutils.grid import Grid, run_grid
 from ncutils.papers import parker
 
@@ -110,7 +111,7 @@ def test_run_grid_combines_tables_and_reuses_the_cache(tmp_path):
     assert second.sweeps.equals(first.sweeps)
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu", "paper"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_parker_chapters_share_their_training_parameters(profile):
     """The four chapters must build the same grid, or the results cache would not be shared."""
     from ncutils.book import chapters

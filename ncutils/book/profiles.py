@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: The profiles, in the order the scoreboard shows them.
-PROFILES = ("smoke", "cpu", "gpu", "paper")
+PROFILES = ("smoke", "cpu", "long", "gpu", "paper")
 
 
 def chapter_problems(chapter: "Notebook", values: Mapping[str, Any], origin: str) -> list[str]:

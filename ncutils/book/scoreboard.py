@@ -301,7 +301,7 @@ def _chapter_title(stem: str) -> str:
 
 
 #: The profile whose verdicts the introduction shows first, then the others in this order.
-HEADLINE_PROFILES = ("cpu", "gpu", "paper", "smoke")
+HEADLINE_PROFILES = ("cpu", "long", "gpu", "paper", "smoke")
 
 
 def headline_profile(content: Mapping[str, Any]) -> str:
