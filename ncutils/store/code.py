@@ -88,11 +88,6 @@ def _stripped_dump(path: str, source: bytes) -> bytes:
     return ast.dump(tree, annotate_fields=True, include_attributes=False).encode()
 
 
-def _tree(module: str) -> ast.Module | None:
-    path = module_path(module)
-    return None if path is None else _parsed(str(path), _source(path))
-
-
 def _type_checking_only(node: ast.AST) -> bool:
     test = getattr(node, "test", None)
     return isinstance(node, ast.If) and (
@@ -118,22 +113,13 @@ def _import_nodes_of(node: ast.AST) -> Iterable[ast.Import | ast.ImportFrom]:
         yield from _import_nodes(node)
 
 
-def module_imports(module: str) -> tuple[str, ...]:
-    """The package modules ``module`` imports anywhere in its code, sorted (one level).
-
-    Examples
-    --------
-    >>> module_imports("ncutils._io")
-    ()
-    >>> "ncutils._checks" in module_imports("ncutils.stats")
-    True
-    """
-    tree = _tree(module)
-    if tree is None:
-        return ()
-    is_package = module_path(module).name == "__init__.py"
+@functools.lru_cache(maxsize=256)
+def _imported_names(module: str, path: str, source: bytes) -> frozenset[str]:
+    # cached by the bytes, like _parsed: every key walks the same modules, and walking their
+    # trees again for each of a grid's runs cost more than training them at tiny sizes
+    is_package = Path(path).name == "__init__.py"
     found = set()
-    for node in _import_nodes(tree):
+    for node in _import_nodes(_parsed(path, source)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
             continue
@@ -146,6 +132,23 @@ def module_imports(module: str) -> tuple[str, ...]:
         for alias in node.names:
             submodule = f"{base}.{alias.name}"
             found.add(submodule if module_path(submodule) is not None else base)
+    return frozenset(found)
+
+
+def module_imports(module: str) -> tuple[str, ...]:
+    """The package modules ``module`` imports anywhere in its code, sorted (one level).
+
+    Examples
+    --------
+    >>> module_imports("ncutils._io")
+    ()
+    >>> "ncutils._checks" in module_imports("ncutils.stats")
+    True
+    """
+    path = module_path(module)
+    if path is None:
+        return ()
+    found = _imported_names(module, str(path), _source(path))
     return tuple(sorted(name for name in found
                         if (name == PACKAGE or name.startswith(PACKAGE + ".")) and module_path(name)))
 
