@@ -301,3 +301,16 @@ def test_the_digest_follows_imports_and_ignores_docstrings(tmp_path):
     assert bundles.chapter_digest(root, "n")[0] == digest
     (package / "leaf.py").write_text("def f():\n    return 2\n")
     assert bundles.chapter_digest(root, "n")[0] != digest
+
+
+def test_the_committed_long_bundle_is_whole_and_records_every_finding():
+    """results/long, the long profile run once on a 2-core CPU: checksums and schema hold, and
+    every chapter and finding of the book is in it (whether it is still fresh, the build says)."""
+    from conftest import REPO
+
+    manifest, sections, notebooks = bundles.verify(REPO / bundles.RESULTS / "long", "long")
+    stems = {chapter.stem for chapter in chapters.CHAPTERS}
+    assert manifest["profile"] == "long" and set(manifest["chapters"]) == stems and set(notebooks) == stems
+    assert set(sections["findings"]) == {finding.id for chapter in chapters.CHAPTERS for finding in chapter.findings}
+    assert all(entry["verdict"] in {"reproduced", "not reproduced", "inconclusive"}
+               for entry in sections["findings"].values())
