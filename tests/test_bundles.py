@@ -131,7 +131,7 @@ def test_export_then_merge_shows_the_bundles_column_and_pages(toy_book, capsys):
     chapter = nbformat.read(str(generated / "chap.ipynb"), as_version=4)
     box = chapter.cells[1]
     assert "nc-bundles" in box.metadata["tags"] and 'href="bundles/gpu/chap.html"' in box.source
-    assert "T1: reproduced (0.5)" in box.source
+    assert '<span class="nc-badge nc-pass">T1: reproduced</span> <span class="nc-bundle-value">(0.5)</span>' in box.source
     toc = yaml.safe_load((toy_book / "_build" / "toc.yml").read_text())
     assert toc["parts"][-1] == {"caption": "Results from other machines", "chapters": [
         {"file": "book/generated/bundles/gpu/index", "sections": [{"file": "book/generated/bundles/gpu/chap"}]}]}
@@ -314,3 +314,24 @@ def test_the_committed_long_bundle_is_whole_and_records_every_finding():
     assert set(sections["findings"]) == {finding.id for chapter in chapters.CHAPTERS for finding in chapter.findings}
     assert all(entry["verdict"] in {"reproduced", "not reproduced", "inconclusive"}
                for entry in sections["findings"].values())
+
+
+def test_a_bundles_page_links_from_its_own_folder_and_shows_unrenderable_glue_as_text(toy_book):
+    """The bundle's page lives in book/generated/bundles/<profile>/: its {doc} links are made
+    absolute; a cell that shows a {glue:md} value the safe rendering dropped becomes literal text."""
+    source = toy_book / "notebooks" / "chap.ipynb"
+    notebook = nbformat.read(str(source), as_version=4)
+    linked = "See {doc}`../conventions` and {doc}`the board <../scoreboard>` and {doc}`/book/intro`."
+    matrix = "The matrix: {glue:md}`T1_matrix`"
+    notebook.cells += [nbformat.v4.new_markdown_cell(linked), nbformat.v4.new_markdown_cell(matrix)]
+    nbformat.write(notebook, str(source))
+    fake_build(toy_book, "gpu", outputs=[
+        _glue("T1_box", {"text/html": '<div class="verdict-box">T1: reproduced</div>', "text/plain": "T1: reproduced"}),
+        _glue("T1_matrix", {"text/markdown": "| a |\n|---|\n| 1 |", "text/plain": "<IPython.core.display.Markdown object>"}),
+    ])
+    bundles.export("gpu", root=toy_book)
+    merge(toy_book)
+    rendered = nbformat.read(str(toy_book / "book" / "generated" / "bundles" / "gpu" / "chap.ipynb"), as_version=4)
+    markdown = [cell.source for cell in rendered.cells if cell.cell_type == "markdown"]
+    assert "See {doc}`/book/conventions` and {doc}`the board </book/scoreboard>` and {doc}`/book/intro`." in markdown
+    assert markdown[-1] == f"```text\n{matrix}\n```"

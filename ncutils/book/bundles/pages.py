@@ -38,9 +38,11 @@ def _chapter_box(stem: str, bundles: Sequence[Bundle], depth_link: str = f"{PAGE
             state = entry["verdict"]
             badge = "nc-stale" if status.stale else {"reproduced": "nc-pass", "not reproduced": "nc-fail"}.get(
                 state, "nc-inconclusive")
-            words = f"{entry['id']}: " + (f"{status.label}; its verdict then: {_verdict_words(entry)}" if status.stale
-                                           else _verdict_words(entry))
-            verdict_parts.append(f'<span class="nc-badge {badge}">{escape(words)}</span>')
+            # the badge holds the word only (it never wraps); the number beside it wraps with the text
+            words = f"{entry['id']}: " + (status.label if status.stale else state)
+            then = f"its verdict then: {_verdict_words(entry)}" if status.stale else _verdict_words(entry)[len(state):]
+            verdict_parts.append(f'<span class="nc-badge {badge}">{escape(words)}</span>'
+                                 + (f' <span class="nc-bundle-value">{escape(then.strip())}</span>' if then.strip() else ""))
         if not verdict_parts:
             verdict_parts.append(f'<span class="nc-badge {"nc-stale" if status.stale else "nc-not-run"}">'
                                  f'{escape(status.label if status.stale else "no finding recorded")}</span>')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import posixpath
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -27,7 +28,10 @@ _DISPLAY_OBJECT = re.compile(r"^<IPython\.core\.display\.\w+ object>$")
 
 REMOVED_NOTE = "(an output of another type was removed: bundles are rendered with images and text only)"
 
-_GLUE_REFERENCE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`|^[`:]{3,}\{glue(?::\w+)?\}\s+(\S+)", re.M)
+_GLUE_REFERENCE = re.compile(r"\{glue(:\w+)?\}`([^`]+)`|^[`:]{3,}\{glue(:\w+)?\}\s+(\S+)", re.M)
+
+#: A ``{doc}`` role's target, with or without a title (``{doc}`../x``` or ``{doc}`words <../x>```).
+_DOC_REFERENCE = re.compile(r"(\{doc\}`(?:[^`<]*<)?)([^`<>]+)(>?`)")
 
 _INCLUDE = re.compile(r"^([`:]{3,}\{include\}\s+)(\S+)", re.M)
 
@@ -95,11 +99,11 @@ def _safe_data(data: Mapping[str, Any], records: Mapping[str, Any], glue_name: s
         safe["text/plain"] = REMOVED_NOTE
     return safe, extra
 
-def _safe_outputs(outputs: Sequence[Any], records: Mapping[str, Any]) -> tuple[list, set[str]]:
+def _safe_outputs(outputs: Sequence[Any], records: Mapping[str, Any]) -> tuple[list, dict[str, set[str]]]:
     import nbformat
 
     kept: list = []
-    glued: set[str] = set()
+    glued: dict[str, set[str]] = {}  # name -> the types its safe output keeps
     for output in outputs:
         kind = output.get("output_type")
         if kind == "stream":
@@ -119,7 +123,7 @@ def _safe_outputs(outputs: Sequence[Any], records: Mapping[str, Any]) -> tuple[l
                 data = {mime[len(prefix):]: value for mime, value in data.items() if mime.startswith(prefix)}
             safe, extra = _safe_data(data, records, glue_name)
             if glue_name:
-                glued.add(glue_name)
+                glued[glue_name] = set(safe)
                 new = nbformat.v4.new_output("display_data", data={prefix + mime: value for mime, value in safe.items()},
                                              metadata={"scrapbook": {"name": glue_name, "mime_prefix": prefix}})
             elif extra and set(safe) == {"text/plain"}:
@@ -134,13 +138,30 @@ def _fence(text: str) -> str:
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}text\n{text}\n{ticks}"
 
-def _glue_references(text: str, root: Path) -> set[str]:
-    names = {first or second for first, second in _GLUE_REFERENCE.findall(text)}
+def _glue_references(text: str, root: Path) -> set[tuple[str, str]]:
+    """The glued names a Markdown text (and the files it includes) shows, with their role (``":md"``, ``""``...)."""
+    names = set()
+    for role, role_name, block, block_name in _GLUE_REFERENCE.findall(text):
+        names.add((role_name, role) if role_name else (block_name, block))
     for _, path in _INCLUDE.findall(text):
         included = (root / "book" / "generated" / path).resolve()
         if included.is_file() and included.is_relative_to(root):
             names |= _glue_references(included.read_text(encoding="utf-8"), root)
     return names
+
+def _renderable(references: set[tuple[str, str]], glued: Mapping[str, set[str]]) -> bool:
+    # a {glue:md} value needs its Markdown, which only the book's own verdict words keep
+    return all(name in glued and (role != ":md" or "text/markdown" in glued[name]) for name, role in references)
+
+def _absolute_docs(text: str) -> str:
+    """``{doc}`` targets written relative to ``book/generated/`` made absolute (``/book/...``), so
+    that they resolve from a page rendered in any folder."""
+    def absolute(match: re.Match) -> str:
+        target = match.group(2).strip()
+        if target.startswith("/"):
+            return match.group(0)
+        return match.group(1) + "/" + posixpath.normpath(posixpath.join("book/generated", target)) + match.group(3)
+    return _DOC_REFERENCE.sub(absolute, text)
 
 def safe_notebook(notebook: Any, records: Mapping[str, Any], *, trusted: Any = None, root: Path | None = None,
                   depth: int = 2) -> Any:
@@ -173,14 +194,14 @@ def safe_notebook(notebook: Any, records: Mapping[str, Any], *, trusted: Any = N
     trusted_sources = {cell.source for cell in (trusted.cells if trusted is not None else [])
                        if cell.cell_type == "markdown"}
     cells = []
-    glued: set[str] = set()
+    glued: dict[str, set[str]] = {}
     for cell in notebook.cells:
         tags = [tag for tag in cell.get("metadata", {}).get("tags", []) if tag in _SAFE_TAGS]
         metadata = {"tags": tags} if tags else {}
         source = _text(cell.get("source")) or ""
         if cell.cell_type == "code":
             outputs, names = _safe_outputs(cell.get("outputs", []), records)
-            glued |= names
+            glued.update(names)
             cells.append(nbformat.v4.new_code_cell(source, metadata=metadata, outputs=outputs))
         else:
             cells.append((cell.cell_type, source, metadata))
@@ -190,10 +211,10 @@ def safe_notebook(notebook: Any, records: Mapping[str, Any], *, trusted: Any = N
             final.append(cell)
             continue
         kind, source, metadata = cell
-        if kind == "markdown" and source in trusted_sources and _glue_references(source, root) <= glued:
+        if kind == "markdown" and source in trusted_sources and _renderable(_glue_references(source, root), glued):
             moved = _INCLUDE.sub(lambda match: match.group(1) + ("../" * depth + match.group(2)
                                                                  if not match.group(2).startswith("/") else match.group(2)),
-                                 source)
+                                 _absolute_docs(source))
             final.append(nbformat.v4.new_markdown_cell(moved, metadata=metadata))
         elif source.strip():
             final.append(nbformat.v4.new_markdown_cell(_fence(source), metadata=metadata))
