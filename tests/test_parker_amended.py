@@ -149,3 +149,22 @@ def test_per_run_against_initial_without_eligible_runs_keeps_the_criterion_colum
                                (parker.coherence_fall, ["spearman", "ratio", "untrained_spearman", "passed"])):
         table = parker.per_run_against_initial(sweeps, criterion, group_cols=keys, runs=runs)
         assert table.empty and list(table[[*keys, *columns]].columns) == [*keys, *columns]
+
+
+def test_reasons_read_flags_held_as_objects():
+    """The chapter's table is the architecture runs concatenated with the activation runs; when
+    no activation run is eligible the empty table turns the flags into objects (``~False`` is -1)."""
+    from ncutils.papers.parker import decisions
+
+    runs = pd.DataFrame({"architecture": ["mlp", "vgg"], "dataset": ["digits"] * 2, "activation": ["relu", "relu"],
+                         "seed": [0, 0], "spearman": [-1.0, -0.2], "reduction": [50.0, 3.0], "ratio": [0.1, 0.9],
+                         "passed_trained": [True, False], "untrained_fails": [True, False], "passed": [True, False]})
+    table = runs.astype({"passed": object, "untrained_fails": object})  # as concatenation leaves them
+    assert table["passed"].dtype == object
+    text = decisions.p1_reason(table, max_spearman=-0.7, min_reduction=10)
+    assert text.startswith("1 of 2 eligible runs pass") and "failing: vgg on digits, seed 0 (falls 3x" in text
+    from ncutils import verdicts
+
+    outcome = verdicts.combine_runs([True, False])
+    text = decisions.p3_reason(table, {"every": outcome, "two_thirds": outcome}, max_spearman=-0.7, max_ratio=0.5)
+    assert "failing: vgg on digits, seed 0 (Spearman -0.20, ratio 0.90, untrained passes too)" in text

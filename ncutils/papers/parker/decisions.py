@@ -196,6 +196,12 @@ def _counted(table: pd.DataFrame) -> str:
     return f"{int(table['passed'].sum())} of {len(table)} eligible runs pass"
 
 
+def _flags(table: pd.DataFrame, column: str) -> pd.Series:
+    """A column of pass/fail flags as booleans: a table concatenated with an empty one (every
+    activation run ineligible) holds them as objects, where ``~`` would give -1 and -2."""
+    return table[column].astype(bool)
+
+
 def p1_reason(table: pd.DataFrame, *, max_spearman: float, min_reduction: float) -> str:
     """P1's reason: how far NC1 falls with depth in the runs, and why the failing runs fail.
 
@@ -212,12 +218,12 @@ def p1_reason(table: pd.DataFrame, *, max_spearman: float, min_reduction: float)
     """
     if table.empty:
         return "no eligible run"
-    passing = table[table["passed"]]
+    passing = table[_flags(table, "passed")]
     shown = passing if len(passing) else table
     text = (f"{_counted(table)}: NC1 falls {_range(shown['reduction'], _factor)}x from the first to the last hidden "
             f"layer (Spearman {_range(shown['spearman'], '.2f')}) where the criterion asks {min_reduction:g}x and at "
             f"most {max_spearman:g} and the untrained network must not")
-    failing = table[~table["passed"]]
+    failing = table[~_flags(table, "passed")]
     if len(failing):
         why = []
         for row in failing.itertuples():
@@ -254,7 +260,7 @@ def p2_reason(table: pd.DataFrame, *, min_share: float, min_drop_factor: float, 
         text += (f"; every untrained network fails (its NC1 falls at most {_factor(table['untrained_drop_factor'].max())}x, "
                  f"{min_drop_factor:g}x asked)")
     else:
-        text += f"; the untrained network passes too in {_labels(table[~table['untrained_fails']])}"
+        text += f"; the untrained network passes too in {_labels(table[~_flags(table, 'untrained_fails')])}"
     return text
 
 
@@ -283,7 +289,7 @@ def p3_reason(table: pd.DataFrame, readings: dict[str, verdicts.Outcome], *, max
         return "no eligible run"
     text = (f"{_counted(table)} (coherence falls with depth, Spearman at most {max_spearman:g}, to at most "
             f"{max_ratio:g} of the first hidden layer's, where the untrained network does not)")
-    failing = table[~table["passed"]]
+    failing = table[~_flags(table, "passed")]
     if len(failing):
         text += "; failing: " + "; ".join(
             f"{run_label(row)} (Spearman {row.spearman:.2f}, ratio {row.ratio:.2f}"
