@@ -7,7 +7,7 @@ end to end at tiny size, and ``run <chapter> --profile paper --tiny`` runs one:
 
 * each chapter's values in the profile are overlaid with its entry of :data:`TINY_FILE`
   (``notebooks/tiny.yaml``), which cuts sizes only: samples (``limit_train``, ``limit_test``),
-  widths, epochs, steps, trials and seeds. Mappings merge key by key *into the keys the
+  widths, epochs (trained and measured), steps, trials and seeds. Mappings merge key by key *into the keys the
   profile's value already has* (:func:`overlay`), so one entry serves every profile: the
   architecture names, datasets, optimisers and schedule shapes stay the profile's, and an entry
   may name the datasets or architectures of several profiles. A key of an entry that is a
