@@ -133,7 +133,7 @@ def test_export_then_merge_shows_the_bundles_column_and_pages(toy_book, capsys):
     assert "nc-bundles" in box.metadata["tags"] and 'href="bundles/gpu/chap.html"' in box.source
     assert '<span class="nc-badge nc-pass">T1: reproduced</span> <span class="nc-bundle-value">(0.5)</span>' in box.source
     toc = yaml.safe_load((toy_book / "_build" / "toc.yml").read_text())
-    assert toc["parts"][-1] == {"caption": "Results from other machines", "chapters": [
+    assert toc["parts"][-1] == {"caption": "Results of other builds", "chapters": [
         {"file": "book/generated/bundles/gpu/index", "sections": [{"file": "book/generated/bundles/gpu/chap"}]}]}
     assert (generated / "bundles" / "gpu" / "chap.ipynb").exists()
     # the bundle gone, its pages, box and toc go too

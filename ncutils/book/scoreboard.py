@@ -392,7 +392,7 @@ def scoreboard_markdown(
         Profile -> notebook stems whose stored results predate a change of the
         notebook, its parameters or ``ncutils``; their badges say so.
     bundles : sequence of :class:`~ncutils.book.bundles.Bundle`, optional
-        Results of other machines (``results/<profile>/``): each gets a column after its
+        Results of other builds (``results/<profile>/``): each gets a column after its
         profile's, its verdicts with their provenance (commit, machine, device, date) and a
         link to the bundle's notebook; a chapter whose digest or parameters differ from
         today's shows "stale (built at <commit>)" instead of a verdict.

@@ -53,7 +53,7 @@ def _chapter_box(stem: str, bundles: Sequence[Bundle], depth_link: str = f"{PAGE
                      f'<a href="{link}">the executed notebook</a></li>')
     if not items:
         return None
-    return ('<div class="nc-bundles"><p class="nc-bundles-title"><strong>Results from other machines</strong> '
+    return ('<div class="nc-bundles"><p class="nc-bundles-title"><strong>Results of other builds</strong> '
             '(bundles under <code>results/</code>, beside this build\'s verdict above)</p><ul>'
             + "".join(items) + "</ul></div>")
 
@@ -91,8 +91,8 @@ def publish(layout: BookLayout, all_jobs: Mapping[str, Sequence[Job]], *, quiet:
 
     Writes each bundle's safe notebooks (:func:`safe_notebook`) and an index page to
     ``book/generated/bundles/<profile>/``, puts the bundles' verdicts on each chapter's
-    generated page, and writes ``_build/toc.yml``: ``_toc.yml`` with a part "Results from
-    other machines" (the toc that jupyter-book then renders; None when there is no bundle).
+    generated page, and writes ``_build/toc.yml``: ``_toc.yml`` with a part "Results of
+    other builds" (the toc that jupyter-book then renders; None when there is no bundle).
 
     Returns
     -------
@@ -135,7 +135,7 @@ def publish(layout: BookLayout, all_jobs: Mapping[str, Sequence[Job]], *, quiet:
         toc_path.unlink(missing_ok=True)
         return bundles, None
     toc = yaml.safe_load(layout.toc.read_text())
-    part = {"caption": "Results from other machines", "chapters": [
+    part = {"caption": "Results of other builds", "chapters": [
         {"file": f"book/generated/{PAGES}/{bundle.profile}/index",
          "sections": [{"file": bundle.page(stem)} for stem in bundle.chapters]} for bundle in bundles]}
     if "parts" in toc:
