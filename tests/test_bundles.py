@@ -335,3 +335,15 @@ def test_a_bundles_page_links_from_its_own_folder_and_shows_unrenderable_glue_as
     markdown = [cell.source for cell in rendered.cells if cell.cell_type == "markdown"]
     assert "See {doc}`/book/conventions` and {doc}`the board </book/scoreboard>` and {doc}`/book/intro`." in markdown
     assert markdown[-1] == f"```text\n{matrix}\n```"
+
+
+def test_the_printed_scoreboard_reads_a_bundle_where_the_build_has_no_verdict(toy_book):
+    from ncutils.book import cli
+
+    assert "reproduced (bundle)" not in cli.scoreboard_text(toy_book)
+    bundles.export("gpu", root=toy_book)
+    row = next(line for line in cli.scoreboard_text(toy_book).splitlines() if line.startswith("T1"))
+    assert row.split()[1:] == ["not", "yet", "run", "not", "yet", "run", "not", "yet", "run", "reproduced", "(bundle)",
+                               "not", "yet", "run"]
+    (toy_book / "ncutils" / "toy.py").write_text(TOY.replace("sum(values)", "sum(values) + 0"))
+    assert "stale (bundle)" in cli.scoreboard_text(toy_book)

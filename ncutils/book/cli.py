@@ -194,16 +194,33 @@ def build(
     return manifest
 
 
+def _bundle_verdicts(root: Path) -> dict[str, dict[str, str]]:
+    """Profile -> finding -> its verdict in the bundle under ``results/`` ("... (bundle)", or
+    "stale (bundle)" where the chapter's code or parameters changed since)."""
+    verdicts: dict[str, dict[str, str]] = {}
+    if not (root / bundles.RESULTS).is_dir():
+        return verdicts
+    for bundle in bundles.load_bundles(root, validate(root), quiet=True):
+        for identifier, entry in bundle.sections["findings"].items():
+            status = bundle.chapters.get(entry.get("provenance", {}).get("notebook"))
+            verdicts.setdefault(bundle.profile, {})[identifier] = (
+                "stale (bundle)" if status is None or status.stale else f"{entry['verdict']} (bundle)")
+    return verdicts
+
+
 def _scoreboard(root: Path | None) -> tuple[list[tuple[str, list[str]]], list[str]]:
-    """Verdict per finding and profile of ``_build/findings.json``, and the library checks' lines."""
+    """Verdict per finding and profile of ``_build/findings.json`` (else of a bundle under
+    ``results/``), and the library checks' lines."""
     root = provenance.project_root() if root is None else Path(root)
     content = findings.load(BookLayout(root).build / "findings.json")
+    from_bundles = _bundle_verdicts(root)
     rows = []
     for identifier in findings.FINDINGS:
         cells = []
         for profile in PROFILES:
             entry = content["profiles"].get(profile, {}).get("findings", {}).get(identifier)
-            cells.append(scoreboard.placeholder(identifier) if entry is None else entry["verdict"])
+            bundled = from_bundles.get(profile, {}).get(identifier)
+            cells.append(entry["verdict"] if entry is not None else bundled or scoreboard.placeholder(identifier))
         rows.append((identifier, cells))
     checks_lines = []
     for profile in PROFILES:
@@ -217,7 +234,7 @@ def _scoreboard(root: Path | None) -> tuple[list[tuple[str, list[str]]], list[st
 def scoreboard_text(root: Path | None = None) -> str:
     """Plain-text scoreboard of ``_build/findings.json`` (for CI logs)."""
     rows, checks_lines = _scoreboard(root)
-    width = 22
+    width = 26
     lines = ["finding  " + "".join(profile.ljust(width) for profile in PROFILES)]
     lines += [identifier.ljust(9) + "".join(cell.ljust(width) for cell in cells) for identifier, cells in rows]
     return "\n".join(lines + checks_lines)
