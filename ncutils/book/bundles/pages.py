@@ -19,10 +19,11 @@ __all__ = ["publish"]
 
 
 def _verdict_words(entry: Mapping[str, Any]) -> str:
-    text = str(entry["verdict"])
-    if entry.get("value") is not None:
-        text += f" ({findings._format_value(entry['value'])})"
-    return text
+    value = _value_words(entry)
+    return f"{entry['verdict']} {value}" if value else str(entry["verdict"])
+
+def _value_words(entry: Mapping[str, Any]) -> str:
+    return f"({findings._format_value(entry['value'])})" if entry.get("value") is not None else ""
 
 def _chapter_box(stem: str, bundles: Sequence[Bundle], depth_link: str = f"{PAGES}") -> str | None:
     """HTML for a chapter page: each bundle's verdicts of the chapter, with a link to its notebook."""
@@ -40,9 +41,9 @@ def _chapter_box(stem: str, bundles: Sequence[Bundle], depth_link: str = f"{PAGE
                 state, "nc-inconclusive")
             # the badge holds the word only (it never wraps); the number beside it wraps with the text
             words = f"{entry['id']}: " + (status.label if status.stale else state)
-            then = f"its verdict then: {_verdict_words(entry)}" if status.stale else _verdict_words(entry)[len(state):]
+            then = f"its verdict then: {_verdict_words(entry)}" if status.stale else _value_words(entry)
             verdict_parts.append(f'<span class="nc-badge {badge}">{escape(words)}</span>'
-                                 + (f' <span class="nc-bundle-value">{escape(then.strip())}</span>' if then.strip() else ""))
+                                 + (f' <span class="nc-bundle-value">{escape(then)}</span>' if then else ""))
         if not verdict_parts:
             verdict_parts.append(f'<span class="nc-badge {"nc-stale" if status.stale else "nc-not-run"}">'
                                  f'{escape(status.label if status.stale else "no finding recorded")}</span>')
