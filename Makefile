@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PROFILE ?= cpu
+# `make test` leaves out the tests marked slow (the smoke book built twice, a real build stopped by
+# signals, every page in a browser); `make test SLOW=1` runs them too, as CI does.
+SLOW ?=
 # The torch pair that installs from the local disk on the reference machine; any
 # pair inside the ranges of pyproject.toml works elsewhere.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
@@ -28,7 +31,7 @@ book: venv
 	$(PY) -m ncutils.book build --profile $(PROFILE)
 
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(SLOW),,-m 'not slow')
 
 # Re-resolve the pins of constraints.txt (uv, from PyPI) for Python 3.11+ on every platform,
 # keeping the pins already there where they still fit (delete the file to take the newest);

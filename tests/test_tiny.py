@@ -1,8 +1,10 @@
 """The gpu and paper profiles at tiny size (ncutils.book.tiny): planned, checked, and run end to end.
 
-The fast tests check how the tiny overrides are laid over a profile. The slow test copies the
+The quick tests check how the tiny overrides are laid over a profile. The last test copies the
 working tree and runs every chapter of the gpu and paper profiles with ``build --tiny``: each
-must reach a recorded verdict, whatever it is, on the profile's own code paths.
+must reach a recorded verdict, whatever it is, on the profile's own code paths. It takes a few
+minutes and is not marked slow, so that ``make test`` runs it: a user with a GPU should never
+meet a crash an hour into a profile.
 """
 
 from __future__ import annotations
@@ -97,7 +99,6 @@ def _tiny_build(root: Path, profile: str, store: Path) -> tuple[subprocess.Compl
     return completed, time.perf_counter() - started
 
 
-@pytest.mark.slow
 def test_gpu_and_paper_profiles_run_every_chapter_to_a_verdict_at_tiny_size(tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(REPO, root, ignore=_ignore)
