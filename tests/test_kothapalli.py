@@ -310,3 +310,20 @@ def test_k2_levels_train_once_then_load(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(again, first)
     with pytest.raises(AssertionError, match="trained again"):
         kothapalli.k2_levels(networks, data, **{**settings, "lr": 0.02})
+
+
+def test_k1_network_kwargs_narrow_only_the_networks_they_name():
+    from ncutils import store
+
+    parameters = {**kothapalli.K1.defaults, "networks": ["vgg11", "resnet18"], "long_networks": [], "device": "cpu"}
+    paper = kothapalli.k1_configs(parameters)
+    narrow = kothapalli.k1_configs({**parameters, "network_kwargs": {"vgg11": {"width": 0.0625}}})
+    assert dict(narrow[0].arch_kwargs) == {**dict(paper[0].arch_kwargs), "width": 0.0625}
+    assert store.trained_key(narrow[0]) != store.trained_key(paper[0])
+    # a network without an entry keeps its config, and with it its runs in the store
+    assert narrow[1] == paper[1] and store.trained_key(narrow[1]) == store.trained_key(paper[1])
+    assert kothapalli.k1_configs({**parameters, "network_kwargs": None}) == paper
+    for bad in ({"cnn": {"width": 0.5}}, {"vgg11": 0.5}, ["vgg11"]):
+        assert "network_kwargs" in kothapalli.validate_k1_parameters({**parameters, "network_kwargs": bad})[0]
+    assert kothapalli.k1_scale({**parameters, "network_kwargs": {"vgg11": {"width": 0.0625}}}).startswith(
+        "VGG11 (width 0.0625) and ResNet-18")

@@ -13,8 +13,8 @@ Command line (``python -m ncutils.book ...``):
     SIGINT or SIGTERM stops the build, its workers, kernels and their training processes
     (:mod:`~ncutils.book.stopping`; a guard does the same when the build is killed), and
     the next build resumes with the chapters that did not finish.
-``build --profile gpu --tiny`` and ``run NOTEBOOK --profile paper --tiny``
-    The profile's chapters with their own architectures, datasets, schedules and code paths
+``build --profile gpu --tiny [--chapter STEM ...]`` and ``run NOTEBOOK --profile paper --tiny``
+    The profile's chapters (or those named) with their own architectures, datasets, schedules and code paths
     at tiny size (``notebooks/tiny.yaml``), on stand-in files of the torchvision datasets, into
     ``_build/tiny/<profile>/`` and the store ``<runs>/tiny/``; their findings are labelled
     ``"<profile> (tiny)"`` and never become the profile's verdicts (:mod:`~ncutils.book.tiny`).
@@ -336,6 +336,8 @@ def _parser() -> argparse.ArgumentParser:
     build_parser.add_argument("--tiny", action="store_true",
                               help="the profile's code paths at tiny size, on stand-in data, into _build/tiny/<profile>/ "
                                    "(notebooks/tiny.yaml; no website, not the profile's verdicts)")
+    build_parser.add_argument("--chapter", action="append", default=None, metavar="STEM",
+                              help="with --tiny: run only this chapter (repeatable)")
     run_parser = commands.add_parser("run", help="re-execute one chapter with other parameters")
     run_parser.add_argument("notebook", help="chapter stem or path, e.g. measuring_collapse")
     run_parser.add_argument("--profile", default="cpu", help="profile whose parameters are the starting point")
@@ -393,7 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _command(arguments: argparse.Namespace, root: Path) -> int:
     if arguments.command in ("build", "run") and arguments.tiny:
         if arguments.command == "build":
-            tiny.build_tiny(arguments.profile, root=root, force=arguments.force, workers=arguments.workers)
+            tiny.build_tiny(arguments.profile, root=root, force=arguments.force, workers=arguments.workers,
+                            chapters=arguments.chapter)
         elif arguments.dry_run:
             values = tiny.run_tiny(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root,
                                    dry_run=True)
@@ -402,6 +405,9 @@ def _command(arguments: argparse.Namespace, root: Path) -> int:
         else:
             tiny.run_tiny(arguments.notebook, arguments.parameter, profile=arguments.profile, root=root,
                           output=arguments.output)
+    elif arguments.command == "build" and arguments.chapter:
+        raise ValueError("--chapter needs --tiny: the book is built whole (run one chapter with "
+                         "`python -m ncutils.book run <chapter>`)")
     elif arguments.command == "build":
         build(arguments.profile, root=root, force=arguments.force, html=not arguments.no_html,
               workers=arguments.workers)

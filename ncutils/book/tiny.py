@@ -3,7 +3,8 @@
 The gpu and paper profiles take hours on a GPU; a crash in their code paths (a dataset read
 only there, an architecture or option only they use, a device mismatch) should meet nobody an
 hour in. ``python -m ncutils.book build --profile gpu --tiny`` runs every chapter of a profile
-end to end at tiny size, and ``run <chapter> --profile paper --tiny`` runs one:
+end to end at tiny size (``--chapter STEM``, repeatable: only those), and
+``run <chapter> --profile paper --tiny`` runs one:
 
 * each chapter's values in the profile are overlaid with its entry of :data:`TINY_FILE`
   (``notebooks/tiny.yaml``), which cuts sizes only: samples (``limit_train``, ``limit_test``),
@@ -55,6 +56,7 @@ __all__ = [
     "overlay",
     "plan_tiny",
     "run_tiny",
+    "same_as",
     "tiny_store",
     "tiny_values",
 ]
@@ -131,7 +133,8 @@ def overlay(value: Any, tiny: Any) -> Any:
     A key of a tiny mapping that the profile's mapping lacks is skipped: an entry may name the
     architectures or datasets of several profiles, and never adds one. A mapping over a
     non-mapping (``epochs: 30`` under ``{mnist: 2}``) is skipped too, and a non-mapping over a
-    mapping replaces it (``epochs: 2`` for every dataset).
+    mapping replaces it (``epochs: 2`` for every dataset). Over ``None`` (a setting left unset,
+    such as K1's ``network_kwargs``) the tiny value is taken whole.
 
     Examples
     --------
@@ -140,8 +143,12 @@ def overlay(value: Any, tiny: Any) -> Any:
     {'mlp': {'depth': 7, 'width': 32}, 'vgg': {'width': 0.5}}
     >>> overlay({"mnist": 30, "svhn": 30}, 2), overlay(100, 3), overlay(30, {"mnist": 2})
     (2, 3, 30)
+    >>> overlay(None, {"vgg11": {"width": 0.0625}})
+    {'vgg11': {'width': 0.0625}}
     """
     if isinstance(tiny, Mapping):
+        if value is None:
+            return dict(tiny)
         if not isinstance(value, Mapping):
             return value
         return {key: overlay(item, tiny[key]) if key in tiny else item for key, item in value.items()}
@@ -272,9 +279,30 @@ def collect(layout: TinyLayout, jobs: Sequence[Job]) -> dict[str, Any]:
     return findings.merge(contents)
 
 
+def same_as(root: Path, profile: str, other: str) -> list[str]:
+    """The chapters whose tiny run of ``profile`` is line for line that of ``other``: the same
+    notebook with the same parameters but for the profile's label (at tiny size the two
+    profiles differ there in sizes only, and the sizes are cut to the same values). Running
+    them for ``other`` runs every cell ``profile`` would, on the same values.
+
+    Raises
+    ------
+    ValueError
+        As :func:`plan_tiny`, for either profile.
+    """
+    theirs = {job.stem: job for job in plan_tiny(root, other)}
+
+    def unlabelled(job: Job) -> tuple[Path, dict[str, Any]]:
+        return job.chapter.path, {name: value for name, value in job.parameters.items() if name != "profile"}
+
+    return [job.stem for job in plan_tiny(root, profile)
+            if job.stem in theirs and unlabelled(job) == unlabelled(theirs[job.stem])]
+
+
 def build_tiny(profile: str, *, root: Path | None = None, force: bool = False,
-               workers: int | None = None) -> dict[str, Any]:
-    """Run every chapter of ``profile`` at tiny size (see the module docstring).
+               workers: int | None = None, chapters: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run every chapter of ``profile`` at tiny size (see the module docstring), or only
+    ``chapters`` (stems) when given.
 
     Writes ``_build/tiny/<profile>/``: the executed notebooks, ``state.json`` (a chapter whose
     key is unchanged is reused), ``findings.json`` (every record, labelled :func:`label`) and
@@ -296,6 +324,11 @@ def build_tiny(profile: str, *, root: Path | None = None, force: bool = False,
     root = provenance.project_root() if root is None else Path(root).resolve()
     layout = TinyLayout(root)
     jobs = plan_tiny(root, profile)
+    if chapters is not None:
+        unknown = sorted(set(chapters) - {job.stem for job in jobs})
+        if unknown or not chapters:
+            raise ValueError(f"unknown chapters {unknown}; choose among {', '.join(job.stem for job in jobs)}")
+        jobs = [job for job in jobs if job.stem in chapters]
     workers = default_workers() if workers is None else workers
     started = time.perf_counter()
     write_data(layout, jobs)

@@ -28,7 +28,10 @@ def k1_scale(parameters: Mapping[str, Any]) -> str:
     'MLP and small VGG on mnist5k (1000 training samples); 60 epochs, MLP also 350; 1 seed'
     """
     names = {"mlp": "MLP", "cnn": "small VGG", "vgg11": "VGG11", "resnet18": "ResNet-18"}
-    networks = " and ".join(names.get(network, network) for network in parameters["networks"])
+    resized = parameters.get("network_kwargs") or {}
+    networks = " and ".join(names.get(network, network) + (
+        f" ({', '.join(f'{key} {value}' for key, value in resized[network].items())})" if resized.get(network) else "")
+        for network in parameters["networks"])
     subset = f" ({parameters['limit_train']} training samples)" if parameters.get("limit_train") else ""
     seeds = len(parameters["seeds"])
     longer = sorted({epochs for _, epochs in k1_lengths(parameters)} - {int(parameters["epochs"])})
@@ -86,6 +89,8 @@ K1 = Chapter(
               "lr": 0.05, "batch_size": 32, "seeds": [0], "limit_train": 1000, "limit_test": 1000,
               # a second training length, the paper's 350 epochs (drops at 116 and 233), for the MLP
               "long_epochs": 350, "long_networks": ["mlp"],
+              # per network, settings laid over its architecture (e.g. {vgg11: {width: 0.25}}); None: as declared
+              "network_kwargs": None,
               "device": "auto", "data_dir": None, "download": False},
     findings=(Finding("K1", "kothapalli2023", "NC1-NC4 emerge in the terminal phase of training and the "
                                               "classifier becomes the nearest-class-center rule.",

@@ -91,9 +91,18 @@ def k1_configs(parameters: Mapping[str, Any]) -> list[TrainConfig]:
                       seed=seed, batch_size=parameters["batch_size"],
                       limit_train=parameters.get("limit_train"), limit_test=parameters.get("limit_test"),
                       device=parameters.get("device", "auto"), data_dir=parameters.get("data_dir"),
-                      download=bool(parameters.get("download", False)))
+                      download=bool(parameters.get("download", False)), **_resized(network, parameters))
             for dataset in k1_datasets(parameters) for network, epochs in k1_lengths(parameters)
             for seed in parameters["seeds"]]
+
+def _resized(network: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``arch_kwargs`` override of ``network`` from ``network_kwargs`` (e.g. a narrower
+    VGG-11 for a quick run), or nothing: a network without an entry keeps its settings (and
+    its runs' keys in the results store)."""
+    changes = (parameters.get("network_kwargs") or {}).get(network)
+    if not changes:
+        return {}
+    return {"arch_kwargs": {**_ARCHS[network]["arch_kwargs"], **changes}}
 
 def k1_grid(parameters: Mapping[str, Any]) -> Grid:
     """:func:`k1_configs` as a :class:`~ncutils.grid.Grid` labelled ``dataset``, ``network`` and
@@ -118,6 +127,8 @@ def validate_k1_parameters(parameters: Mapping[str, Any]) -> list[str]:
     []
     >>> validate_k1_parameters({**base, "lr": 0})
     ['lr must be > 0, got 0']
+    >>> validate_k1_parameters({**base, "network_kwargs": {"cnn": {"width": 0.5}}})[0][:40]
+    'network_kwargs must map networks among ['
     """
     missing = [key for key in ("networks", "dataset", "epochs", "lr", "batch_size", "seeds")
                if key not in parameters]
@@ -138,6 +149,12 @@ def validate_k1_parameters(parameters: Mapping[str, Any]) -> list[str]:
         problems.append(f"long_epochs must be an integer >= 0 (0: no second length), got {long_epochs!r}")
     elif not isinstance(long_networks, (list, tuple)) or any(n not in networks for n in long_networks):
         problems.append(f"long_networks must list networks among {list(networks)}, got {long_networks!r}")
+    resized = parameters.get("network_kwargs") or {}
+    if not isinstance(resized, Mapping) or any(name not in networks or not isinstance(changes, Mapping)
+                                               for name, changes in resized.items()):
+        problems.append(f"network_kwargs must map networks among {list(networks)} to architecture settings "
+                        f"(e.g. {{vgg11: {{width: 0.25}}}}), got {resized!r}")
+        return problems
     for network in networks:
         try:
             k1_configs({**parameters, "networks": [network], "long_networks": []})
