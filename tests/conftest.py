@@ -21,6 +21,12 @@ import torch
 from ncutils.store import code as store_code
 from ncutils.train import TrainConfig
 
+# The tests see the environment CI gives them: a store, findings file, data folder, worker count or
+# git state a developer's shell sets for the book is not theirs (a test that needs one sets it).
+for _name in ("NCUTILS_RUNS_DIR", "NCUTILS_DATA_DIR", "NCUTILS_BOOK_WORKERS", "NCUTILS_BUILD_TREE",
+              "NC_FINDINGS_FILE", "NC_NOTEBOOK", "NC_PARAMETERS", "NC_GIT_COMMIT", "NC_GIT_DIRTY"):
+    os.environ.pop(_name, None)
+
 #: A four-class Gaussian mixture small enough to train in well under a second.
 GAUSSIAN = {"num_classes": 4, "dim": 8, "n_per_class": 20, "n_test_per_class": 10}
 
