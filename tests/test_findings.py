@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ncutils import verdicts
-from ncutils.book import findings, provenance, scoreboard
+from ncutils.book import cards, findings, provenance, scoreboard
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -114,7 +114,7 @@ def test_record_stores_an_inconclusive_verdict_with_its_reason(findings_path, ca
     assert stored == json.loads(json.dumps(entry))
     assert (stored["verdict"], stored["passed"], stored["reason"]) == ("inconclusive", None, "only 2 eligible datasets")
     assert stored["tested"] == "MLP on digits and mnist1d"
-    card = findings._Card(stored)
+    card = cards.Card(stored)
     assert 'class="nc-verdict nc-inconclusive"' in card._repr_html_()
     assert "<em>Reason:</em> only 2 eligible datasets" in card._repr_html_()
     assert "<em>Tested:</em> MLP on digits and mnist1d" in card._repr_html_()
@@ -126,7 +126,7 @@ def test_record_takes_the_outcome_of_combined_runs(findings_path):
                             outcome=verdicts.combine_runs([True, True, False]), parameters=PARAMETERS)
     assert (entry["verdict"], entry["passed"], entry["reason"]) == ("reproduced", True, "2 of 3 eligible runs pass")
     assert entry["runs"]["passed"] == 2 and entry["runs"]["eligible"] == 3 and entry["runs"]["margin"] == 0.0
-    assert "<em>Runs:</em> 2 of 3 eligible runs pass" in findings._Card(entry)._repr_html_()
+    assert "<em>Runs:</em> 2 of 3 eligible runs pass" in cards.Card(entry)._repr_html_()
     mixed = findings.record("P1", "NC1 falls with depth", -0.5, "Spearman <= -0.7 in each run",
                             outcome=verdicts.combine_runs([True, False]), parameters=PARAMETERS)
     assert (mixed["verdict"], mixed["passed"], mixed["reason"]) == ("inconclusive", None, "mixed: 1 of 2")
@@ -367,7 +367,7 @@ def test_an_amendment_is_dated_shown_and_listed_on_the_scoreboard(findings_path)
     entry = findings.amendment("P1", "2026-12-01", "Spearman <= -0.7 over all layers",
                                "Spearman <= -0.7 over the hidden layers", "the input is not a hidden layer",
                                original_result="not reproduced: -0.62", parameters=PARAMETERS)
-    card = findings._AmendmentCard(entry)._repr_html_()
+    card = cards.AmendmentCard(entry)._repr_html_()
     assert 'class="nc-amendment"' in card and "Amendment to P1, 2026-12-01" in card
     assert "<em>Pre-registered criterion:</em> Spearman ≤ -0.7 over all layers" in card
     assert "<em>Its result:</em> not reproduced: -0.62" in card and "<em>Reason:</em> the input" in card
@@ -381,7 +381,7 @@ def test_an_amendment_is_dated_shown_and_listed_on_the_scoreboard(findings_path)
     listed = content["profiles"]["smoke"]["amendments"]["P1"]
     assert [item["date"] for item in listed] == ["2026-12-01", "2026-12-03"]
     assert listed[0]["original_result"] is None and listed[0]["provenance"]["notebook"] == "chapter_x"
-    assert "<em>Criterion amended:</em> 2026-12-01, 2026-12-03" in findings._Card(recorded, ["2026-12-01",
+    assert "<em>Criterion amended:</em> 2026-12-01, 2026-12-03" in cards.Card(recorded, ["2026-12-01",
                                                                                        "2026-12-03"])._repr_html_()
     board = scoreboard.scoreboard_markdown(findings.merge([content]), ["smoke"])
     assert "| reproduced; amended 2026-12-01, 2026-12-03 |" in board
@@ -417,8 +417,8 @@ def test_merge_keeps_amendments_and_reads_files_without_them():
 
 def test_one_value_formatter_for_captions_and_verdicts():
     assert provenance.format_value([0.123456789, 3, "relu"]) == "[0.123457,3,relu]"
-    assert findings._format_value([0.123456789, float("nan")]) == "[0.1235, nan]"
-    assert findings._format_value(None) == "—"
+    assert cards.format_value([0.123456789, float("nan")]) == "[0.1235, nan]"
+    assert cards.format_value(None) == "—"
 
 
 # --------------------------------------------------------------------------- provenance: git
@@ -498,11 +498,11 @@ def test_collect_keeps_its_keys_with_the_new_git_state(monkeypatch):
 
 
 def test_rendered_text_writes_math_as_tex_and_settings_dicts_as_text():
-    assert findings.tex_text("lambda_{K^2} >= 10 when alpha_hat > beta") == (
+    assert cards.tex_text("lambda_{K^2} >= 10 when alpha_hat > beta") == (
         r"$\lambda_{K^2}$ ≥ 10 when $\hat{\alpha}$ > $\beta$")
-    assert findings.tex_text("MLP {'depth': 3, 'width': 32} on digits") == "MLP (depth=3, width=32) on digits"
-    assert findings.tex_text("already $x^2$, Nanjing, alphabet") == "already $x^2$, Nanjing, alphabet"
-    card = findings._Card(_entry("K2", True, 0.5, tested="MLP {'depth': 3}", criterion="alpha > beta",
+    assert cards.tex_text("MLP {'depth': 3, 'width': 32} on digits") == "MLP (depth=3, width=32) on digits"
+    assert cards.tex_text("already $x^2$, Nanjing, alphabet") == "already $x^2$, Nanjing, alphabet"
+    card = cards.Card(_entry("K2", True, 0.5, tested="MLP {'depth': 3}", criterion="alpha > beta",
                                  provenance={"profile": "cpu", "notebook": "x", "seed": 0, "device": "cpu",
                                              "git_commit": None, "parameters": {"networks": {"mlp": {"depth": 3}}}}))
     page = card._repr_html_()

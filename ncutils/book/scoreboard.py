@@ -15,7 +15,8 @@ from typing import Any
 
 from ncutils import verdicts
 from ncutils.book import chapters, provenance
-from ncutils.book.findings import FINDINGS, NOT_RUN, PAPERS, Finding, _format_value, load, tex_html, tex_text
+from ncutils.book.cards import format_value, tex_html, tex_text
+from ncutils.book.findings import FINDINGS, NOT_RUN, PAPERS, Finding, load
 
 __all__ = ["BADGE_CLASSES", "HEADLINE_PROFILES", "finding_scale", "findings_markdown", "headline_profile", "placeholder",
            "scoreboard_markdown"]
@@ -62,7 +63,7 @@ def _verdict_text(entry: Mapping[str, Any], outdated: bool) -> str:
         # the reason says what the counts are, when there are any ("mixed: 1 of 2")
         text = f"{state}: {entry.get('reason') or 'no reason recorded'}"
     else:
-        text = f"{state} ({_format_value(entry['value'])})"
+        text = f"{state} ({format_value(entry['value'])})"
         if entry.get("runs"):
             text += f", {entry['runs']['passed']} of {entry['runs']['eligible']} runs"
     if outdated:
@@ -147,9 +148,9 @@ def _verdict_cell(entry: Mapping[str, Any] | None, finding_id: str, *, outdated:
         return _badge(placeholder(finding_id))
     parts = [_badge(entry["verdict"], note="outdated" if outdated else None)]
     if entry.get("value") is not None:
-        parts.append(f'<span class="nc-measured">{tex_html(_format_value(entry["value"]))}</span>')
+        parts.append(f'<span class="nc-measured">{tex_html(format_value(entry["value"]))}</span>')
     if (reason and entry.get("reason") and entry["verdict"] == verdicts.INCONCLUSIVE
-            and str(entry["reason"]) != _format_value(entry.get("value"))):  # not the same words twice
+            and str(entry["reason"]) != format_value(entry.get("value"))):  # not the same words twice
         parts.append(f'<span class="nc-reason">{tex_html(entry["reason"])}</span>')
     if entry.get("criterion"):
         parts.append(f'<span class="nc-criterion">criterion: {tex_html(entry["criterion"])}</span>')
@@ -200,7 +201,7 @@ def _bundle_cell(bundle: Any, entry: Mapping[str, Any] | None, finding_id: str) 
     if status.stale:
         parts = [f'<span class="nc-badge nc-stale">{escape(status.label)}</span>',
                  f'<span class="nc-measured">its verdict then: {escape(entry["verdict"])}'
-                 f'{"" if entry.get("value") is None else " (" + escape(_format_value(entry["value"])) + ")"}</span>',
+                 f'{"" if entry.get("value") is None else " (" + escape(format_value(entry["value"])) + ")"}</span>',
                  f'<span class="nc-reason">{escape(status.reason)}</span>']
     else:
         parts = [_verdict_cell(entry, finding_id)]
@@ -461,7 +462,7 @@ def scoreboard_markdown(
                 if section == "checks":  # a check's description is nowhere else on the page
                     cells.append(_cell(tex_text(entry["claim"])))
                 cells += [
-                    _cell(tex_text(_format_value(entry["value"]))),
+                    _cell(tex_text(format_value(entry["value"]))),
                     verdict,
                     _chapter_link(entry),
                     _cell(f"seed {origin.get('seed')}, {origin.get('device')}, {commit}"),

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ncutils._io import write_if_changed
-from ncutils.book import findings
+from ncutils.book import cards
 from ncutils.book.profiles import BookLayout, Job, read_notebook
 from ncutils.book.bundles.layout import PAGES, RESULTS
 from ncutils.book.bundles.merging import Bundle, load_bundles
@@ -23,7 +23,7 @@ def _verdict_words(entry: Mapping[str, Any]) -> str:
     return f"{entry['verdict']} {value}" if value else str(entry["verdict"])
 
 def _value_words(entry: Mapping[str, Any]) -> str:
-    return f"({findings._format_value(entry['value'])})" if entry.get("value") is not None else ""
+    return f"({cards.format_value(entry['value'])})" if entry.get("value") is not None else ""
 
 def _chapter_box(stem: str, bundles: Sequence[Bundle], depth_link: str = f"{PAGES}") -> str | None:
     """HTML for a chapter page: each bundle's verdicts of the chapter, with a link to its notebook."""

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ncutils.book import findings, provenance
+from ncutils.book import cards, findings, provenance
 from ncutils.book.bundles.layout import _STATES
 from ncutils.book.bundles.exporting import _FIGURE_IMAGE, _png
 
@@ -46,14 +46,15 @@ def _regenerated(html_text: str, records: Mapping[str, Any], glue_name: str | No
     try:
         if glue_name and glue_name.endswith("_box") and glue_name[:-4] in entries:
             identifier = glue_name[:-4]
-            return findings._VerdictBox(entries[identifier], amendments.get(identifier, []))._repr_html_()
+            return cards.VerdictBox(entries[identifier], amendments.get(identifier, []),
+                                    findings.FINDINGS[identifier].claim)._repr_html_()
         match = re.match(r'<div class="nc-verdict nc-\w+" data-id="([^"]+)"', html_text)
         if match and not glue_name:
             identifier = html.unescape(match.group(1))
             entry = entries.get(identifier) or records.get("checks", {}).get(identifier)
             if entry is not None:
                 dates = [item["date"] for item in amendments.get(identifier, [])]
-                return findings._Card(entry, dates)._repr_html_()
+                return cards.Card(entry, dates)._repr_html_()
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return None
