@@ -133,15 +133,17 @@ for profile, chapters in builds:
     command = [sys.executable, "-m", "ncutils.book", "build", "--profile", profile, "--tiny"]
     command += [argument for stem in chapters or () for argument in ("--chapter", stem)]
     started = time.perf_counter()
-    build = subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
-    while build.poll() is None:
-        if not alive(tests):
-            build.send_signal(signal.SIGTERM)
-            build.communicate()
-            sys.exit(1)
-        time.sleep(0.5)
-    text = build.stdout.read()
+    log = output + "." + profile + ".log"  # a file, not a pipe: a pipe nobody reads fills and blocks the build
+    with open(log, "w") as handle:
+        build = subprocess.Popen(command, cwd=root, env=environment, stdout=handle, stderr=subprocess.STDOUT)
+        while build.poll() is None:
+            if not alive(tests):
+                build.send_signal(signal.SIGTERM)
+                build.wait()
+                sys.exit(1)
+            time.sleep(0.5)
+    with open(log) as handle:
+        text = handle.read()
     results[profile] = {"returncode": build.returncode, "seconds": time.perf_counter() - started,
                         "output": text[-8000:]}
     if build.returncode:
