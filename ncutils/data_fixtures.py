@@ -137,8 +137,16 @@ def write_svhn_split(root: str | os.PathLike, split: str, images: np.ndarray, la
     from scipy.io import savemat
 
     Path(root).mkdir(parents=True, exist_ok=True)
-    savemat(str(Path(root) / f"{split}_32x32.mat"),
-            {"X": np.asarray(images, dtype=np.uint8), "y": np.asarray(labels).reshape(-1, 1)})
+    path = Path(root) / f"{split}_32x32.mat"
+    savemat(str(path), {"X": np.asarray(images, dtype=np.uint8), "y": np.asarray(labels).reshape(-1, 1)})
+    # The MAT 5 header opens with 116 bytes of free text, where scipy writes the time of day: a
+    # fixed text makes the same data the same bytes, whatever the second it was written in.
+    with open(path, "r+b") as handle:
+        handle.write(_MAT_HEADER_TEXT)
+
+
+#: The descriptive text of a MAT 5 file's header (116 bytes, space-padded), as the stand-ins write it.
+_MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, Platform: posix, written by ncutils.data_fixtures".ljust(116, b" ")
 
 
 def fake_images(count: int, shape: tuple[int, ...], classes: int, *, seed: int = 0,
